@@ -1,0 +1,54 @@
+# occ3d: two commands do everything on a fresh machine.
+#   make run   - set up if needed, then run the whole notebook series headlessly (course profile)
+#   make test  - set up if needed, then library tests + nbval on every notebook (smoke profile)
+# Other targets: setup, lab, check-notebooks, strip-notebooks, bench, lock, clean.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PROFILE ?= course
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.occ3d-setup-done
+SHELL  := /bin/bash
+
+.PHONY: setup run test test-lib test-notebooks lab check-notebooks strip-notebooks bench lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt tools/setup_env.sh
+	@PYTHON="$(PYTHON)" VENV="$(VENV)" bash tools/setup_env.sh
+	@touch $(STAMP)
+
+run: setup
+	@$(BIN)/python -m occ3d_lib.pipeline --profile $(PROFILE)
+
+test: setup
+	@$(MAKE) --no-print-directory test-lib
+	@$(MAKE) --no-print-directory test-notebooks
+
+test-lib: setup
+	$(BIN)/python -m pytest -q tests
+
+test-notebooks: setup
+	OCC3D_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks/
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+check-notebooks: setup
+	$(BIN)/python tools/notebook_outputs.py --check notebooks/*.ipynb
+
+strip-notebooks: setup
+	$(BIN)/python tools/notebook_outputs.py --strip notebooks/*.ipynb
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lock: setup
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(facenet-pytorch|occ3d)' > constraints.new \
+		&& (echo '# Exact versions `make setup` installs (pip -c constraints.txt). Regenerate with `make lock`.'; \
+		    echo '# facenet-pytorch==2.6.0 is installed afterwards with --no-deps (it pins torch<2.3 but runs on 2.14).'; \
+		    cat constraints.new) > constraints.txt && rm constraints.new
+
+clean:
+	rm -rf runs data/cache .pytest_cache

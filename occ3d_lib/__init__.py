@@ -1,0 +1,41 @@
+"""occ3d_lib: the tested library behind the occ3d notebook series.
+
+"Occlusion Resistant Network for 3D Face Reconstruction" (Tiwari et al.),
+taught, reproduced and extended. Notebooks explain and call this library;
+all real logic lives here. Each public name's docstring says which notebook
+section teaches it. Submodules are imported lazily so ``import occ3d_lib`` is
+cheap and a notebook pulls in only what it uses.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    # config / artifacts
+    "Profile": "config", "get_profile": "config", "profile_names": "config", "config_hash": "config",
+    "cache_dir": "artifacts",
+    # face model, coefficients, geometry, lighting
+    "FaceModel": "facemodel", "vertex_normals": "facemodel",
+    "Coeffs": "coeffs", "split_coeffs": "coeffs", "join_coeffs": "coeffs", "N_COEFFS": "coeffs",
+    "rotation_matrix": "geometry", "project": "geometry", "camera_intrinsics": "geometry",
+    "sh_basis": "lighting", "shade": "lighting",
+    # networks
+    "ReconNet": "models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'occ3d_lib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)

@@ -1,0 +1,58 @@
+"""Pose and perspective projection (paper Eq. 5; reference sec. 5).
+
+Taught in notebook 01, section 3. Angles are radians (x = pitch, y = yaw,
+z = roll); R = Rz Ry Rx; points are rotated then translated; the camera sits
+at (0, 0, 10) looking down -z, so camera depth is z' = 10 - z; a pinhole with
+focal 1015 px and centre 112 px at 224x224 (both scaled with the image size)
+gives u = f x / z' + c, v = f y / z' + c, and because y points up the image
+row is (H - 1) - v. Screen coordinates used everywhere in occ3d_lib are
+(x = column, y = row) with pixel (r, c) centred at (c, r).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+CAMERA_DISTANCE = 10.0
+FOCAL_224 = 1015.0
+CENTER_224 = 112.0
+ZNEAR, ZFAR = 5.0, 15.0
+
+
+def rotation_matrix(angles: Tensor) -> Tensor:
+    """R = Rz Ry Rx from Euler angles (x, y, z) in radians. (B, 3) -> (B, 3, 3)."""
+    if angles.ndim != 2 or angles.shape[1] != 3:
+        raise ValueError(f"angles must have shape (B, 3), got {tuple(angles.shape)}")
+    x, y, z = angles[:, 0], angles[:, 1], angles[:, 2]
+    one, zero = torch.ones_like(x), torch.zeros_like(x)
+    cx, sx, cy, sy, cz, sz = x.cos(), x.sin(), y.cos(), y.sin(), z.cos(), z.sin()
+    rx = torch.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], 1).view(-1, 3, 3)
+    ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], 1).view(-1, 3, 3)
+    rz = torch.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], 1).view(-1, 3, 3)
+    return rz @ ry @ rx
+
+
+def transform(verts: Tensor, rotation: Tensor, trans: Tensor) -> Tensor:
+    """Rigid pose: x' = R x + t. (B, N, 3), (B, 3, 3), (B, 3) -> (B, N, 3)."""
+    return verts @ rotation.transpose(1, 2) + trans.unsqueeze(1)
+
+
+def camera_intrinsics(image_size: int) -> tuple[float, float]:
+    """(focal, centre) in pixels for a square image: 1015 and 112 at 224, scaled linearly."""
+    if not isinstance(image_size, int) or image_size <= 0:
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    s = image_size / 224.0
+    return FOCAL_224 * s, CENTER_224 * s
+
+
+def project(points: Tensor, image_size: int) -> Tensor:
+    """Perspective projection of world points to screen (x = column, y = row, depth z').
+
+    (B, N, 3) -> (B, N, 3) with depth z' = 10 - z (camera at z = 10 looking down -z).
+    """
+    focal, centre = camera_intrinsics(image_size)
+    depth = CAMERA_DISTANCE - points[..., 2]
+    u = focal * points[..., 0] / depth + centre
+    v = focal * points[..., 1] / depth + centre
+    row = (image_size - 1) - v
+    return torch.stack([u, row, depth], dim=-1)
