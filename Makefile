@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.occ3d-setup-done
 SHELL  := /bin/bash
 
-.PHONY: setup run test test-lib test-notebooks lab check-notebooks strip-notebooks bench lock clean
+.PHONY: refresh-notebooks setup run test test-lib test-notebooks lab check-notebooks strip-notebooks bench lock clean
 
 setup: $(STAMP)
 
@@ -52,3 +52,8 @@ lock: setup
 
 clean:
 	rm -rf runs data/cache .pytest_cache
+
+# After changing a notebook: run it in the smoke profile and store only its NBVAL_CHECK_OUTPUT outputs.
+refresh-notebooks: setup
+	$(BIN)/python -m occ3d_lib.pipeline --profile smoke
+	$(BIN)/python tools/notebook_outputs.py --refresh-checked runs/smoke notebooks/*.ipynb

@@ -31,6 +31,12 @@ _EXPORTS = {
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    if not name.startswith("_"):
+        try:  # submodules: occ3d_lib.render, occ3d_lib.metrics, ...
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
     raise AttributeError(f"module 'occ3d_lib' has no attribute {name!r}")
 
 

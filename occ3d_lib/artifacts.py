@@ -80,3 +80,14 @@ def torch_save(obj: Any, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+RUN_DIR_ENV = "OCC3D_RUN_DIR"
+
+
+def run_dir(profile: str, override: str | Path | None = None) -> Path:
+    """Where a notebook writes this run's outputs: ``override``, else ``$OCC3D_RUN_DIR``
+    (set by the pipeline), else ``<repo>/runs/<profile>``. Created if missing."""
+    d = Path(override or os.environ.get(RUN_DIR_ENV) or REPO_ROOT / "runs" / profile)
+    d.mkdir(parents=True, exist_ok=True)
+    return d

@@ -182,3 +182,12 @@ def get_profile(name: str | None = None, **overrides: Any) -> Profile:
         raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
     p = PROFILES[name]
     return p.replace(**overrides) if overrides else p
+
+
+def profiles_table(fields: tuple[str, ...] = ("image_size", "mesh", "backbone", "n_train_identities",
+                                              "teacher_steps", "sopi_steps", "mopi_steps", "eval_samples")) -> str:
+    """A markdown table comparing the profiles on the named fields (notebook 00, section 4)."""
+    head = "| field | " + " | ".join(PROFILES) + " |"
+    sep = "|---|" + "---|" * len(PROFILES)
+    rows = [f"| {f} | " + " | ".join(str(getattr(p, f)) for p in PROFILES.values()) + " |" for f in fields]
+    return "\n".join([head, sep, *rows])

@@ -1,0 +1,261 @@
+"""Run the notebook series headlessly with papermill (the ``make run`` command).
+
+Taught in notebook 00, section "Running the whole series". Usage::
+
+    python -m occ3d_lib.pipeline --profile course            # all notebooks, in order
+    python -m occ3d_lib.pipeline --profile smoke --only 03   # one notebook
+    python -m occ3d_lib.pipeline --profile course --from 02  # 02, 03, ...
+    python -m occ3d_lib.pipeline --profile course -p seed=1  # override a parameter
+
+Executed notebooks land in ``runs/<profile>/`` together with ``summary.json``
+(status, seconds and output path per notebook). Every ``-p key=value`` must be
+a parameter declared in the ``parameters`` cell of at least one selected
+notebook (papermill itself only warns): anything else is an error listing the
+valid names, exit code 2. On a failing cell the run stops, prints the notebook
+and the cell, keeps the executed copy as ``<name>.failed.ipynb`` and exits 1.
+A notebook is written under a temporary name and renamed only when it
+finished, so ``runs/`` never holds a half-executed notebook under its real name.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .artifacts import REPO_ROOT, write_json
+from .config import PROFILE_ENV, profile_names
+
+NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class PipelineUsageError(ValueError):
+    """A bad notebook name, profile or parameter (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class NotebookInfo:
+    """One notebook of the series: its number, path and declared parameters."""
+
+    number: str
+    path: Path
+    parameters: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def discover_notebooks(notebooks_dir: str | Path) -> list[Path]:
+    """The series' notebooks (``NN_name.ipynb``) in order."""
+    d = Path(notebooks_dir)
+    if not d.is_dir():
+        raise PipelineUsageError(f"notebook folder not found: {d}")
+    return sorted(p for p in d.iterdir() if NOTEBOOK_RE.match(p.name))
+
+
+def notebook_parameters(path: str | Path) -> dict[str, Any]:
+    """Names and default source text of the ``parameters`` cell of a notebook.
+
+    Raises ``PipelineUsageError`` when the notebook has no cell tagged ``parameters``.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise PipelineUsageError(f"{Path(path).name} has no cell tagged 'parameters'")
+    params: dict[str, Any] = {}
+    tree = ast.parse(cells[0].source)
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for t in targets:
+            if isinstance(t, ast.Name):
+                params[t.id] = ast.get_source_segment(cells[0].source, node.value) if getattr(node, "value", None) else None
+    return params
+
+
+def select_notebooks(paths: Sequence[Path], only: Sequence[str] | None = None, start: str | None = None) -> list[Path]:
+    """Pick notebooks by number or name (``03``, ``3``, ``03_teacher...``); unknown ones are an error."""
+    def key(p: Path) -> str:
+        return p.name[:2]
+
+    def find(token: str) -> Path:
+        t = token.strip()
+        for p in paths:
+            if t in (p.stem, p.name) or (t.isdigit() and int(t) == int(key(p))):
+                return p
+        valid = ", ".join(p.stem for p in paths)
+        raise PipelineUsageError(f"no notebook {token!r}; the series has: {valid}")
+
+    chosen = list(paths)
+    if start is not None:
+        first = find(start)
+        chosen = [p for p in chosen if key(p) >= key(first)]
+    if only:
+        wanted = {find(t) for t in only}
+        chosen = [p for p in chosen if p in wanted]
+    return chosen
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` strings to a dict; values are Python literals when they parse, else strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise PipelineUsageError(f"parameter {item!r} must look like key=value")
+        k, v = item.split("=", 1)
+        k = k.strip()
+        if not k.isidentifier():
+            raise PipelineUsageError(f"parameter name {k!r} is not a valid identifier")
+        try:
+            out[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            out[k] = v
+    return out
+
+
+def plan(notebooks_dir: str | Path, profile: str, only: Sequence[str] | None = None,
+         start: str | None = None, overrides: dict[str, Any] | None = None) -> list[tuple[NotebookInfo, dict[str, Any]]]:
+    """Validate everything before running anything: returns (notebook, parameters to inject) pairs."""
+    if profile not in profile_names():
+        raise PipelineUsageError(f"unknown profile {profile!r}; valid profiles: {', '.join(profile_names())}")
+    paths = select_notebooks(discover_notebooks(notebooks_dir), only, start)
+    if not paths:
+        raise PipelineUsageError(f"no notebooks selected in {notebooks_dir}")
+    infos = [NotebookInfo(p.name[:2], p, notebook_parameters(p)) for p in paths]
+    overrides = dict(overrides or {})
+    declared = set().union(*(i.parameters for i in infos))
+    unknown = sorted(set(overrides) - declared)
+    if unknown:
+        raise PipelineUsageError(
+            f"unknown parameter(s) {unknown} for the selected notebooks; valid: {', '.join(sorted(declared))}")
+    out = []
+    for info in infos:
+        params = {k: v for k, v in overrides.items() if k in info.parameters}
+        if "profile" in info.parameters:
+            params["profile"] = profile
+        out.append((info, params))
+    return out
+
+
+def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
+    """(cell index, first source line) of the first cell whose output is an error."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(nb_path), as_version=4)
+    except Exception:  # pragma: no cover - unreadable partial output
+        return None, ""
+    for i, c in enumerate(nb.cells):
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            if o.get("output_type") == "error":
+                first = next((ln for ln in c.source.splitlines() if ln.strip()), "")
+                return i, first
+    return None, ""
+
+
+def run(profile: str, only: Sequence[str] | None = None, start: str | None = None,
+        overrides: dict[str, Any] | None = None, notebooks_dir: str | Path | None = None,
+        runs_dir: str | Path | None = None, kernel_name: str = "python3", log=print) -> int:
+    """Execute the selected notebooks in order; returns the exit code (0 ok, 1 failed, 2 usage)."""
+    import papermill as pm
+
+    notebooks_dir = Path(notebooks_dir or REPO_ROOT / "notebooks")
+    out_dir = Path(runs_dir or REPO_ROOT / "runs") / profile
+    try:
+        steps = plan(notebooks_dir, profile, only, start, overrides)
+    except PipelineUsageError as e:
+        log(f"occ3d pipeline: error: {e}")
+        return EXIT_USAGE
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = out_dir / "summary.json"
+    summary: dict[str, Any] = {}
+    if summary_path.exists():
+        try:
+            summary = json.loads(summary_path.read_text()).get("notebooks", {})
+        except (ValueError, AttributeError):
+            summary = {}
+    os.environ[PROFILE_ENV] = profile
+    os.environ["OCC3D_RUN_DIR"] = str(out_dir)
+    total = len(steps)
+    t_all = time.time()
+    for k, (info, params) in enumerate(steps, 1):
+        final = out_dir / info.path.name
+        partial = out_dir / f".{info.path.stem}.partial.ipynb"
+        failed = out_dir / f"{info.path.stem}.failed.ipynb"
+        for stale in (partial, failed):
+            stale.unlink(missing_ok=True)
+        shown = ", ".join(f"{a}={b!r}" for a, b in params.items())
+        log(f"[{k}/{total}] {info.name}  ({shown})")
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(info.path), str(partial), parameters=params, kernel_name=kernel_name,
+                                cwd=str(info.path.parent), progress_bar=sys.stderr.isatty(),
+                                log_output=False, request_save_on_cell_execute=False)
+        except Exception as e:  # papermill raises PapermillExecutionError for a failing cell
+            secs = time.time() - t0
+            if partial.exists():
+                os.replace(partial, failed)
+            cell = getattr(e, "cell_index", None)
+            src = ""
+            if cell is None and failed.exists():
+                cell, src = _failed_cell(failed)
+            elif failed.exists():
+                _, src = _failed_cell(failed)
+            ename = getattr(e, "ename", type(e).__name__)
+            evalue = getattr(e, "evalue", str(e).strip().splitlines()[-1] if str(e).strip() else "")
+            log(f"occ3d pipeline: FAILED in notebook {info.name}, cell {cell} ({src.strip()[:80]!r}): {ename}: {evalue}")
+            log(f"occ3d pipeline: the executed notebook with the error is {failed}")
+            summary[info.name] = {"status": "failed", "seconds": round(secs, 1), "output": str(failed),
+                                  "cell": cell, "error": f"{ename}: {evalue}"}
+            write_json(summary_path, {"profile": profile, "notebooks": summary})
+            return EXIT_FAILED
+        secs = time.time() - t0
+        os.replace(partial, final)
+        summary[info.name] = {"status": "ok", "seconds": round(secs, 1), "output": str(final)}
+        write_json(summary_path, {"profile": profile, "notebooks": summary})
+        log(f"[{k}/{total}] {info.name}  done in {secs:.0f} s -> {final}")
+    log(f"occ3d pipeline: {total} notebook(s) ok in {time.time() - t_all:.0f} s; summary in {summary_path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    ap = argparse.ArgumentParser(prog="python -m occ3d_lib.pipeline", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default=os.environ.get(PROFILE_ENV, "course"),
+                    help=f"one of {', '.join(profile_names())} (default: $OCC3D_PROFILE or course)")
+    ap.add_argument("--only", action="append", metavar="NN", help="run only this notebook (repeatable)")
+    ap.add_argument("--from", dest="start", metavar="NN", help="start at this notebook")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a notebook parameter (must exist in a parameters cell)")
+    ap.add_argument("--notebooks-dir", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--runs-dir", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--list", action="store_true", help="list the notebooks and their parameters, then exit")
+    args = ap.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.param)
+    except PipelineUsageError as e:
+        print(f"occ3d pipeline: error: {e}")
+        return EXIT_USAGE
+    if args.list:
+        try:
+            for p in discover_notebooks(args.notebooks_dir or REPO_ROOT / "notebooks"):
+                print(f"{p.stem}: {', '.join(notebook_parameters(p))}")
+        except PipelineUsageError as e:
+            print(f"occ3d pipeline: error: {e}")
+            return EXIT_USAGE
+        return 0
+    return run(args.profile, args.only, args.start, overrides, args.notebooks_dir, args.runs_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""environment.yml (conda users) must describe the same environment as pyproject.toml (pip)."""
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def pyproject_packages() -> set[str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(data["dependencies"])
+    for extra in data["optional-dependencies"].values():
+        reqs += extra
+    return {_name(r) for r in reqs}
+
+
+def environment_packages() -> set[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    return {_name(r) for r in pip if not r.startswith("-")}
+
+
+def test_environment_yml_lists_the_same_packages_as_pyproject():
+    assert environment_packages() == pyproject_packages()
+
+
+def test_environment_yml_python_matches_requires_python():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    py = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    major, minor = map(int, py.split("=")[1].split(".")[:2])
+    req = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert req == ">=3.10" and (major, minor) >= (3, 10)
+
+
+def test_every_direct_dependency_is_pinned_in_constraints():
+    pins = {_name(line) for line in (ROOT / "constraints.txt").read_text().splitlines()
+            if line and not line.startswith("#")}
+    missing = pyproject_packages() - pins
+    assert not missing, f"add exact pins for {missing} to constraints.txt (make lock)"
+
+
+def test_facenet_is_installed_without_deps_by_setup():
+    script = (ROOT / "tools" / "setup_env.sh").read_text()
+    assert "--no-deps" in script and "facenet-pytorch==2.6.0" in script
