@@ -29,7 +29,7 @@ test-lib: setup
 	$(BIN)/python -m pytest -q tests
 
 test-notebooks: setup
-	OCC3D_PROFILE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 \
+	OCC3D_PROFILE=smoke OCC3D_PROGRESS=0 MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks/
 
 lab: setup

@@ -186,6 +186,7 @@ def run(profile: str, only: Sequence[str] | None = None, start: str | None = Non
             summary = {}
     os.environ[PROFILE_ENV] = profile
     os.environ["OCC3D_RUN_DIR"] = str(out_dir)
+    os.environ.setdefault("OCC3D_PROGRESS", "0")  # executed notebooks stay free of progress-bar noise
     total = len(steps)
     t_all = time.time()
     for k, (info, params) in enumerate(steps, 1):

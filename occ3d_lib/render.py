@@ -1,0 +1,107 @@
+"""Coefficients -> image: the full differentiable face renderer (paper Eqs. 3-5).
+
+Taught in notebook 01, section 5 ("The whole renderer"). :class:`FaceRenderer`
+holds a face model and an image size (its state); :func:`render_coeffs`-style
+work is done in :meth:`FaceRenderer.render`: Eq. 3 builds shape and albedo,
+normals come from point_buf, Eq. 5 poses and projects, Eq. 4 shades the
+vertices, and the rasteriser (:mod:`occ3d_lib.raster`) turns the mesh into
+pixels which are composited over a background.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from . import geometry, lighting
+from .coeffs import split_coeffs, validate_coeffs
+from .facemodel import FaceModel
+from .raster import interpolate, rasterize
+
+
+@dataclass
+class RenderOutput:
+    """Everything one render produces (B images of size S).
+
+    image (B, 3, S, S) in [0, 1] composited over the background; face (B, 3, S, S) the face
+    colours alone (0 outside the mask); mask (B, 1, S, S) float coverage; landmarks (B, 68, 2)
+    pixel coordinates (x = column, y = row); vertices (B, N, 3) posed world coordinates;
+    shape (B, N, 3) before pose (identity + expression, for dense 3D error); albedo (B, N, 3)
+    in [0, 1]; colors (B, N, 3) shaded vertex colours; screen (B, N, 3) projected vertices
+    (x, y, depth).
+    """
+
+    image: Tensor
+    face: Tensor
+    mask: Tensor
+    landmarks: Tensor
+    vertices: Tensor
+    shape: Tensor
+    albedo: Tensor
+    colors: Tensor
+    screen: Tensor
+
+
+class FaceRenderer:
+    """A face model plus an image size: ``renderer(coeffs, background)`` -> :class:`RenderOutput`."""
+
+    def __init__(self, model: FaceModel, image_size: int, cull_backfaces: bool = False) -> None:
+        if not isinstance(image_size, int) or image_size <= 0:
+            raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+        self.model = model
+        self.image_size = image_size
+        self.cull_backfaces = cull_backfaces
+
+    def to(self, device: str | torch.device) -> "FaceRenderer":
+        """A renderer whose model lives on ``device``."""
+        return FaceRenderer(self.model.to(device), self.image_size, self.cull_backfaces)
+
+    def geometry(self, coeffs: Tensor) -> dict[str, Tensor]:
+        """Eqs. 3-5 without rasterising: shape, posed vertices, colours, screen coords, landmarks."""
+        validate_coeffs(coeffs)
+        c = split_coeffs(coeffs.to(self.model.dtype))
+        shape = self.model.shape(c.id, c.exp)
+        albedo = self.model.albedo(c.tex)
+        normals = self.model.normals(shape)
+        rot = geometry.rotation_matrix(c.angle)
+        verts = geometry.transform(shape, rot, c.trans)
+        colors = lighting.shade(albedo, normals @ rot.transpose(1, 2), c.gamma)
+        screen = geometry.project(verts, self.image_size)
+        landmarks = screen[:, self.model.keypoints, :2]
+        return {"shape": shape, "albedo": albedo, "vertices": verts, "colors": colors,
+                "screen": screen, "landmarks": landmarks}
+
+    def landmarks(self, coeffs: Tensor) -> Tensor:
+        """Projected 68 landmarks only (cheap: no rasterisation). (B, 257) -> (B, 68, 2)."""
+        validate_coeffs(coeffs)
+        c = split_coeffs(coeffs.to(self.model.dtype))
+        m = self.model
+        rows = (3 * m.keypoints.unsqueeze(1) + torch.arange(3, device=m.device)).reshape(-1)  # (204,)
+        offs = c.id @ m.id_base[rows].T + c.exp @ m.exp_base[rows].T  # (B, 204)
+        lm3d = m.mean_shape[m.keypoints].unsqueeze(0) + offs.view(-1, 68, 3)
+        verts = geometry.transform(lm3d, geometry.rotation_matrix(c.angle), c.trans)
+        return geometry.project(verts, self.image_size)[..., :2]
+
+    def __call__(self, coeffs: Tensor, background: Tensor | None = None) -> RenderOutput:
+        """Render (B, 257) coefficients over ``background`` (B, 3, S, S) in [0, 1] (black if None)."""
+        g = self.geometry(coeffs)
+        s = self.image_size
+        frags = rasterize(g["screen"], self.model.tri, s, cull_backfaces=self.cull_backfaces)
+        face = interpolate(g["colors"], self.model.tri, frags).permute(0, 3, 1, 2)  # (B, 3, S, S)
+        mask = frags.mask.unsqueeze(1).to(face.dtype)
+        if background is None:
+            background = torch.zeros_like(face)
+        elif background.shape != face.shape:
+            raise ValueError(f"background must have shape {tuple(face.shape)}, got {tuple(background.shape)}")
+        image = face.clamp(0, 1) * mask + background.to(face.dtype) * (1 - mask)
+        return RenderOutput(image=image, face=face, mask=mask, landmarks=g["landmarks"], vertices=g["vertices"],
+                            shape=g["shape"], albedo=g["albedo"], colors=g["colors"], screen=g["screen"])
+
+
+def mean_face_coeffs(batch_size: int = 1, angle: Tensor | None = None, trans: Tensor | None = None,
+                     gamma: Tensor | None = None) -> Tensor:
+    """(B, 257) coefficients of the mean face (zeros) with optional pose and light."""
+    from .coeffs import join_coeffs
+
+    return join_coeffs(angle=angle, trans=trans, gamma=gamma, batch_size=batch_size)

@@ -1,0 +1,81 @@
+"""FaceModel dataclass: Eq. 3 arithmetic, normals via point_buf, validation, save/load."""
+import numpy as np
+import pytest
+import torch
+
+from occ3d_lib.facemodel import FaceModel, build_point_buf, face_normals, vertex_normals
+
+
+def tiny_model(n_id=2, n_exp=1, n_tex=2):
+    # a unit square in the z = 0 plane split into two triangles, wound so normals point to +z
+    verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]])
+    tri = torch.tensor([[0, 2, 1], [0, 3, 2]])
+    n = verts.shape[0]
+    g = torch.Generator().manual_seed(0)
+    kp = torch.tensor([i % n for i in range(68)])
+    return FaceModel(mean_shape=verts, id_base=torch.randn(3 * n, n_id, generator=g),
+                     exp_base=torch.randn(3 * n, n_exp, generator=g), mean_tex=torch.full((n, 3), 128.0),
+                     tex_base=torch.randn(3 * n, n_tex, generator=g), tri=tri,
+                     point_buf=build_point_buf(tri, n), keypoints=kp, skin_mask=torch.ones(n),
+                     info={"name": "tiny"})
+
+
+def test_shape_is_mean_plus_bases():
+    m = tiny_model()
+    idc, exc = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5]])
+    s = m.shape(idc, exc)
+    expect = m.mean_shape.reshape(-1) + m.id_base @ idc[0] + m.exp_base @ exc[0]
+    assert torch.allclose(s[0].reshape(-1), expect)
+    a = m.albedo(torch.tensor([[0.3, 0.1]]))
+    assert torch.allclose(a[0].reshape(-1), (m.mean_tex.reshape(-1) + m.tex_base @ torch.tensor([0.3, 0.1])) / 255)
+
+
+def test_point_buf_lists_adjacent_triangles_padded_with_F():
+    tri = torch.tensor([[0, 2, 1], [0, 3, 2]])
+    buf = build_point_buf(tri, 4, width=3)
+    assert buf.tolist() == [[0, 1, 2], [0, 2, 2], [0, 1, 2], [1, 2, 2]]
+
+
+def test_normals_follow_the_reference_formula():
+    m = tiny_model()
+    v = m.mean_shape.unsqueeze(0)
+    fn = face_normals(v, m.tri)
+    # (v1 - v2) x (v2 - v3) for triangle (0, 2, 1): ((0,0,0)-(1,1,0)) x ((1,1,0)-(1,0,0)) = (0, 0, -1)?  check sign by hand
+    v1, v2, v3 = v[0, 0], v[0, 2], v[0, 1]
+    hand = torch.linalg.cross(v1 - v2, v2 - v3)
+    assert torch.allclose(fn[0, 0], hand / hand.norm())
+    vn = vertex_normals(v, m.tri, m.point_buf)
+    assert torch.allclose(vn, fn[0, 0].expand(1, 4, 3))  # flat square: all normals equal
+
+
+def test_validation_names_the_field():
+    m = tiny_model()
+    with pytest.raises(ValueError, match="mean_tex must have shape"):
+        m.replace(mean_tex=torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="tri must be int64"):
+        m.replace(tri=m.tri.float())
+    with pytest.raises(ValueError, match="tri indices"):
+        m.replace(tri=torch.tensor([[0, 1, 9]]), point_buf=torch.zeros(4, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"identity coefficients must have shape \(B, 2\)"):
+        m.shape(torch.zeros(1, 3), torch.zeros(1, 1))
+
+
+def test_save_load_roundtrip_and_missing_field(tmp_path):
+    m = tiny_model()
+    p = m.save(tmp_path / "m.npz")
+    m2 = FaceModel.load(p)
+    for k in ("mean_shape", "id_base", "tri", "point_buf", "keypoints", "skin_mask"):
+        assert torch.equal(getattr(m, k), getattr(m2, k))
+    assert m2.info["name"] == "tiny"
+    arrays = dict(np.load(p))
+    del arrays["skin_mask"]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=r"missing field\(s\) \['skin_mask'\]"):
+        FaceModel.load(tmp_path / "bad.npz")
+    with pytest.raises(FileNotFoundError):
+        FaceModel.load(tmp_path / "nope.npz")
+
+
+def test_to_dtype_keeps_indices():
+    m = tiny_model().to(dtype=torch.float64)
+    assert m.mean_shape.dtype == torch.float64 and m.tri.dtype == torch.long

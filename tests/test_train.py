@@ -1,0 +1,108 @@
+"""The shared training loop: seeded, resumable with identical results, NaN guard, history on disk."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from occ3d_lib.train import TrainConfig, Trainer, TrainingDiverged, load_history
+
+W_TRUE = torch.tensor([[1.0, -2.0, 0.5]])
+
+
+def make(tmp_path, steps=20, seed=0, **kw):
+    torch.manual_seed(123)  # model init only; batches come from the trainer's generator
+    model = nn.Linear(3, 1)
+
+    def batch_fn(step, g):
+        x = torch.randn(8, 3, generator=g)
+        return {"x": x, "y": x @ W_TRUE.T}
+
+    def step_fn(m, b):
+        err = m(b["x"]) - b["y"]
+        return {"loss": (err ** 2).mean(), "mae": err.abs().mean()}
+
+    cfg = TrainConfig(steps=steps, lr=0.05, checkpoint_every=5, log_every=2, seed=seed, **kw)
+    return Trainer(model, step_fn, batch_fn, cfg, tmp_path)
+
+
+class Kill(Exception):
+    pass
+
+
+def test_training_reduces_loss_and_logs(tmp_path):
+    t = make(tmp_path, steps=60)
+    hist = t.fit(progress=False)
+    assert hist[-1]["loss"] < 0.1 * hist[0]["loss"]
+    assert [h["step"] for h in hist][:3] == [2, 4, 6]
+    assert load_history(tmp_path) == hist
+    assert (tmp_path / "final.pt").exists()
+
+
+def test_resume_after_kill_gives_identical_weights(tmp_path):
+    ref = make(tmp_path / "ref")
+    ref.fit(progress=False)
+
+    run = make(tmp_path / "run")
+
+    def killer(tr, rec):
+        if tr.step == 12:  # after the checkpoint at step 10, before the one at 15
+            raise Kill()
+
+    with pytest.raises(Kill):
+        run.fit(progress=False, callback=killer)
+    assert not (tmp_path / "run" / "final.pt").exists()
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert saved["step"] == 10
+
+    resumed = make(tmp_path / "run")  # a fresh process would build everything again
+    resumed.fit(progress=False)
+    for a, b in zip(ref.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in ref.history]
+
+
+def test_finished_run_is_reused_not_retrained(tmp_path):
+    make(tmp_path).fit(progress=False)
+    again = make(tmp_path)
+    calls = []
+    again.batch_fn = lambda s, g: calls.append(s)
+    again.fit(progress=False)
+    assert calls == [] and again.step == 20
+
+
+def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
+    make(tmp_path, steps=10).fit(progress=False)
+    other = make(tmp_path, steps=10, seed=1)
+    assert not other.try_resume()
+    other.fit(progress=False)
+    assert json.loads((tmp_path / "history.json").read_text())["key"] == other.cfg.hash()
+
+
+def test_different_seeds_differ(tmp_path):
+    a, b = make(tmp_path / "a", seed=0), make(tmp_path / "b", seed=1)
+    a.fit(progress=False)
+    b.fit(progress=False)
+    assert not torch.equal(a.model.weight, b.model.weight)
+
+
+def test_nan_guard_names_step_and_term(tmp_path):
+    t = make(tmp_path)
+    inner = t.step_fn
+
+    def bad(m, b):
+        terms = dict(inner(m, b))
+        if t.step == 3:
+            terms["mae"] = torch.tensor(float("nan"))
+        return terms
+
+    t.step_fn = bad
+    with pytest.raises(TrainingDiverged, match="step 3: loss term 'mae'"):
+        t.fit(progress=False)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        TrainConfig(steps=0, lr=1e-3)
+    with pytest.raises(ValueError):
+        TrainConfig(steps=5, lr=3.0)
