@@ -1,0 +1,330 @@
+"""The teacher (RNet, Eq. 2) and the SOPI trainee (Eq. 1, Eq. 6): build, train, cache, load.
+
+Taught in notebook 03. Both are :class:`occ3d_lib.models.ReconNet` (257 outputs, input RGB/255).
+
+Teacher
+    Trained here only on *unoccluded* synthetic faces with RNet's own weakly supervised losses
+    through the differentiable renderer (:func:`occ3d_lib.losses.teacher_losses`: photometric
+    with the face mask, 68-landmark loss with its weights, coefficient / gamma / reflectance
+    regularisers; reference sec. 7). Synthetic data has ground-truth coefficients, so a
+    *coefficient-supervision* term (weighted squared error per coefficient group,
+    :data:`COEFF_SUPERVISION_WEIGHTS`) is added with weight ``TeacherSettings.coeff_weight``:
+    weak supervision alone needs far more steps than a 2-core CPU affords to separate identity
+    from expression and albedo from light; the supervised term makes the short course run
+    converge (notebook 03, section 2 shows the trade-off). With ``teacher=<path to epoch_20.pth>``
+    the real Deep3DFaceRecon network is loaded instead (:mod:`occ3d_lib.checkpoints`).
+    Afterwards the teacher is frozen (Eq. 2: ``requires_grad_(False)``, eval mode).
+
+SOPI (Single Occlusion Per Identity)
+    The trainee sees each training image occluded partially, fully or not at all at random
+    (:class:`occ3d_lib.occlusion.TrainingOccluder`) and regresses the frozen teacher's output on
+    the *clean* version of the same image with the SE loss of Eq. 6 (L1 as the Fig. 6 ablation).
+    The teacher's clean outputs are computed once for the whole training split and cached
+    (they are Eq. 1's labels). The paper does not say how the trainee is initialised; on a CPU
+    budget we start it from the teacher's weights (``SopiSettings.init = "teacher"``), so it
+    begins by reproducing the teacher on clean faces and only has to learn to ignore occluders.
+    ``init = "scratch"`` (or ImageNet in the paper profile) is the alternative.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from .config import Profile
+from .models import ReconNet
+from .train import TrainConfig, Trainer, load_history
+
+#: Weights of the coefficient-supervision term per group. Coefficients of id/exp/tex are in prior
+#: standard deviations; angles in radians (0.1 rad error costs 1.0 x 100 / 100 ...); translations in
+#: model units (1 unit = 100 mm).
+COEFF_SUPERVISION_WEIGHTS: Mapping[str, float] = {
+    "id": 1.0, "exp": 1.0, "tex": 0.5, "angle": 100.0, "gamma": 2.0, "trans": 20.0,
+}
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    """How the teacher is trained (notebook 03, section 2)."""
+
+    coeff_weight: float = 1.0  # weight of the coefficient-supervision term (0 = RNet's losses only)
+    coeff_group_weights: Mapping[str, float] = field(default_factory=lambda: dict(COEFF_SUPERVISION_WEIGHTS))
+
+
+@dataclass(frozen=True)
+class SopiSettings:
+    """How the SOPI trainee is trained (notebook 03, section 5)."""
+
+    loss: str = "se"  # "se" (Eq. 6) or "l1" (Fig. 6 ablation)
+    init: str = "teacher"  # "teacher" or "scratch"
+    mix: Mapping[str, float] = field(default_factory=lambda: {"none": 0.2, "partial": 0.6, "full": 0.2})
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("se", "l1"):
+            raise ValueError(f"SopiSettings.loss must be 'se' or 'l1', got {self.loss!r}")
+        if self.init not in ("teacher", "scratch"):
+            raise ValueError(f"SopiSettings.init must be 'teacher' or 'scratch', got {self.init!r}")
+
+
+def build_reconnet(profile: Profile) -> ReconNet:
+    """A fresh ReconNet with the profile's backbone (ImageNet init only where the profile asks)."""
+    return ReconNet(profile.backbone, imagenet_init=profile.imagenet_init)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Eq. 2: the teacher's weights are fixed (no gradients, eval mode). Returns the model."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@torch.no_grad()
+def predict_coeffs(model: nn.Module | Callable[[Tensor], Tensor], images: Tensor, batch_size: int = 64,
+                   device: str = "cpu") -> Tensor:
+    """Run a reconstruction model over many images without gradients. (M, 3, S, S) -> (M, 257).
+
+    Uses ``model.predict`` when the model has one (MultiOcclusionNet's single-image rule).
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape (M, 3, S, S), got {tuple(images.shape)}")
+    fn = getattr(model, "predict", model)
+    was_training = getattr(model, "training", False)
+    if isinstance(model, nn.Module):
+        model.eval()
+    outs = [fn(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, images.shape[0], batch_size)]
+    if isinstance(model, nn.Module) and was_training:
+        model.train()
+    return torch.cat(outs) if outs else torch.zeros(0, 257)
+
+
+def random_batches(split: Any, batch_size: int) -> Callable[[int, torch.Generator], dict[str, Tensor]]:
+    """``batch_fn`` for :class:`Trainer`: a random batch (with the sample indices) from a split."""
+    n = len(split)
+
+    def batch_fn(step: int, g: torch.Generator) -> dict[str, Tensor]:
+        idx = torch.randint(0, n, (batch_size,), generator=g)
+        b = split.batch(idx.numpy())
+        b["index"] = idx
+        return b
+
+    return batch_fn
+
+
+# ------------------------------------------------------------------------------------------ teacher
+def teacher_step_fn(renderer: Any, settings: TeacherSettings) -> Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]:
+    """One teacher step: RNet losses through the renderer (+ coefficient supervision). Notebook 03 sec. 2."""
+    from . import losses
+
+    skin = renderer.model.skin_mask
+
+    def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        images = batch["image"]
+        pred = model(images)
+        out = renderer(pred, background=images)
+        terms = dict(losses.teacher_losses(out, images, batch["landmarks"], pred, skin, gt_coeffs=batch["coeffs"],
+                                           coeff_weight=settings.coeff_weight,
+                                           coeff_group_weights=settings.coeff_group_weights))
+        total = terms.pop("total")
+        terms["loss"] = total
+        return terms
+
+    return step
+
+
+def teacher_config(ctx: Any, settings: TeacherSettings = TeacherSettings()) -> TrainConfig:
+    """The TrainConfig of the teacher run (its hash names the checkpoint folder)."""
+    p = ctx.profile
+    key = {"stage": "teacher", "settings": asdict(settings), "backbone": p.backbone, "imagenet": p.imagenet_init,
+           "batch": p.teacher_batch_size, "data": ctx.dataset.meta.get("key"), "face_model": ctx.face_model_spec}
+    return TrainConfig(steps=p.teacher_steps, lr=p.teacher_lr, checkpoint_every=p.checkpoint_every,
+                       log_every=p.log_every, seed=p.seed, device=ctx.device, key=key)
+
+
+def train_teacher(ctx: Any, settings: TeacherSettings = TeacherSettings(), progress: bool | None = None,
+                  callback: Callable | None = None) -> ReconNet:
+    """Train (or load the cached) teacher on clean synthetic faces; returns it frozen. Notebook 03 sec. 2."""
+    cfg = teacher_config(ctx, settings)
+    out_dir = ctx.stage_dir("teacher", {"hash": cfg.hash()})
+    model = build_reconnet(ctx.profile)
+    renderer = ctx.renderer.to(ctx.device)
+    trainer = Trainer(model, teacher_step_fn(renderer, settings),
+                      random_batches(ctx.dataset.train, ctx.profile.teacher_batch_size), cfg, out_dir)
+    trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback, desc="teacher")
+    model.history = trainer.history  # type: ignore[attr-defined]
+    model.out_dir = out_dir  # type: ignore[attr-defined]
+    return freeze(model)
+
+
+def get_teacher(ctx: Any, settings: TeacherSettings = TeacherSettings(), **kw: Any) -> ReconNet:
+    """The frozen teacher of this context: a real Deep3DFaceRecon checkpoint or one trained here."""
+    if ctx.teacher_spec != "train":
+        from .checkpoints import load_deep3d_checkpoint
+
+        return freeze(load_deep3d_checkpoint(ctx.teacher_spec, backbone=ctx.profile.backbone).to(ctx.device))
+    return train_teacher(ctx, settings, **kw)
+
+
+# --------------------------------------------------------------------------------------------- SOPI
+def teacher_labels(ctx: Any, teacher: nn.Module, split: str = "train") -> Tensor:
+    """Eq. 1's labels: the frozen teacher's output on every *clean* image of a split, cached. (M, 257)."""
+    from .artifacts import torch_save
+
+    path = getattr(teacher, "out_dir", None)
+    data = ctx.dataset.split(split)
+    cache = (path / f"labels-{split}.pt") if path is not None else None
+    if cache is not None and cache.exists():
+        labels = torch.load(cache, map_location="cpu", weights_only=True)
+        if labels.shape[0] == len(data):
+            return labels
+    labels = torch.cat([predict_coeffs(teacher, data.batch(list(range(i, min(len(data), i + 256))))["image"],
+                                       device=ctx.device) for i in range(0, len(data), 256)])
+    if cache is not None:
+        torch_save(labels, cache)
+    return labels
+
+
+def sopi_step_fn(labels: Tensor, occluder: Any, loss: str = "se") -> Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]:
+    """One SOPI step (Eq. 1, Eq. 6): occlude the batch at random, regress teacher(clean). Notebook 03 sec. 5."""
+    from . import losses
+
+    def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        occ = occluder(batch["image"], landmarks=batch["landmarks"])
+        target = labels[batch["index"].cpu()].to(batch["image"].device)
+        pred = model(occ.images.to(batch["image"].device))
+        value = losses.distill_loss(pred, target, kind=loss)
+        return {"loss": value, "coverage": occ.coverage.float().mean()}
+
+    return step
+
+
+def sopi_config(ctx: Any, teacher_key: str, settings: SopiSettings = SopiSettings()) -> TrainConfig:
+    """The TrainConfig of a SOPI run."""
+    p = ctx.profile
+    key = {"stage": "sopi", "settings": asdict(settings), "teacher": teacher_key, "backbone": p.backbone,
+           "batch": p.sopi_batch_size, "data": ctx.dataset.meta.get("key")}
+    return TrainConfig(steps=p.sopi_steps, lr=p.sopi_lr, checkpoint_every=p.checkpoint_every,
+                       log_every=p.log_every, seed=p.seed + 1, device=ctx.device, key=key)
+
+
+def train_sopi(ctx: Any, teacher: nn.Module | None = None, settings: SopiSettings = SopiSettings(),
+               progress: bool | None = None, callback: Callable | None = None) -> ReconNet:
+    """Train (or load the cached) SOPI trainee; returns it frozen for evaluation. Notebook 03 sec. 5."""
+    from .occlusion import TrainingOccluder
+
+    teacher = teacher if teacher is not None else get_teacher(ctx)
+    teacher_key = str(getattr(teacher, "out_dir", ctx.teacher_spec))
+    cfg = sopi_config(ctx, teacher_key, settings)
+    out_dir = ctx.stage_dir("sopi", {"hash": cfg.hash()})
+    labels = teacher_labels(ctx, teacher)
+    model = build_reconnet(ctx.profile)
+    if settings.init == "teacher":
+        model.load_state_dict(teacher.state_dict())
+    for p in model.parameters():
+        p.requires_grad_(True)
+    occluder = TrainingOccluder(mix=dict(settings.mix), seed=ctx.profile.seed + 7)
+    trainer = Trainer(model, sopi_step_fn(labels, occluder, settings.loss),
+                      random_batches(ctx.dataset.train, ctx.profile.sopi_batch_size), cfg, out_dir,
+                      stateful={"occluder": occluder})
+    trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback, desc=f"SOPI ({settings.loss})")
+    model.history = trainer.history  # type: ignore[attr-defined]
+    model.out_dir = out_dir  # type: ignore[attr-defined]
+    return freeze(model)
+
+
+def get_sopi(ctx: Any, settings: SopiSettings = SopiSettings(), **kw: Any) -> ReconNet:
+    """The frozen SOPI model of this context (trained and cached on first use)."""
+    return train_sopi(ctx, settings=settings, **kw)
+
+
+def stage_history(model: nn.Module) -> list[dict[str, float]]:
+    """The loss history of a model trained by this module (empty for loaded checkpoints)."""
+    h = getattr(model, "history", None)
+    if h is not None:
+        return list(h)
+    d = getattr(model, "out_dir", None)
+    return load_history(d) if d is not None else []
+
+
+# ------------------------------------------------------------------------------------ the claims
+@dataclass(frozen=True)
+class Claim:
+    """One quantitative claim checked on measured numbers (notebook 03 section 6, report.md)."""
+
+    name: str
+    holds: bool
+    detail: str
+
+
+def sopi_claims(me: Mapping[str, Mapping[str, float]], occluded: tuple[str, ...] = ("dsofi", "dhofi", "shofi")) -> list[Claim]:
+    """Check issue 5's four claims on landmark ME (pixels at 224 scale).
+
+    ``me[model][kind]`` with models 'baseline' (mean face at the true pose), 'teacher', 'sopi' and
+    kinds 'clean' plus ``occluded``. Claims: teacher clean <= baseline clean / 3; teacher SHOFI >=
+    2 x teacher clean; SOPI on each occluded kind <= 1.5 x SOPI clean and < teacher on that kind;
+    SOPI clean <= 1.25 x teacher clean.
+    """
+    for m in ("baseline", "teacher", "sopi"):
+        if m not in me:
+            raise KeyError(f"sopi_claims needs ME for model {m!r}; got {sorted(me)}")
+    b, t, s = me["baseline"], me["teacher"], me["sopi"]
+    out = [Claim("teacher clean ME <= 1/3 of the mean-face baseline", t["clean"] <= b["clean"] / 3,
+                 f"teacher {t['clean']:.2f} vs baseline {b['clean']:.2f} (limit {b['clean'] / 3:.2f})"),
+           Claim("teacher degrades under occlusion: SHOFI ME >= 2x clean", t["shofi"] >= 2 * t["clean"],
+                 f"SHOFI {t['shofi']:.2f} vs clean {t['clean']:.2f} (ratio {t['shofi'] / t['clean']:.2f})")]
+    for k in occluded:
+        out.append(Claim(f"SOPI on {k.upper()} <= 1.5x its clean ME and below the teacher",
+                         s[k] <= 1.5 * s["clean"] and s[k] < t[k],
+                         f"SOPI {s[k]:.2f} (clean {s['clean']:.2f}, ratio {s[k] / s['clean']:.2f}); teacher {t[k]:.2f}"))
+    out.append(Claim("SOPI clean ME within 1.25x of the teacher's", s["clean"] <= 1.25 * t["clean"],
+                     f"SOPI {s['clean']:.2f} vs teacher {t['clean']:.2f} (ratio {s['clean'] / t['clean']:.2f})"))
+    return out
+
+
+def claims_markdown(claims: list[Claim]) -> str:
+    """A markdown table of claims with holds / does not hold."""
+    rows = ["| claim | verdict | numbers |", "|---|---|---|"]
+    rows += [f"| {c.name} | {'holds' if c.holds else 'does NOT hold'} | {c.detail} |" for c in claims]
+    return "\n".join(rows)
+
+
+# ------------------------------------------------------------------------------- quick evaluation
+def mean_face_baseline(gt_coeffs: Tensor) -> Tensor:
+    """The mean-face baseline: ground-truth pose, light and translation, mean identity, expression
+    and albedo (all zero coefficients). (B, 257) -> (B, 257). Notebook 03 section 4."""
+    from .coeffs import SLICES
+
+    out = gt_coeffs.clone()
+    for k in ("id", "exp", "tex"):
+        out[:, SLICES[k]] = 0
+    return out
+
+
+def landmark_me_by_kind(models: Mapping[str, Any], eval_sets: Mapping[str, Any], split: Any, renderer: Any,
+                        device: str = "cpu") -> dict[str, dict[str, float]]:
+    """Mean landmark ME (pixels at 224) of each model on each fixed evaluation set. Notebook 03 sec. 4-6.
+
+    ``eval_sets[kind]`` is an :class:`occ3d_lib.occlusion.OcclusionResult` whose
+    ``params['indices']`` are rows of ``split`` (ground truth); kind 'none' is reported as 'clean'.
+    Adds the 'baseline' row (:func:`mean_face_baseline`, which does not look at the image).
+    Returns ``{model: {kind: ME}}``.
+    """
+    from .metrics import landmark_me
+
+    s = renderer.image_size
+    out: dict[str, dict[str, float]] = {name: {} for name in ["baseline", *models]}
+    for kind, res in eval_sets.items():
+        name = "clean" if kind == "none" else kind
+        idx = [int(i) for i in res.params["indices"]]
+        gt = split.batch(idx)
+        with torch.no_grad():
+            lm = renderer.landmarks(mean_face_baseline(gt["coeffs"]))
+        out["baseline"][name] = float(landmark_me(lm, gt["landmarks"], s).mean())
+        for mname, model in models.items():
+            pred = predict_coeffs(model, res.images.float(), device=device)
+            with torch.no_grad():
+                lm = renderer.landmarks(pred.to(renderer.model.dtype))
+            out[mname][name] = float(landmark_me(lm, gt["landmarks"], s).mean())
+    return out

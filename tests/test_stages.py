@@ -1,0 +1,110 @@
+"""Teacher and SOPI stages: claims checker, batched prediction, tiny end-to-end training and caching."""
+import pytest
+import torch
+from torch import nn
+
+from occ3d_lib import stages
+from occ3d_lib.config import get_profile
+from occ3d_lib.context import Context
+from occ3d_lib.stages import Claim, SopiSettings, predict_coeffs, sopi_claims
+
+from test_facemodel import tiny_model
+
+
+def _me(baseline=9.0, t_clean=2.0, t=(3.0, 4.0, 5.0), s_clean=2.2, s=(2.4, 2.6, 3.0)):
+    kinds = ("dsofi", "dhofi", "shofi")
+    return {"baseline": {"clean": baseline},
+            "teacher": {"clean": t_clean, **dict(zip(kinds, t))},
+            "sopi": {"clean": s_clean, **dict(zip(kinds, s))}}
+
+
+def test_claims_all_hold_on_a_good_run():
+    claims = sopi_claims(_me())
+    assert len(claims) == 6 and all(isinstance(c, Claim) for c in claims)
+    assert all(c.holds for c in claims), [c for c in claims if not c.holds]
+
+
+@pytest.mark.parametrize("change, broken", [
+    (dict(baseline=5.0), 0),                  # teacher 2.0 > 5/3
+    (dict(t=(3.0, 4.0, 3.9)), 1),             # SHOFI 3.9 < 2 x 2.0
+    (dict(s=(3.4, 2.6, 3.0)), 2),             # DSOFI 3.4 > 1.5 x 2.2 = 3.3
+    (dict(s=(2.4, 2.6, 5.5)), 4),             # SHOFI 5.5 > teacher 5.0 (and > 3.3)
+    (dict(s_clean=2.6, s=(2.7, 2.8, 3.0)), 5),  # 2.6 > 1.25 x 2.0
+])
+def test_each_claim_can_fail(change, broken):
+    claims = sopi_claims(_me(**change))
+    assert [i for i, c in enumerate(claims) if not c.holds] == [broken]
+    assert "does NOT hold" in stages.claims_markdown(claims)
+
+
+def test_claims_need_all_models():
+    with pytest.raises(KeyError, match="baseline"):
+        sopi_claims({"teacher": {}, "sopi": {}})
+
+
+def test_predict_coeffs_batches_and_prefers_predict():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 257))
+    x = torch.rand(10, 3, 4, 4)
+    assert torch.allclose(predict_coeffs(net, x, batch_size=3), net(x), atol=1e-6)
+
+    class WithPredict(nn.Module):
+        def forward(self, x):
+            raise AssertionError("forward must not be used when predict exists")
+
+        def predict(self, x):
+            return torch.ones(x.shape[0], 257)
+
+    assert torch.equal(predict_coeffs(WithPredict(), x, batch_size=4), torch.ones(10, 257))
+    with pytest.raises(ValueError, match="images must have shape"):
+        predict_coeffs(net, torch.rand(3, 4, 4))
+
+
+def test_sopi_settings_are_validated():
+    with pytest.raises(ValueError, match="loss"):
+        SopiSettings(loss="l2")
+    with pytest.raises(ValueError, match="init"):
+        SopiSettings(init="imagenet21k")
+
+
+@pytest.fixture()
+def tiny_ctx(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCC3D_CACHE", str(tmp_path / "cache"))
+    p = get_profile("smoke").replace(image_size=32, n_train_identities=4, n_val_identities=1, n_test_identities=1,
+                                     views_per_identity=2, teacher_steps=3, teacher_batch_size=4, sopi_steps=3,
+                                     sopi_batch_size=4, checkpoint_every=2, log_every=1)
+    ctx = Context(profile=p, run_dir=tmp_path / "run", progress=False)
+    m = tiny_model(n_id=80, n_exp=64, n_tex=80)
+    m.mean_shape = (m.mean_shape - 0.5) * 1.5  # a 1.5-unit square around the origin, facing the camera
+    m.id_base, m.exp_base = m.id_base * 0.005, m.exp_base * 0.005  # small shape variation: stays in view
+    ctx.__dict__["face_model"] = m  # override the cached property: no procedural model needed
+    return ctx
+
+
+def test_teacher_and_sopi_train_cache_and_freeze(tiny_ctx):
+    teacher = stages.train_teacher(tiny_ctx)
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
+    hist = stages.stage_history(teacher)
+    assert [h["step"] for h in hist] == [1, 2, 3]
+    assert {"loss", "photo", "landmark", "coeff"} <= set(hist[0])
+    assert (teacher.out_dir / "final.pt").exists()
+    # the heads moved away from their zero init
+    assert any(float(c.weight.abs().sum()) > 0 for c in teacher.final_layers)
+
+    again = stages.train_teacher(tiny_ctx)  # loaded from final.pt: same weights, no new training
+    for a, b in zip(teacher.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+    labels = stages.teacher_labels(tiny_ctx, teacher)
+    imgs = tiny_ctx.dataset.train.batch(list(range(len(tiny_ctx.dataset.train))))["image"]
+    assert torch.allclose(labels, teacher(imgs), atol=1e-5)
+    assert (teacher.out_dir / "labels-train.pt").exists()
+
+    sopi = stages.train_sopi(tiny_ctx, teacher=teacher)
+    assert [h["step"] for h in stages.stage_history(sopi)] == [1, 2, 3]
+    assert all(0.0 <= h["coverage"] <= 1.0 for h in stages.stage_history(sopi))
+    # started from the teacher, then trained: weights differ from the teacher's
+    diff = sum(float((a.float() - b.float()).abs().sum()) for a, b in
+               zip(teacher.state_dict().values(), sopi.state_dict().values()))
+    assert diff > 0
+    assert sopi.out_dir != teacher.out_dir
