@@ -840,8 +840,9 @@ def load_or_build_eval_sets(ctx: Any, kinds: Sequence[str] = EVAL_KINDS, n: int 
     occludes them with :func:`make_eval_set` using :func:`kind_seed` ``(seed, kind)`` (default
     seed ``ctx.profile.seed``). Each set is saved with :func:`save_occlusion_set` as
     ``<root>/<kind>.pt`` where ``root`` defaults to ``cache_dir()/eval_sets/<hash>``, the hash
-    covering the chosen images and landmarks (their bytes), kinds, n, seed, fill and
-    :data:`EVAL_SET_VERSION`; later calls (notebook 05's evaluation) load the very same images.
+    covering the chosen images and landmarks (their bytes), n, seed, fill, split and
+    :data:`EVAL_SET_VERSION` (not the list of kinds: any subset reuses the files); later calls
+    (notebook 05's evaluation) load the very same images.
     ``ctx`` needs only ``ctx.profile.eval_samples``, ``ctx.profile.seed`` and
     ``ctx.dataset.<split>.batch(indices)`` returning ``{'image' (B, 3, H, W), 'landmarks'
     (B, 68, 2)}``. Returns ``{kind: OcclusionResult}`` with ``params['indices']`` (the split
@@ -867,8 +868,10 @@ def load_or_build_eval_sets(ctx: Any, kinds: Sequence[str] = EVAL_KINDS, n: int 
     digest = hashlib.sha256()
     for t in (images, landmarks):
         digest.update(np.ascontiguousarray(t.detach().cpu().float().numpy()).tobytes())
-    settings = {"version": EVAL_SET_VERSION, "kinds": kinds, "n": n, "seed": seed, "fill": fill,
-                "split": split, "data": digest.hexdigest()}
+    # each kind's set depends only on these (not on which other kinds are asked for), so any
+    # subset of kinds reuses the same files
+    settings = {"version": EVAL_SET_VERSION, "n": n, "seed": seed, "fill": fill, "split": split,
+                "data": digest.hexdigest()}
     key = config_hash(settings)
     base = Path(root) if root is not None else cache_dir() / "eval_sets" / key
     out: dict[str, OcclusionResult] = {}
@@ -878,7 +881,7 @@ def load_or_build_eval_sets(ctx: Any, kinds: Sequence[str] = EVAL_KINDS, n: int 
         if path.is_file():
             try:
                 res = load_occlusion_set(path)
-            except (ValueError, RuntimeError, EOFError):  # foreign or unreadable file: rebuild it
+            except Exception:  # noqa: BLE001 - a foreign, truncated or unreadable file is simply rebuilt
                 res = None
             if res is not None and res.params.get("key") != key:
                 res = None

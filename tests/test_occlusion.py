@@ -420,7 +420,11 @@ def test_load_or_build_eval_sets_builds_once_and_reloads(tmp_path, monkeypatch):
     again = O.load_or_build_eval_sets(ctx, kinds, root=tmp_path)
     for k in kinds:
         assert torch.equal(again[k].images, sets[k].images) and torch.equal(again[k].masks, sets[k].masks)
+    sub = O.load_or_build_eval_sets(ctx, ["dsofi"], root=tmp_path)  # a subset reuses the files too
+    assert torch.equal(sub["dsofi"].images, sets["dsofi"].images)
     monkeypatch.undo()
+    (tmp_path / "dsofi.pt").write_bytes(b"half-written garbage")  # an unreadable file is rebuilt
+    assert torch.equal(O.load_or_build_eval_sets(ctx, kinds, root=tmp_path)["dsofi"].images, sets["dsofi"].images)
     other = O.load_or_build_eval_sets(_fake_ctx(seed=1), kinds, root=tmp_path)  # other key: rebuilt
     assert not torch.equal(other["dsofi"].masks, sets["dsofi"].masks)
     # default location: the artifact cache, keyed by a hash
