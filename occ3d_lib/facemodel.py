@@ -202,7 +202,7 @@ class FaceModel:
 
 def face_normals(verts: Tensor, tri: Tensor) -> Tensor:
     """Unit triangle normals normalize((v1 - v2) x (v2 - v3)). (B, N, 3), (F, 3) -> (B, F, 3)."""
-    v1, v2, v3 = verts[:, tri[:, 0]], verts[:, tri[:, 1]], verts[:, tri[:, 2]]
+    v1, v2, v3 = (verts.index_select(1, tri[:, k]) for k in range(3))
     n = torch.cross(v1 - v2, v2 - v3, dim=-1)
     return torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
 
@@ -211,7 +211,8 @@ def vertex_normals(verts: Tensor, tri: Tensor, point_buf: Tensor) -> Tensor:
     """Unit vertex normals from adjacent triangles (reference sec. 3). (B, N, 3) -> (B, N, 3)."""
     fn = face_normals(verts, tri)
     fn = torch.cat([fn, torch.zeros_like(fn[:, :1])], dim=1)  # padding index F -> zero normal
-    vn = fn[:, point_buf].sum(dim=2)
+    b, n = verts.shape[:2]
+    vn = fn.index_select(1, point_buf.reshape(-1)).view(b, n, point_buf.shape[1], 3).sum(dim=2)
     return torch.nn.functional.normalize(vn, dim=-1, eps=1e-12)
 
 

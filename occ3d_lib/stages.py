@@ -163,7 +163,7 @@ def get_teacher(ctx: Any, settings: TeacherSettings = TeacherSettings(), **kw: A
     if ctx.teacher_spec != "train":
         from .checkpoints import load_deep3d_checkpoint
 
-        return freeze(load_deep3d_checkpoint(ctx.teacher_spec, backbone=ctx.profile.backbone).to(ctx.device))
+        return freeze(load_deep3d_checkpoint(ctx.teacher_spec).to(ctx.device))
     return train_teacher(ctx, settings, **kw)
 
 

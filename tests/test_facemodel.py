@@ -7,7 +7,7 @@ from occ3d_lib.facemodel import FaceModel, build_point_buf, face_normals, vertex
 
 
 def tiny_model(n_id=2, n_exp=1, n_tex=2):
-    # a unit square in the z = 0 plane split into two triangles, wound so normals point to +z
+    # a unit square in the z = 0 plane split into two triangles (normals along -z with the reference formula)
     verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]])
     tri = torch.tensor([[0, 2, 1], [0, 3, 2]])
     n = verts.shape[0]
