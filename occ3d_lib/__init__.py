@@ -23,8 +23,20 @@ _EXPORTS = {
     "Coeffs": "coeffs", "split_coeffs": "coeffs", "join_coeffs": "coeffs", "N_COEFFS": "coeffs",
     "rotation_matrix": "geometry", "project": "geometry", "camera_intrinsics": "geometry",
     "sh_basis": "lighting", "shade": "lighting",
-    # networks
-    "ReconNet": "models",
+    "procedural_face_model": "procedural", "load_or_build_procedural": "procedural", "COMPONENT_NAMES": "procedural",
+    "load_bfm_front": "bfm",
+    # rendering and data
+    "rasterize": "raster", "interpolate": "raster", "FaceRenderer": "render", "RenderOutput": "render",
+    "load_or_build_synthetic": "datasets", "Context": "context", "make_context": "context",
+    # occlusion
+    "occlude": "occlusion", "multi_occlusion_set": "occlusion", "TrainingOccluder": "occlusion",
+    "load_or_build_eval_sets": "occlusion",
+    # networks and stages
+    "ReconNet": "models", "MultiOcclusionNet": "models", "FaceEmbedder": "embedder",
+    "get_teacher": "stages", "get_sopi": "stages", "get_mopi": "mopi", "get_embedder": "embedder",
+    # training, losses, metrics, evaluation
+    "Trainer": "train", "TrainConfig": "train", "se_loss": "losses", "perceptual_loss": "losses",
+    "label_loss": "losses", "composite_loss": "losses", "landmark_me": "metrics", "run_evaluation": "evaluation",
 }
 
 

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 #: Largest number of (triangle, pixel) candidates handled at once (bounds peak memory).
-CHUNK = 1 << 20
+CHUNK = 1 << 19
 _NO_HIT = torch.iinfo(torch.int64).max
 
 
@@ -98,48 +98,56 @@ def _check_inputs(screen: Tensor, tri: Tensor, image_size: int) -> None:
 
 
 def _triangle_setup(screen: Tensor, tri: Tensor, size: int, cull_backfaces: bool):
-    """Per-(image, triangle) tables for the candidate pass (no autograd)."""
+    """Valid triangles and their clipped pixel boxes (no autograd). -> flat ids b*F+f, xmin, ymin, width, count."""
     bsz, f = screen.shape[0], tri.shape[0]
     v = screen.index_select(1, tri.reshape(-1)).view(bsz, f, 3, 3)  # (B, F, 3 vertices, 3 coords)
-    x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    area = (x[..., 1] - x[..., 0]) * (y[..., 2] - y[..., 0]) - (y[..., 1] - y[..., 0]) * (x[..., 2] - x[..., 0])
-    ok = torch.isfinite(v).all(-1).all(-1) & (z > 0).all(-1) & (area.abs() > 1e-10)
+    (x0, y0, z0), (x1, y1, z1), (x2, y2, z2) = [v[:, :, i].unbind(-1) for i in range(3)]
+    area = _area(x0, y0, x1, y1, x2, y2)
+    # NaN/inf in x or y makes the area NaN or inf; z must be finite and in front of the camera
+    ok = torch.isfinite(area) & (area.abs() > 1e-10) & (torch.minimum(torch.minimum(z0, z1), z2) > 0)
+    ok &= torch.isfinite(z0 + z1 + z2)
     if cull_backfaces:
         ok &= area < 0  # front-facing: counter-clockwise from +z becomes clockwise with rows pointing down
     # pixel-centre bounding boxes clipped to the image (clamp first so huge coordinates cannot overflow)
-    lo = (-1.0, float(size))
-    xmin = x.amin(-1).clamp(*lo).ceil().long().clamp_min(0)
-    xmax = x.amax(-1).clamp(*lo).floor().long().clamp_max(size - 1)
-    ymin = y.amin(-1).clamp(*lo).ceil().long().clamp_min(0)
-    ymax = y.amax(-1).clamp(*lo).floor().long().clamp_max(size - 1)
-    w = (xmax - xmin + 1).clamp_min(0)
-    h = (ymax - ymin + 1).clamp_min(0)
-    count = torch.where(ok, w * h, torch.zeros_like(w))
-    sel = (count > 0).reshape(-1).nonzero().squeeze(1)  # flat ids b*F + f of triangles with candidates
-    if sel.numel() == 0:
-        return None
-    pick = lambda t: t.reshape(bsz * f, -1).index_select(0, sel)  # noqa: E731
-    x, y, z, area = pick(x), pick(y), pick(z), pick(area).squeeze(1)
-    # edge i is opposite vertex i and runs a -> b with (a, b) = (1, 2), (2, 0), (0, 1)
-    ia, ib = [1, 2, 0], [2, 0, 1]
-    t = tri.index_select(0, sel % f)
-    swap = t[:, ia] > t[:, ib]  # evaluate every edge from its lower-numbered vertex
-    xa, xb, ya, yb = x[:, ia], x[:, ib], y[:, ia], y[:, ib]
+    lo, hi = -1.0, float(size)
+    xmin = torch.minimum(torch.minimum(x0, x1), x2).clamp(lo, hi).ceil_().long().clamp_min_(0)
+    xmax = torch.maximum(torch.maximum(x0, x1), x2).clamp(lo, hi).floor_().long().clamp_max_(size - 1)
+    ymin = torch.minimum(torch.minimum(y0, y1), y2).clamp(lo, hi).ceil_().long().clamp_min_(0)
+    ymax = torch.maximum(torch.maximum(y0, y1), y2).clamp(lo, hi).floor_().long().clamp_max_(size - 1)
+    w = (xmax - xmin + 1).clamp_min_(0)
+    count = w * (ymax - ymin + 1).clamp_min_(0) * ok
+    sel = count.reshape(-1).nonzero().squeeze(1)  # flat ids b*F + f of triangles with candidates
+    pick = lambda t: t.reshape(-1).index_select(0, sel)  # noqa: E731
+    return sel, pick(xmin), pick(ymin), pick(w), pick(count)
+
+
+def _area(x0: Tensor, y0: Tensor, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor) -> Tensor:
+    """Twice the signed area (one formula everywhere, so culling and orientation agree bit for bit)."""
+    return (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+
+
+def _oriented_edge(ia: Tensor, ib: Tensor, xa: Tensor, ya: Tensor, xb: Tensor, yb: Tensor, px: Tensor,
+                   py: Tensor, neg: Tensor) -> Tensor:
+    """Inside test for edge a -> b of every candidate: True where the pixel is on the inner side.
+
+    The edge is evaluated from its lower-numbered vertex, so a neighbour sharing it computes the
+    same value with the opposite sign; a pixel exactly on the edge belongs to the triangle for
+    which the edge, traversed with positive orientation, points down (or right when horizontal).
+    """
+    swap = ia > ib
     lox, loy = torch.where(swap, xb, xa), torch.where(swap, yb, ya)
     dx, dy = torch.where(swap, xa - xb, xb - xa), torch.where(swap, ya - yb, yb - ya)
-    orient = torch.where(area > 0, 1.0, -1.0).to(x.dtype).unsqueeze(1)
-    sgn = torch.where(swap, -orient, orient)  # e'_i = sgn_i * canonical edge value; > 0 inside
-    # direction of the edge when the triangle is traversed with positive orientation: ties
-    # (pixel centre exactly on the edge) go to the side for which it points down or right
-    ddx, ddy = sgn * dx, sgn * dy
-    tie = (ddy > 0) | ((ddy == 0) & (ddx > 0))
-    table = torch.cat([lox, loy, dx, dy, sgn, tie.to(x.dtype), 1.0 / z], dim=1)  # (T, 21)
-    return sel, table, pick(xmin).squeeze(1), pick(ymin).squeeze(1), pick(w).squeeze(1), pick(count).squeeze(1)
+    e = dx * (py - loy) - dy * (px - lox)
+    flip = swap ^ neg
+    e = torch.where(flip, -e, e)
+    ddx, ddy = torch.where(flip, -dx, dx), torch.where(flip, -dy, dy)
+    return (e > 0) | ((e == 0) & ((ddy > 0) | ((ddy == 0) & (ddx > 0))))
 
 
-def _candidate_pass(zkeys: Tensor, sel: Tensor, table: Tensor, xmin: Tensor, ymin: Tensor, w: Tensor,
-                    count: Tensor, size: int, n_faces: int) -> None:
-    """z-buffer one chunk of triangles into ``zkeys`` (B*S*S,) int64, in place."""
+def _candidate_pass(zkeys: Tensor, pts: Tensor, tri: Tensor, sel: Tensor, xmin: Tensor, ymin: Tensor, w: Tensor,
+                    count: Tensor, size: int, n_verts: int) -> None:
+    """z-buffer one chunk of triangles into ``zkeys`` (B*S*S,) int64, in place. pts (B*N, 3)."""
+    n_faces = tri.shape[0]
     total = int(count.sum())
     tid = torch.repeat_interleave(torch.arange(sel.numel(), device=sel.device), count, output_size=total)
     start = torch.cumsum(count, 0) - count
@@ -148,20 +156,30 @@ def _candidate_pass(zkeys: Tensor, sel: Tensor, table: Tensor, xmin: Tensor, ymi
     py = local.div(wt, rounding_mode="floor")
     px = xmin.index_select(0, tid) + (local - py * wt)
     py += ymin.index_select(0, tid)
-    rows = table.index_select(0, tid)  # (K, 21)
-    lox, loy, dx, dy, sgn, tie, invz = rows.split(3, dim=1)
-    pxf, pyf = px.to(table.dtype).unsqueeze(1), py.to(table.dtype).unsqueeze(1)
-    e = sgn * (dx * (pyf - loy) - dy * (pxf - lox))  # (K, 3) oriented edge functions
-    inside = ((e > 0) | ((e == 0) & (tie > 0))).all(1)
+    flat = sel.index_select(0, tid)
+    b = flat.div(n_faces, rounding_mode="floor")
+    f = flat - b * n_faces
+    i0, i1, i2 = tri.index_select(0, f).unbind(1)
+    base = b * n_verts
+    x0, y0, z0 = pts.index_select(0, base + i0).unbind(1)
+    x1, y1, z1 = pts.index_select(0, base + i1).unbind(1)
+    x2, y2, z2 = pts.index_select(0, base + i2).unbind(1)
+    pxf, pyf = px.to(pts.dtype), py.to(pts.dtype)
+    neg = _area(x0, y0, x1, y1, x2, y2) < 0
+    inside = _oriented_edge(i1, i2, x1, y1, x2, y2, pxf, pyf, neg)
+    inside &= _oriented_edge(i2, i0, x2, y2, x0, y0, pxf, pyf, neg)
+    inside &= _oriented_edge(i0, i1, x0, y0, x1, y1, pxf, pyf, neg)
     k = inside.nonzero().squeeze(1)
     if k.numel() == 0:
         return
-    e, invz = e.index_select(0, k), invz.index_select(0, k)
-    depth = e.sum(1) / (e * invz).sum(1)  # perspective-correct: 1 / sum_i b_i / z_i
-    flat = sel.index_select(0, tid.index_select(0, k))
-    b = flat // n_faces
-    pix = b * (size * size) + py.index_select(0, k) * size + px.index_select(0, k)
-    key = (depth.float().view(torch.int32).long() << 32) | (flat - b * n_faces)  # positive floats sort as ints
+    g = lambda t: t.index_select(0, k)  # noqa: E731
+    x0, y0, z0, x1, y1, z1, x2, y2, z2, pxf, pyf = map(g, (x0, y0, z0, x1, y1, z1, x2, y2, z2, pxf, pyf))
+    e0 = (x2 - x1) * (pyf - y1) - (y2 - y1) * (pxf - x1)
+    e1 = (x0 - x2) * (pyf - y2) - (y0 - y2) * (pxf - x2)
+    e2 = (x1 - x0) * (pyf - y0) - (y1 - y0) * (pxf - x0)
+    depth = (e0 + e1 + e2) / (e0 / z0 + e1 / z1 + e2 / z2)  # perspective-correct: 1 / sum_i b_i / z_i
+    pix = g(b) * (size * size) + g(py) * size + g(px)
+    key = (depth.float().view(torch.int32).long() << 32) | g(f)  # positive floats sort like their bits
     zkeys.scatter_reduce_(0, pix, key, reduce="amin")
 
 
@@ -179,9 +197,9 @@ def rasterize(screen: Tensor, tri: Tensor, image_size: int, cull_backfaces: bool
     dev, dtype = screen.device, screen.dtype
     zkeys = torch.full((bsz * s * s,), _NO_HIT, dtype=torch.long, device=dev)
     with torch.no_grad():
-        setup = _triangle_setup(screen.detach(), tri, s, cull_backfaces) if f else None
-        if setup is not None:
-            sel, table, xmin, ymin, w, count = setup
+        sel, xmin, ymin, w, count = _triangle_setup(screen.detach(), tri, s, cull_backfaces)
+        if sel.numel():
+            pts = screen.detach().reshape(-1, 3)
             cum = torch.cumsum(count, 0)
             total = int(cum[-1])
             if total <= CHUNK:
@@ -190,7 +208,8 @@ def rasterize(screen: Tensor, tri: Tensor, image_size: int, cull_backfaces: bool
                 cuts = torch.searchsorted(cum, torch.arange(CHUNK, total, CHUNK, device=dev), right=True)
                 bounds = sorted(set([0] + cuts.tolist() + [sel.numel()]))
             for a, b in zip(bounds[:-1], bounds[1:]):
-                _candidate_pass(zkeys, sel[a:b], table[a:b], xmin[a:b], ymin[a:b], w[a:b], count[a:b], s, f)
+                _candidate_pass(zkeys, pts, tri, sel[a:b], xmin[a:b], ymin[a:b], w[a:b], count[a:b], s,
+                                screen.shape[1])
     hit = zkeys != _NO_HIT
     index = hit.nonzero().squeeze(1)
     face = torch.full((bsz * s * s,), -1, dtype=torch.long, device=dev)
@@ -205,19 +224,25 @@ def rasterize(screen: Tensor, tri: Tensor, image_size: int, cull_backfaces: bool
 
 def _barycentrics(screen: Tensor, tri: Tensor, index: Tensor, face: Tensor, size: int) -> tuple[Tensor, Tensor]:
     """Differentiable perspective-correct barycentrics and depth at covered pixels. -> (M, 3), (M,)."""
-    b = index // (size * size)
+    n = screen.shape[1]
+    b = index.div(size * size, rounding_mode="floor")
     rem = index - b * (size * size)
-    py, px = (rem // size).to(screen.dtype), (rem % size).to(screen.dtype)
-    vid = tri.index_select(0, face)  # (M, 3)
-    v = screen.reshape(-1, 3).index_select(0, (b.unsqueeze(1) * screen.shape[1] + vid).reshape(-1)).view(-1, 3, 3)
-    x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    ia, ib = [1, 2, 0], [2, 0, 1]
-    xa, ya, xb, yb = x[:, ia], y[:, ia], x[:, ib], y[:, ib]
-    e = (xb - xa) * (py.unsqueeze(1) - ya) - (yb - ya) * (px.unsqueeze(1) - xa)  # (M, 3) edge functions
-    lam = e / e.sum(1, keepdim=True)  # screen-space barycentrics
-    wz = lam / z
-    depth = 1.0 / wz.sum(1)
-    return wz * depth.unsqueeze(1), depth
+    py = rem.div(size, rounding_mode="floor")
+    px = (rem - py * size).to(screen.dtype)
+    py = py.to(screen.dtype)
+    pts = screen.reshape(-1, 3)
+    i0, i1, i2 = tri.index_select(0, face).unbind(1)
+    base = b * n
+    x0, y0, z0 = pts.index_select(0, base + i0).unbind(1)
+    x1, y1, z1 = pts.index_select(0, base + i1).unbind(1)
+    x2, y2, z2 = pts.index_select(0, base + i2).unbind(1)
+    e0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)  # edge functions = twice the sub-triangle areas
+    e1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
+    e2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
+    area = e0 + e1 + e2
+    w0, w1, w2 = e0 / (area * z0), e1 / (area * z1), e2 / (area * z2)  # screen barycentrics / depth
+    depth = 1.0 / (w0 + w1 + w2)
+    return torch.stack([w0 * depth, w1 * depth, w2 * depth], 1), depth
 
 
 def interpolate(attrs: Tensor, tri: Tensor, frags: Fragments) -> Tensor:
@@ -232,12 +257,14 @@ def interpolate(attrs: Tensor, tri: Tensor, frags: Fragments) -> Tensor:
     if attrs.ndim != 3 or attrs.shape[0] != bsz:
         raise ValueError(f"attrs must have shape (B={bsz}, N, C) or (N, C), got {tuple(attrs.shape)}")
     idx = frags.index
-    b = idx // (s * s)
-    face = frags.face_idx.reshape(-1).index_select(0, idx)
     n, c = attrs.shape[1], attrs.shape[2]
-    vid = (b.unsqueeze(1) * n + tri.index_select(0, face)).reshape(-1)
-    vals = attrs.reshape(-1, c).index_select(0, vid).view(-1, 3, c)  # (M, 3, C)
-    w = frags.bary.reshape(-1, 3).index_select(0, idx).to(attrs.dtype)
-    out = (w.unsqueeze(2) * vals).sum(1)
+    b = idx.div(s * s, rounding_mode="floor")
+    face = frags.face_idx.reshape(-1).index_select(0, idx)
+    base = b * n
+    flat = attrs.reshape(-1, c)
+    w0, w1, w2 = frags.bary.reshape(-1, 3).index_select(0, idx).to(attrs.dtype).unbind(1)
+    i0, i1, i2 = tri.index_select(0, face).unbind(1)
+    out = (w0.unsqueeze(1) * flat.index_select(0, base + i0) + w1.unsqueeze(1) * flat.index_select(0, base + i1)
+           + w2.unsqueeze(1) * flat.index_select(0, base + i2))
     full = torch.zeros(bsz * s * s, c, dtype=out.dtype, device=out.device).index_put((idx,), out)
     return full.view(bsz, s, s, c)
