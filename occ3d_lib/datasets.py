@@ -34,7 +34,7 @@ from .config import Profile, config_hash
 from .facemodel import FaceModel
 from .render import FaceRenderer
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 SPLITS = ("train", "val", "test")
 
 
@@ -54,10 +54,13 @@ class SamplingConfig:
     roll_deg: float = 15.0
     trans_xy: float = 0.1
     trans_z: float = 0.5
-    light_dc: tuple[float, float] = (-0.2, 0.3)
-    light_first: float = 0.25
+    light_dc: tuple[float, float] = (0.0, 0.4)
+    light_first: float = 0.2
     light_second: float = 0.08
     light_tint: float = 0.05
+    #: named expression components drawn as |N(0, exp_std)| (the procedural model's "mouth open" only
+    #: looks right for positive values: a closed mouth cannot close further)
+    nonnegative_exp: tuple[str, ...] = ("mouth open",)
 
 
 def _clipped_normal(shape: tuple[int, ...], std: float, clip: float, g: torch.Generator) -> Tensor:
@@ -86,6 +89,11 @@ def sample_views(id_coeff: Tensor, tex_coeff: Tensor, model: FaceModel, g: torch
     """One random view per row: expression, pose, translation and light. -> (n, 257) coefficients."""
     n = id_coeff.shape[0]
     exp = _clipped_normal((n, model.n_exp), cfg.exp_std, cfg.clip, g)
+    names = list(model.info.get("component_names", {}).get("exp", []))
+    for name in cfg.nonnegative_exp:
+        if name in names:
+            k = names.index(name)
+            exp[:, k] = exp[:, k].abs()
     u = lambda lim: (torch.rand(n, generator=g) * 2 - 1) * lim  # noqa: E731
     angle = torch.stack([u(math.radians(cfg.pitch_deg)), u(math.radians(cfg.yaw_deg)), u(math.radians(cfg.roll_deg))], 1)
     trans = torch.stack([u(cfg.trans_xy), u(cfg.trans_xy), u(cfg.trans_z)], 1)

@@ -173,7 +173,7 @@ class FaceModel:
         arrays["info"] = np.array(repr(self.info))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
+                np.savez(fh, **arrays)
         return path
 
     @classmethod

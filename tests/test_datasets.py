@@ -121,3 +121,19 @@ def test_backgrounds_are_deterministic_and_in_range():
     b = random_backgrounds(8, 16, torch.Generator().manual_seed(0))
     assert a.shape == (8, 3, 16, 16) and torch.equal(a, b)
     assert a.min() >= 0 and a.max() <= 1
+
+
+def test_named_nonnegative_expression_is_drawn_as_absolute_value():
+    m = pyramid_model()
+    names = ["smile"] * m.n_exp
+    names[3] = "mouth open"
+    m.info["component_names"] = {"exp": names}
+    g = torch.Generator().manual_seed(0)
+    ids, tex = datasets.sample_identities(400, m, g)
+    c = datasets.sample_views(ids, tex, m, torch.Generator().manual_seed(1))
+    exp = c[:, 80 + 64 - 64: 80 + 64]  # RNet order: id 0:80, exp 80:144
+    assert (exp[:, 3] >= 0).all() and (exp[:, 3] > 0).any()
+    assert (exp[:, 0] < 0).any()  # other components keep both signs
+    m.info["component_names"] = {}
+    c2 = datasets.sample_views(ids, tex, m, torch.Generator().manual_seed(1))
+    assert torch.equal(c2[:, 80:144].abs(), exp.abs()) and (c2[:, 80 + 3] < 0).any()
