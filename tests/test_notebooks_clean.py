@@ -30,6 +30,30 @@ def test_notebook_conventions(path):
     assert "## Summary" in text and "## Exercises" in text
 
 
+TRACK_PARAMETERS = ("run_dir", "face_model", "dataset", "teacher", "facenet", "seed")
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] != "00"], ids=lambda p: p.stem)
+def test_series_notebooks_take_the_track_parameters(path):
+    params = pipeline.notebook_parameters(path)
+    missing = [k for k in TRACK_PARAMETERS if k not in params]
+    assert not missing, f"{path.name}: parameters cell lacks {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_parses_every_parameter_line(path, caplog):
+    """papermill's own parser must understand every line (it silently drops the ones it cannot)."""
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    nb = nbformat.read(str(path), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    with caplog.at_level("WARNING"):
+        found = PythonTranslator.inspect(cell)
+    names = [p.name for p in found]
+    assert sorted(names) == sorted(pipeline.notebook_parameters(path)), caplog.text
+
+
 def test_output_check_detects_outputs(tmp_path):
     nb = {"cells": [{"cell_type": "code", "source": "1", "outputs": [{"output_type": "stream"}],
                      "execution_count": 1, "metadata": {}},

@@ -49,7 +49,7 @@ cells = [
     teacher = "train"  # or the path of a Deep3DFaceRecon epoch_20.pth
     facenet = "synthetic"
     seed = 0
-    coeff_weight = 1.0  # weight of the coefficient-supervision term of the teacher (0 = RNet losses only)
+    coeff_weight = 1.0  # teacher: weight of the coefficient supervision term; 0 means RNet losses only
     run_l1_ablation = True  # also train SOPI with L1 (Fig. 6)
     """),
     code("""
