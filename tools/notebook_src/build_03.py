@@ -210,6 +210,48 @@ cells = [
     plt.show()
     """),
     md("""
+    ### Side by side (the paper's Fig. 2)
+
+    The same six held-out faces, clean and under each square kind; below each input, the teacher's and
+    SOPI's reconstructions rendered over it. Watch the teacher's face bend, darken or take the
+    occluder's colour ("ghost-like faces") where SOPI's stays a face.
+    """),
+    code("""
+    rows = {}
+    for k in ["none", *kinds]:
+        x = eval_sets[k].images[:6]
+        label = "clean" if k == "none" else k.upper()
+        rows[label] = x
+        for name, net_ in models.items():
+            with torch.no_grad():
+                rows[f"{name} on {label}"] = ctx.renderer(stages.predict_coeffs(net_, x), background=x).image
+    viz.rows_grid(rows)
+    plt.show()
+    """),
+    md("""
+    ### Does the occluder's colour leak into the skin? (the paper's Fig. 3)
+
+    One face, one SHOFI square from one seed, six colours: only the colour changes (the occlusion
+    module draws the geometry before the colour). Below, each model's reconstruction on a black
+    background, so you see the skin tone it inferred. The number is the spread of the reconstructed
+    mean skin albedo over the six colours, in 8-bit levels (0 = perfectly invariant), with a bootstrap
+    interval over the evaluation faces (`evaluation.colour_invariance`; notebook 05 reports it for
+    every model).
+    """),
+    code("""
+    from occ3d_lib import evaluation
+
+    clean_b = test.batch([int(i) for i in clean.params["indices"]])
+    evaluation.colour_grid(models, clean_b["image"][0], clean_b["landmarks"][0], ctx.renderer, seed=P.seed)
+    plt.show()
+    n_ci = min(len(clean_b["image"]), 32)
+    ci = evaluation.colour_invariance(models, clean_b["image"][:n_ci], clean_b["landmarks"][:n_ci], ctx.renderer,
+                                      seed=P.seed, bootstrap=min(P.bootstrap, 200), device=ctx.device)
+    for name, d in ci["models"].items():
+        print(f"{name:8s} skin-tone spread over occluder colours: {d['spread']['mean']:5.2f} "
+              f"[{d['spread']['lo']:.2f}, {d['spread']['hi']:.2f}] levels")
+    """),
+    md("""
     ## 8. SE versus L1 (the paper's Fig. 6)
 
     The paper reports that the squared error works better than L1 for distillation. Both losses have

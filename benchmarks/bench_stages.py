@@ -1,0 +1,118 @@
+"""Benchmark: teacher and SOPI training steps vs the bare trainee forward+backward (issue 5).
+
+On the course profile's setting (procedural light mesh, 64x64 px, batch 32, ResNet-18) times,
+as medians of a few repetitions in one run:
+- bare: trainee forward + backward + Adam step on a batch (the unit);
+- teacher step: forward, render (Eq. 3-5), RNet losses + coefficient supervision, backward, step;
+- SOPI step as trained here: batch from the dataset, on-the-fly occlusion, label lookup (teacher
+  outputs cached once per training image, Eq. 1), trainee forward/backward/step;
+- SOPI step with the teacher forward done every step instead of cached (for comparison).
+Target (issue 5): SOPI step <= 1.5x bare. Prints ratios measured in this run; no assertions.
+
+Run: ``.venv/bin/python benchmarks/bench_stages.py [--profile course] [--reps 5]``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from occ3d_lib import datasets, losses, stages  # noqa: E402
+from occ3d_lib.config import get_profile  # noqa: E402
+from occ3d_lib.occlusion import TrainingOccluder  # noqa: E402
+from occ3d_lib.procedural import load_or_build_procedural  # noqa: E402
+from occ3d_lib.render import FaceRenderer  # noqa: E402
+
+
+def median_time(fn, reps: int) -> float:
+    fn()  # warm-up
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="course")
+    ap.add_argument("--reps", type=int, default=5)
+    a = ap.parse_args(argv)
+    p = get_profile(a.profile)
+    model = load_or_build_procedural(p.mesh)
+    r = FaceRenderer(model, p.image_size)
+    g = torch.Generator().manual_seed(0)
+    n = p.sopi_batch_size
+    ids, tex = datasets.sample_identities(4 * n, model, g)
+    c = datasets.sample_views(ids, tex, model, g)
+    with torch.no_grad():
+        out = r(c, datasets.random_backgrounds(4 * n, p.image_size, g))
+
+    class Split:  # the dataset interface the stages use, in memory
+        def __len__(self):
+            return 4 * n
+
+        def batch(self, idx):
+            idx = torch.as_tensor(idx)
+            return {"image": out.image[idx], "landmarks": out.landmarks[idx], "coeffs": c[idx]}
+
+    split = Split()
+    batch_fn = stages.random_batches(split, n)
+    teacher = stages.freeze(stages.build_reconnet(p))
+    labels = torch.randn(4 * n, 257) * 0.1
+    trainee = stages.build_reconnet(p)
+    opt = torch.optim.Adam(trainee.parameters(), 1e-4)
+    occ = TrainingOccluder(seed=0)
+    b0 = batch_fn(0, g)
+
+    def bare():
+        loss = trainee(b0["image"]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    t_step = stages.teacher_step_fn(r, stages.TeacherSettings())
+
+    def teacher_step():
+        loss = t_step(trainee, b0)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    s_step = stages.sopi_step_fn(labels, occ, "se")
+
+    def sopi_step():
+        loss = s_step(trainee, batch_fn(0, g))["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def sopi_live_teacher():
+        b = batch_fn(0, g)
+        with torch.no_grad():
+            target = teacher(b["image"])
+        x = occ(b["image"], landmarks=b["landmarks"]).images
+        loss = losses.se_loss(trainee(x), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    tb = median_time(bare, a.reps)
+    rows = [("bare trainee fwd+bwd+step", tb), ("teacher step", median_time(teacher_step, a.reps)),
+            ("SOPI step (cached labels)", median_time(sopi_step, a.reps)),
+            ("SOPI step (teacher forward every step)", median_time(sopi_live_teacher, a.reps))]
+    print(f"profile {p.name}: batch {n} at {p.image_size}px, {p.backbone}, {model.n_triangles} triangles, "
+          f"{torch.get_num_threads()} threads")
+    for name, t in rows:
+        print(f"  {name:<40s} {t * 1000:8.1f} ms   {t / tb:5.2f}x bare")
+    print("target: SOPI step <= 1.5x bare (issue 5)")
+
+
+if __name__ == "__main__":
+    main()
