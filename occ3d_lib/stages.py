@@ -50,6 +50,8 @@ class TeacherSettings:
     """How the teacher is trained (notebook 03, section 2)."""
 
     coeff_weight: float = 1.0  # weight of the coefficient-supervision term (0 = RNet's losses only)
+    landmark_scale: float = 1.0  # multiplies RNet's landmark weight (1.6e-3)
+    schedule: str = "cosine"  # learning-rate schedule of the run (occ3d_lib.train.TrainConfig)
     coeff_group_weights: Mapping[str, float] = field(default_factory=lambda: dict(COEFF_SUPERVISION_WEIGHTS))
 
 
@@ -60,6 +62,7 @@ class SopiSettings:
     loss: str = "se"  # "se" (Eq. 6) or "l1" (Fig. 6 ablation)
     init: str = "teacher"  # "teacher" or "scratch"
     mix: Mapping[str, float] = field(default_factory=lambda: {"none": 0.2, "partial": 0.6, "full": 0.2})
+    schedule: str = "cosine"
 
     def __post_init__(self) -> None:
         if self.loss not in ("se", "l1"):
@@ -119,12 +122,14 @@ def teacher_step_fn(renderer: Any, settings: TeacherSettings) -> Callable[[nn.Mo
     from . import losses
 
     skin = renderer.model.skin_mask
+    weights = losses.RNetLossWeights(landmark=losses.RNetLossWeights().landmark * settings.landmark_scale)
 
     def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         images = batch["image"]
         pred = model(images)
         out = renderer(pred, background=images)
-        terms = dict(losses.teacher_losses(out, images, batch["landmarks"], pred, skin, gt_coeffs=batch["coeffs"],
+        terms = dict(losses.teacher_losses(out, images, batch["landmarks"], pred, skin, weights=weights,
+                                           gt_coeffs=batch["coeffs"],
                                            coeff_weight=settings.coeff_weight,
                                            coeff_group_weights=settings.coeff_group_weights))
         total = terms.pop("total")
@@ -140,7 +145,7 @@ def teacher_config(ctx: Any, settings: TeacherSettings = TeacherSettings()) -> T
     key = {"stage": "teacher", "settings": asdict(settings), "backbone": p.backbone, "imagenet": p.imagenet_init,
            "batch": p.teacher_batch_size, "data": ctx.dataset.meta.get("key"), "face_model": ctx.face_model_spec}
     return TrainConfig(steps=p.teacher_steps, lr=p.teacher_lr, checkpoint_every=p.checkpoint_every,
-                       log_every=p.log_every, seed=p.seed, device=ctx.device, key=key)
+                       log_every=p.log_every, seed=p.seed, device=ctx.device, key=key, schedule=settings.schedule)
 
 
 def train_teacher(ctx: Any, settings: TeacherSettings = TeacherSettings(), progress: bool | None = None,
@@ -206,7 +211,7 @@ def sopi_config(ctx: Any, teacher_key: str, settings: SopiSettings = SopiSetting
     key = {"stage": "sopi", "settings": asdict(settings), "teacher": teacher_key, "backbone": p.backbone,
            "batch": p.sopi_batch_size, "data": ctx.dataset.meta.get("key")}
     return TrainConfig(steps=p.sopi_steps, lr=p.sopi_lr, checkpoint_every=p.checkpoint_every,
-                       log_every=p.log_every, seed=p.seed + 1, device=ctx.device, key=key)
+                       log_every=p.log_every, seed=p.seed + 1, device=ctx.device, key=key, schedule=settings.schedule)
 
 
 def train_sopi(ctx: Any, teacher: nn.Module | None = None, settings: SopiSettings = SopiSettings(),

@@ -33,6 +33,7 @@ from .artifacts import torch_save, write_json
 from .config import config_hash
 from .progress import progress_bar
 
+SCHEDULES = ("constant", "cosine")
 CHECKPOINT = "checkpoint.pt"
 FINAL = "final.pt"
 HISTORY = "history.json"
@@ -60,6 +61,8 @@ class TrainConfig:
     amp: bool = False
     grad_clip: float | None = 10.0
     weight_decay: float = 0.0
+    schedule: str = "constant"  # "constant" or "cosine" (decay to lr * final_lr_fraction at the last step)
+    final_lr_fraction: float = 0.05
     key: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +70,18 @@ class TrainConfig:
             raise ValueError("steps, checkpoint_every and log_every must be > 0")
         if not 0 < self.lr < 1:
             raise ValueError(f"lr must be in (0, 1), got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0 <= self.final_lr_fraction <= 1:
+            raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based): a pure function of the step, so a
+        resumed run follows the same schedule."""
+        if self.schedule == "constant":
+            return self.lr
+        t = min(max(step / max(self.steps - 1, 1), 0.0), 1.0)
+        return self.lr * (self.final_lr_fraction + (1 - self.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
 
     def hash(self) -> str:
         d = asdict(self)
@@ -171,6 +186,9 @@ class Trainer:
                         raise TrainingDiverged(f"step {self.step}: loss term {name!r} is {value.detach().float().mean().item()}"
                                                " (not finite); lower the learning rate or check the inputs")
                 self.optimizer.zero_grad(set_to_none=True)
+                if self.cfg.schedule != "constant":
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self.cfg.lr_at(self.step)
                 scaler.scale(terms["loss"]).backward()
                 if self.cfg.grad_clip:
                     scaler.unscale_(self.optimizer)

@@ -39,11 +39,12 @@ def test_training_reduces_loss_and_logs(tmp_path):
     assert (tmp_path / "final.pt").exists()
 
 
-def test_resume_after_kill_gives_identical_weights(tmp_path):
-    ref = make(tmp_path / "ref")
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_after_kill_gives_identical_weights(tmp_path, schedule):
+    ref = make(tmp_path / "ref", schedule=schedule)
     ref.fit(progress=False)
 
-    run = make(tmp_path / "run")
+    run = make(tmp_path / "run", schedule=schedule)
 
     def killer(tr, rec):
         if tr.step == 12:  # after the checkpoint at step 10, before the one at 15
@@ -55,7 +56,7 @@ def test_resume_after_kill_gives_identical_weights(tmp_path):
     saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert saved["step"] == 10
 
-    resumed = make(tmp_path / "run")  # a fresh process would build everything again
+    resumed = make(tmp_path / "run", schedule=schedule)  # a fresh process would build everything again
     resumed.fit(progress=False)
     for a, b in zip(ref.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
@@ -106,3 +107,23 @@ def test_config_validation():
         TrainConfig(steps=0, lr=1e-3)
     with pytest.raises(ValueError):
         TrainConfig(steps=5, lr=3.0)
+
+
+def test_cosine_schedule_values_and_use():
+    cfg = TrainConfig(steps=11, lr=0.1, schedule="cosine", final_lr_fraction=0.1)
+    assert cfg.lr_at(0) == pytest.approx(0.1)
+    assert cfg.lr_at(5) == pytest.approx(0.1 * (0.1 + 0.9 * 0.5))  # half way: mean of start and end
+    assert cfg.lr_at(10) == pytest.approx(0.01) and cfg.lr_at(99) == pytest.approx(0.01)
+    assert TrainConfig(steps=5, lr=0.1).lr_at(3) == 0.1
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(steps=5, lr=0.1, schedule="step")
+
+
+def test_trainer_applies_the_schedule(tmp_path):
+    seen = []
+    t = make(tmp_path, steps=6, schedule="cosine")
+    inner = t.step_fn
+    t.step_fn = lambda m, b: (seen.append(t.optimizer.param_groups[0]["lr"]), inner(m, b))[1]
+    t.fit(progress=False)
+    # the lr in effect for step k is set before the optimiser step; seen[k] is the value of step k-1
+    assert seen[1:] == pytest.approx([t.cfg.lr_at(k) for k in range(5)])
