@@ -72,3 +72,76 @@ class ReconNet(nn.Module):
 
 
 assert sum(HEAD_SIZES) == N_COEFFS
+
+
+class MultiOcclusionNet(nn.Module):
+    """MOPI network (paper Sec. 3.2.1): one shared ResNet backbone, ``n_heads`` (7) linear heads of 257.
+
+    The paper replaces ResNet-50's classification layer by 7 fully connected layers of 257 nodes,
+    one per occluded image of an identity: ``forward(images (B, 7, 3, S, S)) -> (B, 7, 257)``,
+    head k reads the pooled backbone features of the k-th occluded image. Heads start at zero
+    (the mean face, like ReconNet's) unless :meth:`init_from_reconnet` copies a trained RNet.
+    Taught in notebook 04, section 5.
+
+    Test-time rule (the paper is silent on how ONE image is reconstructed): :meth:`predict`
+    applies all heads to that image and averages them. Why: during training an identity's
+    variants are assigned to head slots in a random order (the multi-occlusion set draws a fresh
+    permutation of the pattern kinds per identity), so no head is tied to an occlusion type or
+    a position and all heads are trained towards the same target (Eq. 8's single SOPI label for
+    all 7); picking one head would be arbitrary, and the mean of linear heads is itself a linear
+    head (weights and biases averaged), so it is as cheap as one head and lowers the variance of
+    the individual heads. Alternatives (head 0; feeding 7 copies through ``forward``, which is
+    the same thing as the mean) are compared in notebook 04's exercises.
+    """
+
+    def __init__(self, backbone: str = "resnet50", imagenet_init: bool = False, n_heads: int = 7) -> None:
+        super().__init__()
+        if not isinstance(n_heads, int) or n_heads < 1:
+            raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
+        self.backbone_name = backbone
+        self.n_heads = n_heads
+        self.backbone, width = make_backbone(backbone, imagenet_init)
+        self.width = width
+        self.heads = nn.ModuleList([nn.Linear(width, N_COEFFS) for _ in range(n_heads)])
+        for h in self.heads:
+            nn.init.zeros_(h.weight)
+            nn.init.zeros_(h.bias)
+
+    def features(self, images: Tensor) -> Tensor:
+        """Pooled backbone features. (N, 3, H, W) -> (N, C)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
+        return self.backbone(images).reshape(images.shape[0], -1)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, n_heads, 3, H, W) -> (B, n_heads, 257): head k on the k-th image of each identity."""
+        if images.ndim != 5 or images.shape[1] != self.n_heads or images.shape[2] != 3:
+            raise ValueError(f"images must have shape (B, {self.n_heads}, 3, H, W) (the occluded variants of each "
+                             f"identity), got {tuple(images.shape)}; for single images use predict()")
+        b = images.shape[0]
+        f = self.features(images.flatten(0, 1)).view(b, self.n_heads, -1)
+        return torch.stack([head(f[:, k]) for k, head in enumerate(self.heads)], dim=1)
+
+    def predict(self, images: Tensor) -> Tensor:
+        """Test-time rule for single images: the mean of all heads. (B, 3, H, W) -> (B, 257)."""
+        f = self.features(images)
+        w = torch.stack([h.weight for h in self.heads]).mean(0)
+        bias = torch.stack([h.bias for h in self.heads]).mean(0)
+        return nn.functional.linear(f, w, bias)
+
+    @torch.no_grad()
+    def init_from_reconnet(self, net: ReconNet) -> "MultiOcclusionNet":
+        """Start from a trained ReconNet (e.g. SOPI): copy its backbone and put its 1x1-conv heads
+        (concatenated to 257) into every linear head, so the new network reproduces ``net`` exactly
+        on every image. Returns self. Notebook 04, section 5 (the CPU-budget initialisation)."""
+        if not isinstance(net, ReconNet):
+            raise TypeError(f"net must be a ReconNet, got {type(net).__name__}")
+        if net.backbone_name != self.backbone_name:
+            raise ValueError(f"backbones differ: ReconNet has {net.backbone_name!r}, this network {self.backbone_name!r}")
+        self.backbone.load_state_dict(net.backbone.state_dict())
+        w = torch.cat([conv.weight.reshape(conv.out_channels, -1) for conv in net.final_layers])  # (257, C)
+        b = torch.cat([conv.bias for conv in net.final_layers])
+        for h in self.heads:
+            h.weight.copy_(w)
+            h.bias.copy_(b)
+        return self

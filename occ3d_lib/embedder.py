@@ -1,0 +1,427 @@
+"""FaceNet embedder: 512-d identity embeddings for the MOPI losses (paper Sec. 3.2.2, Eqs. 7-8).
+
+Taught in notebook 04, section 2 ("FaceNet embeddings and cosine distance"). The paper uses a
+pre-trained FaceNet [34] to compare faces: Eq. 7 compares the renders of the 7 predictions of
+one identity, Eq. 8 picks the SOPI prediction whose render is closest (cosine distance) to the
+clean image. :class:`FaceEmbedder` wraps facenet-pytorch's ``InceptionResnetV1`` and does the
+package's own preprocessing, so the same object serves both tracks:
+
+- real track (``facenet='vggface2'`` or ``'casia-webface'``): the published weights, read from
+  ``$TORCH_HOME/checkpoints/<file>`` (reference sec. 9; never downloaded here);
+- embedded default (``facenet='synthetic'``): an ``InceptionResnetV1`` trained here on
+  synthetic identities (identity = identity + albedo coefficients; views vary expression, pose,
+  light, background and occlusion) with a metric-learning loss, cached under
+  ``ctx.stage_dir('embedder', ...)`` through the shared :class:`occ3d_lib.train.Trainer`.
+
+Why a metric-learning loss instead of facenet-pytorch's classification head: identities are
+drawn fresh from the face model's prior at every step (an unbounded number of classes, so no
+identity is ever seen twice and nothing can be memorised), and the quantity MOPI consumes is
+the cosine similarity between embeddings, which is exactly what a supervised contrastive loss
+(Khosla et al. 2020) on L2-normalised embeddings optimises. A softmax head over a fixed set of
+training identities would need many more steps to make its *embedding* generalise.
+
+Input: images ``(B, 3, H, W)`` in [0, 1]. They are resized (bilinear) to the embedder's input
+size and standardised like ``facenet_pytorch.fixed_image_standardization``:
+``(x * 255 - 127.5) / 128``. Output: ``(B, 512)`` unit vectors.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .train import TrainConfig, Trainer
+
+EMBEDDING_DIM = 512
+PRETRAINED_INPUT_SIZE = 160
+"""Input size of the published FaceNet weights (reference sec. 9)."""
+MIN_INPUT_SIZE = 80
+"""Smallest square input InceptionResnetV1 accepts (at 72 px its ``mixed_7a`` stage has no 3x3 map left)."""
+
+#: Published weights: file name in ``$TORCH_HOME/checkpoints`` and the size of its logits layer.
+FACENET_WEIGHTS: dict[str, tuple[str, int]] = {
+    "vggface2": ("20180402-114759-vggface2.pt", 8631),
+    "casia-webface": ("20180408-102900-casia-webface.pt", 10575),
+}
+_RELEASE_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
+
+
+# ------------------------------------------------------------------------------------- preprocessing
+def fixed_image_standardization(images: Tensor) -> Tensor:
+    """facenet-pytorch's standardisation for images in [0, 1]: ``(x * 255 - 127.5) / 128`` in [-1, 1).
+
+    (B, 3, H, W) -> (B, 3, H, W). Notebook 04, section 2.
+    """
+    return (images * 255.0 - 127.5) / 128.0
+
+
+def _check_images(images: Any) -> Tensor:
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor (B, 3, H, W) in [0, 1], got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        hint = " (for one image use images[None])" if images.ndim == 3 else ""
+        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}{hint}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be float in [0, 1], got dtype {images.dtype}")
+    return images
+
+
+class FaceEmbedder(nn.Module):
+    """Images ``(B, 3, H, W)`` in [0, 1] -> L2-normalised identity embeddings ``(B, D)`` (D = 512).
+
+    ``net`` maps standardised ``(B, 3, input_size, input_size)`` images to ``(B, D)`` features
+    (default: a fresh ``InceptionResnetV1(classify=False)``; any small module works for tests).
+    Images of another size are resized bilinearly to ``input_size``. Notebook 04, section 2.
+    """
+
+    def __init__(self, net: nn.Module | None = None, input_size: int = PRETRAINED_INPUT_SIZE,
+                 dropout_prob: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(input_size, int) or input_size < 8:
+            raise ValueError(f"input_size must be an int >= 8, got {input_size!r}")
+        if net is None:
+            if input_size < MIN_INPUT_SIZE:
+                raise ValueError(f"InceptionResnetV1 needs inputs of at least {MIN_INPUT_SIZE} px, got {input_size}")
+            from facenet_pytorch import InceptionResnetV1
+
+            net = InceptionResnetV1(pretrained=None, classify=False, dropout_prob=dropout_prob)
+        self.net = net
+        self.input_size = input_size
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """Resize to ``input_size`` and standardise. (B, 3, H, W) in [0, 1] -> (B, 3, s, s)."""
+        x = _check_images(images)
+        if x.shape[-2:] != (self.input_size, self.input_size):
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return fixed_image_standardization(x)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return F.normalize(self.net(self.preprocess(images)), dim=1)
+
+
+def freeze_embedder(embedder: FaceEmbedder) -> FaceEmbedder:
+    """Frozen for use as a loss network: eval mode (BatchNorm running stats), no parameter gradients.
+
+    Gradients still flow to the *input images* (Eq. 7 back-propagates through the renders).
+    """
+    embedder.eval()
+    for p in embedder.parameters():
+        p.requires_grad_(False)
+    return embedder
+
+
+# ----------------------------------------------------------------------------------------- real track
+def torch_home() -> Path:
+    """``$TORCH_HOME`` or ``$XDG_CACHE_HOME/torch`` or ``~/.cache/torch`` (facenet-pytorch's rule)."""
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))))
+
+
+def facenet_weights_path(name: str) -> Path:
+    """Where the published weights ``name`` ('vggface2' / 'casia-webface') are expected."""
+    if name not in FACENET_WEIGHTS:
+        raise ValueError(f"unknown FaceNet weights {name!r}; valid: {sorted(FACENET_WEIGHTS)}")
+    return torch_home() / "checkpoints" / FACENET_WEIGHTS[name][0]
+
+
+def load_pretrained_embedder(name: str, device: str = "cpu") -> FaceEmbedder:
+    """The published FaceNet (reference sec. 9) as a frozen :class:`FaceEmbedder` at 160 px.
+
+    Never downloads: a missing file raises ``FileNotFoundError`` saying which file to put where.
+    """
+    path = facenet_weights_path(name)
+    fname, n_classes = FACENET_WEIGHTS[name]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"FaceNet weights {name!r} not found at {path}. Download {_RELEASE_URL}{fname} on a machine with "
+            f"internet and copy it to {path.parent}/ (set TORCH_HOME to use another folder), or use "
+            "facenet='synthetic' to train an embedder here.")
+    from facenet_pytorch import InceptionResnetV1
+
+    net = InceptionResnetV1(pretrained=None, classify=False)
+    net.logits = nn.Linear(512, n_classes)  # present in the file; unused for embeddings
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return freeze_embedder(FaceEmbedder(net, PRETRAINED_INPUT_SIZE).to(device))
+
+
+# ---------------------------------------------------------------------------------- metric learning
+def supervised_contrastive_loss(emb: Tensor, labels: Tensor, temperature: float = 0.1) -> Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) on unit embeddings; notebook 04, section 2.
+
+    For each anchor i with at least one positive:
+    ``-mean_{p: y_p = y_i, p != i} log( exp(s_ip / T) / sum_{a != i} exp(s_ia / T) )`` with
+    ``s = emb emb^T`` (cosines); averaged over those anchors. emb (N, D) unit rows, labels (N,)
+    int -> scalar. Minimised when views of one identity coincide and identities are far apart.
+    """
+    if emb.ndim != 2 or labels.shape != (emb.shape[0],):
+        raise ValueError(f"emb must be (N, D) and labels (N,), got {tuple(emb.shape)} and {tuple(labels.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    n = emb.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=emb.device)
+    logits = (emb @ emb.T) / temperature
+    logits = logits.masked_fill(eye, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    pos = (labels[:, None] == labels[None, :]) & ~eye
+    n_pos = pos.sum(1)
+    has = n_pos > 0
+    if not bool(has.any()):
+        raise ValueError("supervised_contrastive_loss needs at least two samples with the same label")
+    per_anchor = -(log_prob.masked_fill(~pos, 0.0)).sum(1)[has] / n_pos[has]
+    return per_anchor.mean()
+
+
+@dataclass(frozen=True)
+class EmbedderSettings:
+    """How the synthetic FaceNet is trained (notebook 04, section 2). Steps/batch/size come from the profile.
+
+    ``views`` views per identity in a batch (batch = P identities x ``views``); ``black_background``
+    the fraction of views rendered on black (as the renders of predictions in Eqs. 7-8 are);
+    ``occluded`` the fraction of views occluded by a random partial occluder (random fill).
+    """
+
+    views: int = 4
+    temperature: float = 0.1
+    lr: float = 1e-3
+    lr_final_fraction: float = 0.02  # cosine decay of the lr to this fraction at the last step
+    black_background: float = 0.3
+    occluded: float = 0.1  # MOPI only embeds clean images and renders; a little occlusion for robustness
+    occlusion_fill: str = "random"
+    dropout_prob: float = 0.0
+    input_size: int | None = None  # None: max(profile.embedder_image_size, MIN_INPUT_SIZE)
+    seed_offset: int = 31
+
+    def __post_init__(self) -> None:
+        if self.views < 2:
+            raise ValueError(f"views must be >= 2 (positives are needed), got {self.views}")
+        for k in ("black_background", "occluded", "lr_final_fraction"):
+            if not 0 <= getattr(self, k) <= 1:
+                raise ValueError(f"{k} must be in [0, 1], got {getattr(self, k)}")
+
+
+def embedder_input_size(profile: Any, settings: EmbedderSettings = EmbedderSettings()) -> int:
+    """The synthetic embedder's input size: ``settings.input_size`` or max(profile's, 80)."""
+    return settings.input_size or max(int(profile.embedder_image_size), MIN_INPUT_SIZE)
+
+
+def synthetic_identity_batch_fn(face_model: Any, image_size: int, batch_size: int,
+                                settings: EmbedderSettings = EmbedderSettings(),
+                                renderer: Any | None = None) -> Callable[[int, torch.Generator], dict[str, Tensor]]:
+    """``batch_fn`` for :class:`Trainer`: fresh identities, ``settings.views`` views each.
+
+    Each call draws ``P = batch_size // views`` identities (identity + albedo coefficients,
+    :func:`occ3d_lib.datasets.sample_identities`), one random view per slot
+    (:func:`~occ3d_lib.datasets.sample_views`: expression, pose, light), a random background
+    (black for a ``black_background`` fraction), renders at ``image_size`` and occludes an
+    ``occluded`` fraction with a random partial occluder. Returns ``image (P*V, 3, S, S)``,
+    ``label (P*V,)`` (0..P-1, views adjacent). Everything comes from the generator passed in.
+    """
+    from .datasets import random_backgrounds, sample_identities, sample_views
+    from .occlusion import PARTIAL_KINDS, occlude
+    from .render import FaceRenderer
+
+    p = batch_size // settings.views
+    if p < 2:
+        raise ValueError(f"batch_size {batch_size} must hold at least 2 identities x {settings.views} views")
+    rend = renderer if renderer is not None else FaceRenderer(face_model, image_size)
+    if rend.image_size != image_size:
+        raise ValueError(f"renderer image_size {rend.image_size} != image_size {image_size}")
+    n = p * settings.views
+
+    def batch_fn(step: int, g: torch.Generator) -> dict[str, Tensor]:
+        ids, tex = sample_identities(p, face_model, g)
+        coeffs = sample_views(ids.repeat_interleave(settings.views, 0), tex.repeat_interleave(settings.views, 0),
+                              face_model, g)
+        bg = random_backgrounds(n, image_size, g)
+        black = torch.rand(n, generator=g) < settings.black_background
+        bg[black] = 0.0
+        with torch.no_grad():
+            out = rend(coeffs.to(face_model.dtype), bg.to(face_model.dtype))
+        images = out.image.float().clamp(0, 1)
+        occ = torch.rand(n, generator=g) < settings.occluded
+        pick = torch.randint(len(PARTIAL_KINDS), (n,), generator=g).tolist()
+        kinds = [PARTIAL_KINDS[k] if o else "none" for o, k in zip(occ.tolist(), pick)]
+        if any(k != "none" for k in kinds):
+            images = occlude(images, kinds, g, landmarks=out.landmarks.float(), fill=settings.occlusion_fill).images
+        return {"image": images.contiguous(), "label": torch.arange(p).repeat_interleave(settings.views),
+                "step": torch.tensor(step)}
+
+    return batch_fn
+
+
+def cosine_lr(step: int, steps: int, lr: float, final_fraction: float) -> float:
+    """Cosine decay from ``lr`` at step 0 to ``lr * final_fraction`` at step ``steps``."""
+    t = min(max(step / max(steps, 1), 0.0), 1.0)
+    return lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+class LRSchedule:
+    """Sets an optimiser's learning rate from the step number carried by the batch (``batch['step']``).
+
+    The rate is a pure function of the step (:func:`cosine_lr`), so a resumed run follows the same
+    schedule. Bind the optimiser with ``schedule.optimizer = trainer.optimizer``.
+    """
+
+    def __init__(self, lr: float, steps: int, final_fraction: float) -> None:
+        self.lr, self.steps, self.final_fraction = lr, steps, final_fraction
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def __call__(self, step: int) -> float:
+        value = cosine_lr(step, self.steps, self.lr, self.final_fraction)
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = value
+        return value
+
+
+def embedder_step_fn(temperature: float, schedule: LRSchedule | None = None
+                     ) -> Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]:
+    """One embedder step: supervised contrastive loss on the batch's embeddings (+ logged pos/neg cosines).
+
+    With a ``schedule`` the optimiser's lr is set from ``batch['step']`` first (and logged as ``lr``).
+    """
+
+    def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        lr = schedule(int(batch["step"])) if schedule is not None and "step" in batch else None
+        emb = model(batch["image"])
+        y = batch["label"]
+        loss = supervised_contrastive_loss(emb, y, temperature)
+        with torch.no_grad():
+            s = emb @ emb.T
+            same = (y[:, None] == y[None, :]) & ~torch.eye(len(y), dtype=torch.bool, device=emb.device)
+            diff = y[:, None] != y[None, :]
+        terms = {"loss": loss, "cos_same": s[same].mean(), "cos_diff": s[diff].mean()}
+        if lr is not None:
+            terms["lr"] = torch.tensor(lr)
+        return terms
+
+    return step
+
+
+def embedder_config(ctx: Any, settings: EmbedderSettings = EmbedderSettings()) -> TrainConfig:
+    """The TrainConfig of the synthetic embedder run (its hash names the checkpoint folder)."""
+    p = ctx.profile
+    fm = ctx.face_model
+    key = {"stage": "embedder", "version": 2, "settings": asdict(settings), "image_size": p.embedder_image_size,
+           "input_size": embedder_input_size(p, settings), "batch": p.embedder_batch_size,
+           "face_model": {k: fm.info.get(k) for k in ("name", "resolution", "seed", "version", "path")}}
+    return TrainConfig(steps=p.embedder_steps, lr=settings.lr, checkpoint_every=p.checkpoint_every,
+                       log_every=p.log_every, seed=p.seed + settings.seed_offset, device=ctx.device, key=key)
+
+
+def train_embedder(ctx: Any, settings: EmbedderSettings = EmbedderSettings(), progress: bool | None = None,
+                   callback: Callable | None = None) -> FaceEmbedder:
+    """Train (or load the cached) synthetic FaceNet; returns it frozen. Notebook 04, section 2.
+
+    ``profile.embedder_steps`` steps of ``profile.embedder_batch_size`` views rendered at
+    ``profile.embedder_image_size``; resumable and cached (``final.pt``) in
+    ``ctx.stage_dir('embedder', ...)``.
+    """
+    from .render import FaceRenderer
+
+    p = ctx.profile
+    cfg = embedder_config(ctx, settings)
+    out_dir = ctx.stage_dir("embedder", {"hash": cfg.hash()})
+    with torch.random.fork_rng():  # deterministic weight init without touching the global RNG
+        torch.manual_seed(cfg.seed)
+        model = FaceEmbedder(input_size=embedder_input_size(p, settings), dropout_prob=settings.dropout_prob)
+    renderer = FaceRenderer(ctx.face_model, p.embedder_image_size)
+    schedule = LRSchedule(settings.lr, p.embedder_steps, settings.lr_final_fraction)
+    trainer = Trainer(model, embedder_step_fn(settings.temperature, schedule),
+                      synthetic_identity_batch_fn(ctx.face_model, p.embedder_image_size, p.embedder_batch_size,
+                                                  settings, renderer), cfg, out_dir)
+    schedule.optimizer = trainer.optimizer
+    trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback, desc="FaceNet (synthetic)")
+    model.history = trainer.history  # type: ignore[attr-defined]
+    model.out_dir = out_dir  # type: ignore[attr-defined]
+    return freeze_embedder(model)
+
+
+def get_embedder(ctx: Any, settings: EmbedderSettings = EmbedderSettings(), **kw: Any) -> FaceEmbedder:
+    """The frozen embedder of this context: published weights (``facenet='vggface2'/'casia-webface'``)
+    or the synthetic one (trained and cached on first use). Notebook 04, section 2."""
+    if ctx.facenet_spec in FACENET_WEIGHTS:
+        return load_pretrained_embedder(ctx.facenet_spec, ctx.device)
+    if ctx.facenet_spec != "synthetic":
+        raise ValueError(f"facenet must be 'synthetic' or one of {sorted(FACENET_WEIGHTS)}, got {ctx.facenet_spec!r}")
+    return train_embedder(ctx, settings, **kw)
+
+
+# --------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def embed_images(embedder: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
+    """Embeddings of many images, in eval mode, without gradients. (M, 3, S, S) -> (M, D) on CPU."""
+    _check_images(images)
+    was = embedder.training
+    embedder.eval()
+    param = next(iter(embedder.parameters()), None)
+    dev = param.device if param is not None else torch.device("cpu")
+    out = [embedder(images[i:i + batch_size].to(dev)).float().cpu() for i in range(0, images.shape[0], batch_size)]
+    embedder.train(was)
+    return torch.cat(out) if out else torch.zeros(0, EMBEDDING_DIM)
+
+
+def roc_curve(scores: Tensor, same: Tensor) -> dict[str, Any]:
+    """ROC of a similarity score for same/different pairs (higher score = more likely the same).
+
+    scores (P,) float, same (P,) bool -> dict with ``fpr``, ``tpr``, ``thresholds`` (numpy arrays,
+    thresholds decreasing; a pair is called 'same' when score >= threshold), ``auc`` (trapezoid;
+    equals the probability that a random same pair scores above a random different pair, ties
+    counting one half), and the best ``accuracy`` with its ``threshold``: the balanced accuracy
+    ``(TPR + TNR) / 2`` (same and different pairs weighted equally, LFW's balanced protocol).
+    """
+    s = scores.detach().double().flatten().cpu().numpy()
+    y = same.detach().bool().flatten().cpu().numpy()
+    if s.shape != y.shape or y.all() or (~y).all():
+        raise ValueError("roc_curve needs scores and labels of the same length with both same and different pairs")
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each score value
+    tp = np.cumsum(y)[distinct]
+    fp = np.cumsum(~y)[distinct]
+    tpr = np.r_[0.0, tp / y.sum()]
+    fpr = np.r_[0.0, fp / (~y).sum()]
+    thr = np.r_[np.inf, s[distinct]]
+    auc = float(np.trapezoid(tpr, fpr)) if hasattr(np, "trapezoid") else float(np.trapz(tpr, fpr))
+    bal = (tpr + 1 - fpr) / 2
+    k = int(np.argmax(bal))
+    return {"fpr": fpr, "tpr": tpr, "thresholds": thr, "auc": auc, "accuracy": float(bal[k]),
+            "threshold": float(thr[k])}
+
+
+def verification_report(embedder: nn.Module, images: Tensor, identity: Tensor | np.ndarray,
+                        batch_size: int = 64) -> dict[str, Any]:
+    """Face verification on labelled images (notebook 04, section 2; issue 6 asks >= 0.90 accuracy).
+
+    Every unordered pair of distinct images is a trial; its score is the cosine similarity of the
+    two embeddings. images (M, 3, S, S) in [0, 1], identity (M,) ints. Returns :func:`roc_curve`'s
+    dict plus ``n_same``, ``n_diff``, ``mean_cos_same``, ``mean_cos_diff`` and ``n_images``.
+    """
+    ident = torch.as_tensor(np.asarray(identity)).long().flatten()
+    if ident.shape[0] != images.shape[0]:
+        raise ValueError(f"identity has {ident.shape[0]} labels for {images.shape[0]} images")
+    emb = embed_images(embedder, images, batch_size)
+    sim = emb @ emb.T
+    iu = torch.triu_indices(len(ident), len(ident), offset=1)
+    scores = sim[iu[0], iu[1]]
+    same = ident[iu[0]] == ident[iu[1]]
+    rep = roc_curve(scores, same)
+    rep.update({"n_same": int(same.sum()), "n_diff": int((~same).sum()), "n_images": int(len(ident)),
+                "mean_cos_same": float(scores[same].mean()), "mean_cos_diff": float(scores[~same].mean())})
+    return rep
+
+
+def weights_hash(module: nn.Module) -> str:
+    """A 16-hex-digit SHA-256 of a module's state (cache keys of stages that consume a frozen model)."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

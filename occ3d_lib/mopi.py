@@ -1,0 +1,249 @@
+"""MOPI training: Multi-Occlusion Per Identity (paper Sec. 3.2, Eqs. 7-9, Sec. 4, Table 7).
+
+Taught in notebook 04 (sections 3-7). One training step, for ``B`` identities:
+
+1. *data* (:func:`mopi_batch_fn`): pick ``B`` clean training images, occlude each 7 times with
+   random patterns (:func:`occ3d_lib.occlusion.multi_occlusion_set`, solid random colours:
+   "arbitrary pixel values", Sec. 4);
+2. *Eq. 8 label* (:func:`select_labels`, in the batch function because it only involves frozen
+   networks): the frozen SOPI model predicts coefficients for the 7 occluded images, each
+   prediction is rendered (black background) and embedded by the frozen FaceNet; the label
+   ``v_s^i`` is the prediction whose render is closest (cosine distance) to the embedding of
+   the clean image;
+3. *MOPI forward* (:func:`mopi_step_fn`): the 7 images go through the shared backbone, head k
+   takes image k -> ``v_m (B, 7, 257)``;
+4. *Eq. 7*: the 7 predictions are rendered and embedded; the perceptual loss pulls the 7
+   embeddings of one identity together (:func:`occ3d_lib.losses.perceptual_loss`);
+5. *Eq. 9*: ``L = x1 L_perc + x2 L_label`` with ``(x1, x2) = (0.2, 0.8)``; the Table 7 ablations
+   use (1, 0) and (0, 1) (:data:`occ3d_lib.losses.MOPI_ABLATIONS`). The term left out of an
+   ablation is still computed without gradient and logged, so the curves are comparable.
+
+Choices where the paper is silent (each is a field of :class:`MopiSettings`):
+- initialisation: the backbone and all 7 heads start from the frozen SOPI model
+  (:meth:`MultiOcclusionNet.init_from_reconnet`), so MOPI starts where SOPI is and only has to
+  improve on it in a few hundred CPU steps (the paper starts from ImageNet and runs 500K steps);
+- renders of predictions are composited on black (the embedder is trained with black
+  backgrounds too, :class:`occ3d_lib.embedder.EmbedderSettings`);
+- the test-time rule for one image is the mean of the 7 heads (:meth:`MultiOcclusionNet.predict`).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from . import losses
+from .embedder import weights_hash
+from .models import MultiOcclusionNet, ReconNet
+from .occlusion import MOPI_KINDS, multi_occlusion_set
+from .train import TrainConfig, Trainer
+
+VARIANTS = tuple(losses.MOPI_ABLATIONS)  # ("both", "perceptual", "label")
+
+
+@dataclass(frozen=True)
+class MopiSettings:
+    """How MOPI is trained (notebook 04, section 5). ``x1``/``x2`` override the variant's Eq. 9 weights."""
+
+    variant: str = "both"
+    x1: float | None = None
+    x2: float | None = None
+    init: str = "sopi"  # "sopi" (copy the frozen SOPI model into backbone and every head) or "scratch"
+    kinds: tuple[str, ...] = MOPI_KINDS
+    fill: str = "solid"
+    freeze_bn: bool = True  # keep the backbone's BatchNorm statistics (SOPI's) while fine-tuning
+    seed_offset: int = 53
+
+    def __post_init__(self) -> None:
+        if self.variant not in losses.MOPI_ABLATIONS:
+            raise ValueError(f"unknown MOPI variant {self.variant!r}; valid: {list(losses.MOPI_ABLATIONS)}")
+        if self.init not in ("sopi", "scratch"):
+            raise ValueError(f"init must be 'sopi' or 'scratch', got {self.init!r}")
+        x1, x2 = self.weights
+        if x1 < 0 or x2 < 0 or x1 + x2 <= 0:
+            raise ValueError(f"Eq. 9 weights must be >= 0 and not both 0, got x1={x1}, x2={x2}")
+
+    @property
+    def weights(self) -> tuple[float, float]:
+        """(x1, x2) of Eq. 9."""
+        d1, d2 = losses.MOPI_ABLATIONS[self.variant]
+        return (float(d1 if self.x1 is None else self.x1), float(d2 if self.x2 is None else self.x2))
+
+
+def _render_embed(renderer: Any, embedder: nn.Module, coeffs: Tensor) -> Tensor:
+    """Render (N, 257) on black and embed: -> (N, D). Differentiable w.r.t. ``coeffs``."""
+    out = renderer(coeffs.to(renderer.model.dtype))
+    return embedder(out.image.float().clamp(0, 1))
+
+
+@torch.no_grad()
+def select_labels(sopi: nn.Module, embedder: nn.Module, renderer: Any, occluded: Tensor, clean: Tensor) -> dict[str, Tensor]:
+    """Eq. 8's label selection for a batch of identities (notebook 04, section 4).
+
+    occluded (B, W, 3, S, S) the W occluded variants, clean (B, 3, S, S) the unoccluded image.
+    Returns ``sopi_coeffs (B, W, 257)``, ``sopi_emb (B, W, D)`` (embeddings of their renders),
+    ``clean_emb (B, D)``, ``distance (B, W)`` (cosine distances to the clean embedding),
+    ``choice (B,)`` (argmin) and ``label (B, 257)`` = ``v_s^i``.
+    """
+    if occluded.ndim != 5 or clean.ndim != 4 or occluded.shape[0] != clean.shape[0] or occluded.shape[2:] != clean.shape[1:]:
+        raise ValueError(f"occluded must be (B, W, 3, S, S) and clean (B, 3, S, S), got {tuple(occluded.shape)} "
+                         f"and {tuple(clean.shape)}")
+    b, w = occluded.shape[:2]
+    sopi_coeffs = sopi(occluded.flatten(0, 1)).view(b, w, -1)
+    sopi_emb = _render_embed(renderer, embedder, sopi_coeffs.flatten(0, 1)).view(b, w, -1)
+    clean_emb = embedder(clean)
+    choice = losses.sopi_label_index(sopi_emb, clean_emb)
+    label = losses.select_sopi_labels(sopi_coeffs, sopi_emb, clean_emb)
+    return {"sopi_coeffs": sopi_coeffs, "sopi_emb": sopi_emb, "clean_emb": clean_emb,
+            "distance": losses.cosine_distance(sopi_emb, clean_emb.unsqueeze(1)), "choice": choice, "label": label}
+
+
+def mopi_batch_fn(split: Any, sopi: nn.Module, embedder: nn.Module, renderer: Any, n_identities: int,
+                  n_variants: int = 7, kinds: tuple[str, ...] = MOPI_KINDS, fill: str = "solid",
+                  device: str = "cpu") -> Callable[[int, torch.Generator], dict[str, Tensor]]:
+    """``batch_fn`` for :class:`Trainer`: ``n_identities`` multi-occlusion sets with their Eq. 8 labels.
+
+    Draws image indices and the occlusions from the trainer's generator only (so a resumed run
+    sees the same batches). Returns ``images (B, W, 3, S, S)``, ``clean (B, 3, S, S)``,
+    ``index (B,)``, ``label (B, 257)``, ``choice (B,)`` (on CPU). Notebook 04, section 5.
+    """
+    n = len(split)
+    if n_identities < 1 or n < 1:
+        raise ValueError(f"need n_identities >= 1 and a non-empty split, got {n_identities} and {n} images")
+
+    def batch_fn(step: int, g: torch.Generator) -> dict[str, Tensor]:
+        idx = torch.randint(0, n, (n_identities,), generator=g)
+        b = split.batch(idx.numpy())
+        occ = multi_occlusion_set(b["image"], b["landmarks"], n_variants, g, kinds=kinds, fill=fill)
+        images = occ.images.float()
+        sel = select_labels(sopi, embedder, renderer, images.to(device), b["image"].to(device))
+        return {"images": images, "clean": b["image"], "index": idx, "label": sel["label"].float().cpu(),
+                "choice": sel["choice"].cpu()}
+
+    return batch_fn
+
+
+def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float = 0.8, freeze_bn: bool = False
+                 ) -> Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]:
+    """One MOPI step: Eq. 7 on the renders of the 7 heads' outputs, Eq. 8 against the SOPI label,
+    Eq. 9 to combine. A term with weight 0 is computed without gradient (logged only).
+    ``freeze_bn`` keeps every BatchNorm layer in eval mode (running statistics untouched): a MOPI
+    batch holds only B identities x 7 views of the same faces, whose statistics are not the data's,
+    and a network started from SOPI should keep SOPI's. Returns ``loss``, ``perceptual``,
+    ``label``. Notebook 04, section 5."""
+    if x1 < 0 or x2 < 0:
+        raise ValueError(f"Eq. 9 weights must be non-negative, got x1={x1}, x2={x2}")
+
+    def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        if freeze_bn:
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        images = batch["images"]
+        v = model(images)  # (B, W, 257)
+        b, w = v.shape[:2]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x1 > 0):
+            emb = _render_embed(renderer, embedder, v.flatten(0, 1)).view(b, w, -1)
+            perc = losses.perceptual_loss(emb)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x2 > 0):
+            lab = losses.label_loss(v, batch["label"])
+        return {"loss": losses.composite_loss(perc, lab, x1, x2), "perceptual": perc.detach(), "label": lab.detach()}
+
+    return step
+
+
+def build_mopi(profile: Any, sopi: ReconNet | None = None, init: str = "sopi") -> MultiOcclusionNet:
+    """A MultiOcclusionNet with the profile's backbone and ``n_occlusion_variants`` heads, started from ``sopi``."""
+    net = MultiOcclusionNet(profile.backbone, imagenet_init=profile.imagenet_init and init == "scratch",
+                            n_heads=profile.n_occlusion_variants)
+    if init == "sopi":
+        if sopi is None:
+            raise ValueError("init='sopi' needs the SOPI model")
+        net.init_from_reconnet(sopi)
+    return net
+
+
+def mopi_config(ctx: Any, settings: MopiSettings, sopi_key: str, embedder_key: str) -> TrainConfig:
+    """The TrainConfig of a MOPI run (its hash names the checkpoint folder)."""
+    p = ctx.profile
+    key = {"stage": "mopi", "version": 1, "settings": asdict(settings), "weights": settings.weights,
+           "sopi": sopi_key, "embedder": embedder_key, "backbone": p.backbone, "batch": p.mopi_batch_identities,
+           "variants": p.n_occlusion_variants, "data": ctx.dataset.meta.get("key")}
+    return TrainConfig(steps=p.mopi_steps, lr=p.mopi_lr, checkpoint_every=p.checkpoint_every,
+                       log_every=p.log_every, seed=p.seed + settings.seed_offset, device=ctx.device, key=key)
+
+
+def train_mopi(ctx: Any, variant: str = "both", sopi: nn.Module | None = None, embedder: nn.Module | None = None,
+               settings: MopiSettings | None = None, progress: bool | None = None,
+               callback: Callable | None = None) -> MultiOcclusionNet:
+    """Train (or load the cached) MOPI network for one Table 7 variant; returns it frozen.
+
+    ``sopi`` defaults to :func:`occ3d_lib.stages.get_sopi`, ``embedder`` to
+    :func:`occ3d_lib.embedder.get_embedder` (both frozen here). ``profile.mopi_steps`` steps of
+    ``profile.mopi_batch_identities`` identities x 7 images, lr ``profile.mopi_lr``; resumable and
+    cached in ``ctx.stage_dir('mopi', ...)`` keyed by the settings and the SOPI/embedder weights.
+    Notebook 04, sections 5-6.
+    """
+    from .embedder import freeze_embedder, get_embedder
+    from .stages import freeze, get_sopi
+
+    if settings is None:
+        settings = MopiSettings(variant=variant)
+    elif settings.variant != variant:
+        raise ValueError(f"variant {variant!r} disagrees with settings.variant {settings.variant!r}")
+    sopi = freeze(sopi if sopi is not None else get_sopi(ctx)).to(ctx.device)
+    embedder = freeze_embedder(embedder if embedder is not None else get_embedder(ctx)).to(ctx.device)
+    cfg = mopi_config(ctx, settings, weights_hash(sopi), weights_hash(embedder))
+    out_dir = ctx.stage_dir(f"mopi-{settings.variant}", {"hash": cfg.hash()})
+    model = build_mopi(ctx.profile, sopi if settings.init == "sopi" else None, settings.init)
+    renderer = ctx.renderer.to(ctx.device)
+    x1, x2 = settings.weights
+    batch_fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, ctx.profile.mopi_batch_identities,
+                             ctx.profile.n_occlusion_variants, settings.kinds, settings.fill, ctx.device)
+    trainer = Trainer(model, mopi_step_fn(renderer, embedder, x1, x2, settings.freeze_bn), batch_fn, cfg, out_dir)
+    trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback,
+                desc=f"MOPI ({settings.variant})")
+    model.history = trainer.history  # type: ignore[attr-defined]
+    model.out_dir = out_dir  # type: ignore[attr-defined]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def get_mopi(ctx: Any, variant: str = "both", **kw: Any) -> MultiOcclusionNet:
+    """The frozen MOPI network of this context for a Table 7 variant (trained and cached on first use)."""
+    return train_mopi(ctx, variant, **kw)
+
+
+# ------------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def compare_models(ctx: Any, models: Mapping[str, nn.Module], kind: str = "random_pattern", seed: int = 1234,
+                   split: str = "test", n: int | None = None) -> dict[str, dict[str, float]]:
+    """Landmark ME (224-px scale) of several models on a fixed occluded evaluation set and on the clean images.
+
+    The set: the first ``n`` (default ``profile.eval_samples``) images of ``split`` occluded with
+    ``kind`` by :func:`occ3d_lib.occlusion.make_eval_set` (fixed seed, solid random colours).
+    Each model reconstructs through ``predict`` when it has one (MOPI's single-image rule),
+    else ``__call__``. Returns ``{name: {"occluded": ME, "clean": ME}}``. Notebook 04, section 7.
+    """
+    from .metrics import landmark_me
+    from .occlusion import make_eval_set
+    from .stages import predict_coeffs
+
+    data = ctx.dataset.split(split)
+    n = min(len(data), n or ctx.profile.eval_samples)
+    b = data.batch(list(range(n)))
+    occ = make_eval_set(b["image"], b["landmarks"], kind, seed, fill="solid")
+    s = b["image"].shape[-1]
+    out: dict[str, dict[str, float]] = {}
+    for name, m in models.items():
+        res = {}
+        for tag, imgs in (("occluded", occ.images.float()), ("clean", b["image"])):
+            c = predict_coeffs(m, imgs, device=ctx.device)
+            lm = ctx.renderer.landmarks(c.to(ctx.renderer.model.dtype)).float()
+            res[tag] = float(landmark_me(lm, b["landmarks"], s).mean())
+        out[name] = res
+    return out

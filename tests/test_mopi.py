@@ -1,0 +1,173 @@
+"""MultiOcclusionNet (Sec. 3.2.1), its test-time rule, and MOPI training (Eqs. 7-9) end to end on a toy setup."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from occ3d_lib import losses, mopi
+from occ3d_lib.config import get_profile
+from occ3d_lib.context import Context
+from occ3d_lib.datasets import load_or_build_synthetic
+from occ3d_lib.embedder import FaceEmbedder
+from occ3d_lib.models import MultiOcclusionNet, ReconNet
+from occ3d_lib.render import FaceRenderer
+from tests.test_embedder import TinyNet, toy_face_model
+
+
+def _random_heads(net: MultiOcclusionNet | ReconNet, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in (net.heads if isinstance(net, MultiOcclusionNet) else net.final_layers):
+            m.weight.copy_(0.01 * torch.randn(m.weight.shape, generator=g))
+            m.bias.copy_(0.01 * torch.randn(m.bias.shape, generator=g))
+
+
+def test_forward_routes_image_k_to_head_k():
+    torch.manual_seed(0)
+    net = MultiOcclusionNet("resnet18", n_heads=3).eval()
+    _random_heads(net, 1)
+    x = torch.rand(2, 3, 3, 32, 32)
+    out = net(x)
+    assert out.shape == (2, 3, 257)
+    f = net.features(x[:, 1])
+    torch.testing.assert_close(out[:, 1], net.heads[1](f))
+    with pytest.raises(ValueError, match=r"\(B, 3, 3, H, W\)"):
+        net(torch.rand(2, 3, 32, 32))
+
+
+def test_heads_start_at_zero():
+    net = MultiOcclusionNet("resnet18", n_heads=7).eval()
+    assert torch.count_nonzero(net(torch.rand(1, 7, 3, 32, 32))) == 0
+
+
+def test_predict_is_the_mean_of_all_heads():
+    torch.manual_seed(0)
+    net = MultiOcclusionNet("resnet18", n_heads=7).eval()
+    _random_heads(net, 2)
+    x = torch.rand(3, 3, 32, 32)
+    slow = torch.stack([h(net.features(x)) for h in net.heads]).mean(0)  # every head on the same image
+    torch.testing.assert_close(net.predict(x), slow)
+    # same as feeding 7 copies through forward and averaging the heads
+    torch.testing.assert_close(net.predict(x), net(x[:, None].expand(3, 7, 3, 32, 32)).mean(1))
+    # and not simply head 0
+    assert not torch.allclose(net.predict(x), net.heads[0](net.features(x)))
+
+
+def test_init_from_reconnet_reproduces_it():
+    torch.manual_seed(0)
+    r = ReconNet("resnet18").eval()
+    _random_heads(r, 3)
+    net = MultiOcclusionNet("resnet18").init_from_reconnet(r).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net.predict(x), r(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(net(x[:, None].expand(2, 7, 3, 32, 32)), r(x)[:, None].expand(2, 7, 257),
+                                   atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="backbones differ"):
+        MultiOcclusionNet("resnet34").init_from_reconnet(r)
+
+
+def test_settings_weights_and_validation():
+    assert mopi.MopiSettings().weights == (0.2, 0.8)
+    assert mopi.MopiSettings("perceptual").weights == (1.0, 0.0)
+    assert mopi.MopiSettings("label", x2=0.5).weights == (0.0, 0.5)
+    with pytest.raises(ValueError, match="unknown MOPI variant"):
+        mopi.MopiSettings("perc")
+    with pytest.raises(ValueError, match="not both 0"):
+        mopi.MopiSettings("label", x2=0.0)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mopi")
+    fm = toy_face_model()
+    prof = get_profile("smoke").replace(image_size=32, n_train_identities=4, n_val_identities=1, n_test_identities=2,
+                                        views_per_identity=2, mopi_steps=3, mopi_batch_identities=2,
+                                        n_occlusion_variants=3, checkpoint_every=2, log_every=1, eval_samples=4)
+    ctx = Context(profile=prof, run_dir=root / "run", progress=False)
+    ctx.__dict__["face_model"] = fm  # cached_property slots: a toy model and dataset instead of the procedural ones
+    ctx.__dict__["dataset"] = load_or_build_synthetic(prof, fm, root=root / "data", progress=False)
+    torch.manual_seed(0)
+    sopi = ReconNet("resnet18")
+    _random_heads(sopi, 4)
+    emb = FaceEmbedder(TinyNet(), input_size=32)
+    return ctx, sopi, emb
+
+
+def test_select_labels_picks_the_render_closest_to_the_clean_image(toy):
+    ctx, sopi, emb = toy
+    b = ctx.dataset.train.batch([0, 1])
+    occ = torch.rand(2, 3, 3, 32, 32)
+    sel = mopi.select_labels(sopi.eval(), emb.eval(), ctx.renderer, occ, b["image"])
+    assert sel["sopi_coeffs"].shape == (2, 3, 257) and sel["label"].shape == (2, 257)
+    d = 1 - torch.nn.functional.cosine_similarity(sel["sopi_emb"], sel["clean_emb"][:, None], dim=-1)
+    torch.testing.assert_close(sel["distance"], d)
+    assert sel["choice"].tolist() == d.argmin(1).tolist()
+    for i in range(2):
+        torch.testing.assert_close(sel["label"][i], sel["sopi_coeffs"][i, sel["choice"][i]])
+
+
+def test_batch_fn_is_deterministic(toy):
+    ctx, sopi, emb = toy
+    fn = mopi.mopi_batch_fn(ctx.dataset.train, sopi.eval(), emb.eval(), ctx.renderer, 2, 3)
+    a = fn(5, torch.Generator().manual_seed(9))
+    b = fn(5, torch.Generator().manual_seed(9))
+    c = fn(5, torch.Generator().manual_seed(10))
+    assert a["images"].shape == (2, 3, 3, 32, 32) and a["clean"].shape == (2, 3, 32, 32)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not torch.equal(a["images"], c["images"])
+    # occluded variants differ from the clean image and from each other
+    assert not torch.equal(a["images"][:, 0], a["clean"]) and not torch.equal(a["images"][:, 0], a["images"][:, 1])
+
+
+def test_step_fn_terms_and_gradients(toy):
+    ctx, sopi, emb = toy
+    fn = mopi.mopi_batch_fn(ctx.dataset.train, sopi.eval(), emb.eval(), ctx.renderer, 2, 3)
+    batch = fn(0, torch.Generator().manual_seed(0))
+    net = MultiOcclusionNet("resnet18", n_heads=3).init_from_reconnet(sopi)
+    for p in emb.parameters():
+        p.requires_grad_(False)
+    for x1, x2 in ((0.2, 0.8), (1.0, 0.0), (0.0, 1.0)):
+        net.zero_grad()
+        terms = mopi.mopi_step_fn(ctx.renderer, emb, x1, x2)(net, batch)
+        torch.testing.assert_close(terms["loss"], x1 * terms["perceptual"] + x2 * terms["label"])
+        terms["loss"].backward()
+        head_grad = sum(float(h.weight.grad.abs().sum()) for h in net.heads)
+        assert head_grad > 0
+    # freeze_bn keeps the BatchNorm running statistics (SOPI's) untouched
+    bn = net.backbone.bn1
+    before = bn.running_mean.clone()
+    net.train()
+    mopi.mopi_step_fn(ctx.renderer, emb, 0.0, 1.0, freeze_bn=True)(net, batch)
+    assert torch.equal(bn.running_mean, before) and not bn.training
+    net.train()
+    mopi.mopi_step_fn(ctx.renderer, emb, 0.0, 1.0, freeze_bn=False)(net, batch)
+    assert not torch.equal(bn.running_mean, before)
+    # label loss by hand
+    with torch.no_grad():
+        v = net(batch["images"])
+    hand = sum(float((v[i, j] - batch["label"][i]).norm()) for i in range(2) for j in range(3)) / 2
+    assert losses.label_loss(v, batch["label"]).item() == pytest.approx(hand, rel=1e-5)
+
+
+def test_train_mopi_end_to_end_and_cache(toy):
+    ctx, sopi, emb = toy
+    net = mopi.train_mopi(ctx, "both", sopi=sopi, embedder=emb)
+    assert isinstance(net, MultiOcclusionNet) and not net.training
+    assert [h["step"] for h in net.history] == [1, 2, 3]
+    assert {"loss", "perceptual", "label"} <= set(net.history[0])
+    assert (net.out_dir / "final.pt").exists()
+    hist = json.loads((net.out_dir / "history.json").read_text())["history"]
+    assert len(hist) == 3
+    # second call loads final.pt: same weights, no training
+    again = mopi.get_mopi(ctx, "both", sopi=sopi, embedder=emb)
+    for (k, a), (_, b) in zip(net.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k
+    # another variant trains in its own folder
+    lab = mopi.train_mopi(ctx, "label", sopi=sopi, embedder=emb)
+    assert lab.out_dir != net.out_dir
+    res = mopi.compare_models(ctx, {"sopi": sopi, "mopi": net}, n=2)
+    assert set(res) == {"sopi", "mopi"} and all(v["occluded"] >= 0 and v["clean"] >= 0 for v in res.values())
