@@ -313,13 +313,14 @@ def landmark_me_by_kind(models: Mapping[str, Any], eval_sets: Mapping[str, Any],
 
     ``eval_sets[kind]`` is an :class:`occ3d_lib.occlusion.OcclusionResult` whose
     ``params['indices']`` are rows of ``split`` (ground truth); kind 'none' is reported as 'clean'.
-    Adds the 'baseline' row (:func:`mean_face_baseline`, which does not look at the image).
-    Returns ``{model: {kind: ME}}``.
+    Adds the 'baseline' row (:func:`mean_face_baseline`: mean face at the *true* pose, which does
+    not look at the image) and the 'zero' row (all-zero coefficients: mean face, frontal, centred,
+    what an untrained RNet outputs). Returns ``{model: {kind: ME}}``.
     """
     from .metrics import landmark_me
 
     s = renderer.image_size
-    out: dict[str, dict[str, float]] = {name: {} for name in ["baseline", *models]}
+    out: dict[str, dict[str, float]] = {name: {} for name in ["zero", "baseline", *models]}
     for kind, res in eval_sets.items():
         name = "clean" if kind == "none" else kind
         idx = [int(i) for i in res.params["indices"]]
@@ -327,6 +328,9 @@ def landmark_me_by_kind(models: Mapping[str, Any], eval_sets: Mapping[str, Any],
         with torch.no_grad():
             lm = renderer.landmarks(mean_face_baseline(gt["coeffs"]))
         out["baseline"][name] = float(landmark_me(lm, gt["landmarks"], s).mean())
+        with torch.no_grad():
+            lm0 = renderer.landmarks(torch.zeros_like(gt["coeffs"]))
+        out["zero"][name] = float(landmark_me(lm0, gt["landmarks"], s).mean())
         for mname, model in models.items():
             pred = predict_coeffs(model, res.images.float(), device=device)
             with torch.no_grad():

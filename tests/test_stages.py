@@ -108,3 +108,25 @@ def test_teacher_and_sopi_train_cache_and_freeze(tiny_ctx):
                zip(teacher.state_dict().values(), sopi.state_dict().values()))
     assert diff > 0
     assert sopi.out_dir != teacher.out_dir
+
+
+def test_landmark_me_by_kind_is_zero_for_the_truth_and_names_clean(tiny_ctx):
+    from types import SimpleNamespace
+
+    test = tiny_ctx.dataset.test
+    idx = list(range(len(test)))
+    b = test.batch(idx)
+
+    class Oracle(nn.Module):  # returns the ground truth of the image it is given (looked up by content)
+        def forward(self, x):
+            d = ((x[:, None] - b["image"][None]) ** 2).flatten(2).sum(-1)
+            return b["coeffs"][d.argmin(1)]
+
+    sets = {"none": SimpleNamespace(images=b["image"], params={"indices": idx}),
+            "shofi": SimpleNamespace(images=b["image"].clone(), params={"indices": idx})}
+    me = stages.landmark_me_by_kind({"oracle": Oracle()}, sets, test, tiny_ctx.renderer)
+    assert set(me) == {"zero", "baseline", "oracle"} and set(me["oracle"]) == {"clean", "shofi"}
+    assert me["oracle"]["clean"] < 1e-3 and me["oracle"]["shofi"] < 1e-3
+    assert me["zero"]["clean"] > 0
+    # the baseline keeps the true pose: its error is only the (small) shape difference of this model
+    assert me["baseline"]["clean"] <= me["zero"]["clean"]

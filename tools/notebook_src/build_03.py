@@ -192,7 +192,9 @@ cells = [
     table = ["| model | clean | DSOFI | DHOFI | SHOFI |", "|---|---|---|---|---|"]
     for m, row in me.items():
         table.append(f"| {m} | " + " | ".join(f"{row.get(k, float('nan')):.2f}" for k in ("clean", *kinds)) + " |")
-    display(Markdown("Landmark ME (pixels at 224x224), held-out identities\\n\\n" + "\\n".join(table)))
+    display(Markdown("Landmark ME (pixels at 224x224), held-out identities. *zero*: all-zero coefficients (mean "
+                     "face, frontal, centred: an untrained RNet); *baseline*: mean face at the **true** pose, "
+                     "light and position\\n\\n" + "\\n".join(table)))
     claims = stages.sopi_claims(me)
     display(Markdown(stages.claims_markdown(claims)))
     if P.name == "smoke":
