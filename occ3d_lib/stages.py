@@ -140,7 +140,11 @@ def teacher_step_fn(renderer: Any, settings: TeacherSettings) -> Callable[[nn.Mo
 
 
 def teacher_config(ctx: Any, settings: TeacherSettings = TeacherSettings()) -> TrainConfig:
-    """The TrainConfig of the teacher run (its hash names the checkpoint folder)."""
+    """The TrainConfig of the teacher run (its hash names the checkpoint folder).
+
+    No mixed precision: the rasteriser's z-buffer keys need float32 depths. SOPI (a pure network
+    regression) uses autocast on CUDA.
+    """
     p = ctx.profile
     key = {"stage": "teacher", "settings": asdict(settings), "backbone": p.backbone, "imagenet": p.imagenet_init,
            "batch": p.teacher_batch_size, "data": ctx.dataset.meta.get("key"), "face_model": ctx.face_model_spec}
@@ -211,7 +215,8 @@ def sopi_config(ctx: Any, teacher_key: str, settings: SopiSettings = SopiSetting
     key = {"stage": "sopi", "settings": asdict(settings), "teacher": teacher_key, "backbone": p.backbone,
            "batch": p.sopi_batch_size, "data": ctx.dataset.meta.get("key")}
     return TrainConfig(steps=p.sopi_steps, lr=p.sopi_lr, checkpoint_every=p.checkpoint_every,
-                       log_every=p.log_every, seed=p.seed + 1, device=ctx.device, key=key, schedule=settings.schedule)
+                       log_every=p.log_every, seed=p.seed + 1, device=ctx.device, amp=str(ctx.device).startswith("cuda"),
+                       key=key, schedule=settings.schedule)
 
 
 def train_sopi(ctx: Any, teacher: nn.Module | None = None, settings: SopiSettings = SopiSettings(),
