@@ -12,7 +12,6 @@ from occ3d_lib.context import Context
 from occ3d_lib.datasets import load_or_build_synthetic
 from occ3d_lib.embedder import FaceEmbedder
 from occ3d_lib.models import MultiOcclusionNet, ReconNet
-from occ3d_lib.render import FaceRenderer
 from tests.test_embedder import TinyNet, toy_face_model
 
 
