@@ -318,6 +318,31 @@ cells = [
     plt.show()
     """),
     md("""
+    ### When MOPI does not beat SOPI: look at its targets
+
+    MOPI can only become as good as its labels. SOPI learned from teacher(**clean**) outputs; MOPI's
+    Eq. 8 label is SOPI's prediction on one of the seven **occluded** images, chosen because its render
+    *looks like the same person* (FaceNet compares identity, not pose or expression). The cell below
+    measures both kinds of targets against the ground truth on held-out faces: if the Eq. 8 labels are
+    worse than teacher(clean), a short MOPI run fine-tuned from SOPI drifts towards the worse targets,
+    on clean faces too. The paper trains 500K steps from ImageNet with a FaceNet trained on millions of
+    real faces; on a CPU budget the label quality decides.
+    """),
+    code("""
+    from occ3d_lib import metrics
+
+    n_chk = min(32, len(data.test))
+    chk = data.test.batch(list(range(n_chk)))
+    chk_set = occlusion.multi_occlusion_set(chk["image"], chk["landmarks"], P.n_occlusion_variants, generator=seed + 7)
+    lab = mopi.select_labels(sopi, embedder, ctx.renderer, chk_set.images.float(), chk["image"])
+    label_coeffs = lab["label"].detach()
+    me_label = metrics.landmark_me(ctx.renderer.landmarks(label_coeffs.to(ctx.renderer.model.dtype)), chk["landmarks"], P.image_size)
+    me_teacher = metrics.landmark_me(ctx.renderer.landmarks(stages.predict_coeffs(teacher_net, chk["image"]).to(ctx.renderer.model.dtype)),
+                                     chk["landmarks"], P.image_size)
+    print(f"ME of MOPI's Eq. 8 labels {me_label.mean():.2f} px vs SOPI's labels, teacher(clean), {me_teacher.mean():.2f} px "
+          f"({n_chk} held-out faces)")
+    """),
+    md("""
     ## Summary
 
     - MOPI reads seven differently occluded images of one person through one backbone and seven
