@@ -225,7 +225,8 @@ def train_sopi(ctx: Any, teacher: nn.Module | None = None, settings: SopiSetting
     from .occlusion import TrainingOccluder
 
     teacher = teacher if teacher is not None else get_teacher(ctx)
-    teacher_key = str(getattr(teacher, "out_dir", ctx.teacher_spec))
+    out = getattr(teacher, "out_dir", None)  # the teacher stage folder name carries its config hash
+    teacher_key = out.name if out is not None else str(ctx.teacher_spec)
     cfg = sopi_config(ctx, teacher_key, settings)
     out_dir = ctx.stage_dir("sopi", {"hash": cfg.hash()})
     labels = teacher_labels(ctx, teacher)
