@@ -14,15 +14,15 @@ OMP_NUM_THREADS, default 2). Taught in notebook 02, section 8 (the training-time
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_time  # noqa: E402
 from occ3d_lib.occlusion import TrainingOccluder, canonical_landmarks, occlude  # noqa: E402
 
 TARGET = 0.05
@@ -39,15 +39,6 @@ def jittered_landmarks(n: int, size: int, g: torch.Generator) -> torch.Tensor:
     return ((base - c)[None] * sc) @ rot.transpose(1, 2) + c + shift
 
 
-def median_time(fn, reps: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def bench(batch: int, size: int) -> None:

@@ -19,7 +19,6 @@ ratios measured in this run; no assertions. Run with one thread for fair ratios:
 from __future__ import annotations
 
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,8 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_time  # noqa: E402
 from occ3d_lib.coeffs import N_EXP, N_ID, N_TEX, join_coeffs  # noqa: E402
 from occ3d_lib.facemodel import FaceModel, build_point_buf  # noqa: E402
 from occ3d_lib.raster import rasterize  # noqa: E402
@@ -70,15 +71,6 @@ def face_model(kind: str) -> FaceModel:
     return hemisphere_model(62 if kind == "light" else 188)
 
 
-def median_time(fn, reps: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def coeffs(batch: int) -> torch.Tensor:

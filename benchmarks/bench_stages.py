@@ -14,14 +14,14 @@ Run: ``.venv/bin/python benchmarks/bench_stages.py [--profile course] [--reps 5]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_time  # noqa: E402
 from occ3d_lib import datasets, losses, stages  # noqa: E402
 from occ3d_lib.config import get_profile  # noqa: E402
 from occ3d_lib.occlusion import TrainingOccluder  # noqa: E402
@@ -29,14 +29,6 @@ from occ3d_lib.procedural import load_or_build_procedural  # noqa: E402
 from occ3d_lib.render import FaceRenderer  # noqa: E402
 
 
-def median_time(fn, reps: int) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def main(argv: list[str] | None = None) -> None:

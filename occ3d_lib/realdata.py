@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -138,7 +139,7 @@ class AlignedBatch:
         return f"loaded {n} of {n + k} images, skipped {k}: " + ", ".join(f"{v} {r}" for r, v in sorted(reasons.items()))
 
 
-class AlignedImageSet:
+class AlignedImageSet(ABC):
     """A list of items, each turned into one aligned face on demand; subclasses implement :meth:`load_item`."""
 
     name = "images"
@@ -156,8 +157,9 @@ class AlignedImageSet:
     def item_name(self, item: Any) -> str:
         return str(item)
 
-    def load_item(self, item: Any) -> dict[str, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def load_item(self, item: Any) -> dict[str, Any]:
+        """Load and align one item: the dict that :meth:`__getitem__` returns (or raise SkipImage)."""
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         """One aligned sample: image (3, S, S) float, landmarks (68, 2) or None, identity, yaw_deg, name.

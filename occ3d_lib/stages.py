@@ -303,14 +303,11 @@ def claims_markdown(claims: list[Claim]) -> str:
 
 # ------------------------------------------------------------------------------- quick evaluation
 def mean_face_baseline(gt_coeffs: Tensor) -> Tensor:
-    """The mean-face baseline: ground-truth pose, light and translation, mean identity, expression
-    and albedo (all zero coefficients). (B, 257) -> (B, 257). Notebook 03 section 4."""
-    from .coeffs import SLICES
+    """The mean-face baseline (true pose, light and translation; zero identity, expression, albedo).
+    (B, 257) -> (B, 257). Notebook 03 section 4; the same rule as :func:`occ3d_lib.evaluation.mean_face_like`."""
+    from .evaluation import mean_face_like
 
-    out = gt_coeffs.clone()
-    for k in ("id", "exp", "tex"):
-        out[:, SLICES[k]] = 0
-    return out
+    return mean_face_like(gt_coeffs)
 
 
 def landmark_me_by_kind(models: Mapping[str, Any], eval_sets: Mapping[str, Any], split: Any, renderer: Any,
