@@ -24,7 +24,11 @@ Choices where the paper is silent (each is a field of :class:`MopiSettings`):
   improve on it in a few hundred CPU steps (the paper starts from ImageNet and runs 500K steps);
 - renders of predictions are composited on black (the embedder is trained with black
   backgrounds too, :class:`occ3d_lib.embedder.EmbedderSettings`);
-- the test-time rule for one image is the mean of the 7 heads (:meth:`MultiOcclusionNet.predict`).
+- the test-time rule for one image is the mean of the 7 heads (:meth:`MultiOcclusionNet.predict`);
+- Eq. 8's labels only involve frozen networks, so (like SOPI's teacher labels) they are computed
+  once per run into a *label pool* (:func:`get_label_pool`) that the three Table 7 variants share;
+  the pool holds exactly the batches an online run would draw (``MopiSettings.labels``), and runs
+  too large to pool (the paper profile) select labels online at every step.
 """
 from __future__ import annotations
 
@@ -41,6 +45,9 @@ from .occlusion import MOPI_KINDS, multi_occlusion_set
 from .train import TrainConfig, Trainer
 
 VARIANTS = tuple(losses.MOPI_ABLATIONS)  # ("both", "perceptual", "label")
+LABEL_MODES = ("auto", "pool", "online")
+#: A label pool larger than this (bytes of its 8-bit occluded images) is not built; "auto" goes online.
+POOL_MAX_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -55,12 +62,15 @@ class MopiSettings:
     fill: str = "solid"
     freeze_bn: bool = True  # keep the backbone's BatchNorm statistics (SOPI's) while fine-tuning
     seed_offset: int = 53
+    labels: str = "auto"  # Eq. 8 labels: "pool" (once per run, shared by the Table 7 variants), "online", "auto"
 
     def __post_init__(self) -> None:
         if self.variant not in losses.MOPI_ABLATIONS:
             raise ValueError(f"unknown MOPI variant {self.variant!r}; valid: {list(losses.MOPI_ABLATIONS)}")
         if self.init not in ("sopi", "scratch"):
             raise ValueError(f"init must be 'sopi' or 'scratch', got {self.init!r}")
+        if self.labels not in LABEL_MODES:
+            raise ValueError(f"labels must be one of {LABEL_MODES}, got {self.labels!r}")
         x1, x2 = self.weights
         if x1 < 0 or x2 < 0 or x1 + x2 <= 0:
             raise ValueError(f"Eq. 9 weights must be >= 0 and not both 0, got x1={x1}, x2={x2}")
@@ -100,6 +110,36 @@ def select_labels(sopi: nn.Module, embedder: nn.Module, renderer: Any, occluded:
             "distance": losses.cosine_distance(sopi_emb, clean_emb.unsqueeze(1)), "choice": choice, "label": label}
 
 
+def _ranks(x: Tensor) -> Tensor:
+    """Ranks 0..W-1 along the last dimension (ties broken by position). (B, W) -> (B, W) float."""
+    return x.argsort(dim=-1, stable=True).argsort(dim=-1).float()
+
+
+def selection_quality(me: Tensor, distance: Tensor) -> dict[str, float]:
+    """How good is Eq. 8's choice? Compare the chosen label with chance and with an oracle.
+
+    ``me (B, W)``: landmark error of each of the W SOPI predictions of B identities (e.g. from
+    :func:`occ3d_lib.metrics.landmark_me`); ``distance (B, W)``: the cosine distances Eq. 8 ranks
+    (``select_labels(...)["distance"]``). Returns, averaged over identities, ``selected`` (ME of
+    the argmin-distance prediction, i.e. the label), ``mean`` (a prediction picked at random),
+    ``oracle`` (the best of W), ``worst`` and ``spearman`` (mean per-identity rank correlation of
+    distance and ME: 1 = FaceNet ranks reconstructions exactly by landmark error, 0 = no relation;
+    identities whose W errors or distances are all equal are skipped). Notebook 04, section 7.
+    """
+    if me.ndim != 2 or me.shape != distance.shape or me.shape[1] < 2:
+        raise ValueError(f"me and distance must both have shape (B, W) with W >= 2, got {tuple(me.shape)} "
+                         f"and {tuple(distance.shape)}")
+    me, distance = me.detach().double(), distance.detach().double()
+    choice = distance.argmin(dim=1, keepdim=True)
+    rm, rd = _ranks(me).double(), _ranks(distance).double()
+    rm, rd = rm - rm.mean(1, keepdim=True), rd - rd.mean(1, keepdim=True)
+    ok = (me.max(1).values > me.min(1).values) & (distance.max(1).values > distance.min(1).values)
+    rho = (rm * rd).sum(1) / (rm.norm(dim=1) * rd.norm(dim=1)).clamp_min(1e-12)
+    return {"selected": float(me.gather(1, choice).mean()), "mean": float(me.mean()),
+            "oracle": float(me.min(1).values.mean()), "worst": float(me.max(1).values.mean()),
+            "spearman": float(rho[ok].mean()) if bool(ok.any()) else float("nan")}
+
+
 def mopi_batch_fn(split: Any, sopi: nn.Module, embedder: nn.Module, renderer: Any, n_identities: int,
                   n_variants: int = 7, kinds: tuple[str, ...] = MOPI_KINDS, fill: str = "solid",
                   device: str = "cpu") -> Callable[[int, torch.Generator], dict[str, Tensor]]:
@@ -117,12 +157,79 @@ def mopi_batch_fn(split: Any, sopi: nn.Module, embedder: nn.Module, renderer: An
         idx = torch.randint(0, n, (n_identities,), generator=g)
         b = split.batch(idx.numpy())
         occ = multi_occlusion_set(b["image"], b["landmarks"], n_variants, g, kinds=kinds, fill=fill)
-        images = occ.images.float()
+        images = quantise(occ.images)  # 8-bit, like every stored image: a label pool holds the same bytes
         sel = select_labels(sopi, embedder, renderer, images.to(device), b["image"].to(device))
         return {"images": images, "clean": b["image"], "index": idx, "label": sel["label"].float().cpu(),
                 "choice": sel["choice"].cpu()}
 
     return batch_fn
+
+
+def quantise(images: Tensor) -> Tensor:
+    """Round images in [0, 1] to 8-bit levels (float32 out). Any shape."""
+    return (images.float().clamp(0, 1) * 255).round_().div_(255)
+
+
+def label_pool_bytes(n_sets: int, n_variants: int, image_size: int) -> int:
+    """Bytes of the 8-bit occluded images of a label pool of ``n_sets`` identities."""
+    return n_sets * n_variants * 3 * image_size * image_size
+
+
+def build_label_pool(batch_fn: Callable[[int, torch.Generator], dict[str, Tensor]], n_batches: int,
+                     seed: int) -> dict[str, Tensor]:
+    """Run an online :func:`mopi_batch_fn` ``n_batches`` times from ``Generator(seed)`` and keep it all.
+
+    The Trainer seeds its generator with the run's seed and uses it only for ``batch_fn``, so
+    batch ``k`` of the pool is exactly what the online run draws at step ``k``. Returns ``images``
+    (N, W, 3, S, S) uint8, ``index`` (N,), ``label`` (N, 257), ``choice`` (N,) with
+    N = ``n_batches`` x identities per batch. Notebook 04, section 5.
+    """
+    if n_batches < 1:
+        raise ValueError(f"n_batches must be >= 1, got {n_batches}")
+    g = torch.Generator().manual_seed(int(seed))
+    parts = [batch_fn(k, g) for k in range(n_batches)]
+    return {"images": torch.cat([(p["images"] * 255).round().to(torch.uint8) for p in parts]),
+            "index": torch.cat([p["index"] for p in parts]), "label": torch.cat([p["label"] for p in parts]),
+            "choice": torch.cat([p["choice"] for p in parts])}
+
+
+def pooled_batch_fn(pool: Mapping[str, Tensor], split: Any, n_identities: int
+                    ) -> Callable[[int, torch.Generator], dict[str, Tensor]]:
+    """``batch_fn`` that serves step ``k`` from rows ``k*B .. (k+1)*B`` of a :func:`build_label_pool` pool
+    (same keys as :func:`mopi_batch_fn`; the generator is not used). Raises past the pool's end."""
+    n = int(pool["label"].shape[0])
+
+    def batch_fn(step: int, g: torch.Generator) -> dict[str, Tensor]:
+        lo, hi = step * n_identities, (step + 1) * n_identities
+        if hi > n:
+            raise IndexError(f"the label pool holds {n // n_identities} steps of {n_identities} identities; "
+                             f"step {step} is past its end (was it built for fewer steps?)")
+        idx = pool["index"][lo:hi]
+        return {"images": pool["images"][lo:hi].float() / 255, "clean": split.batch(idx.numpy())["image"],
+                "index": idx, "label": pool["label"][lo:hi], "choice": pool["choice"][lo:hi]}
+
+    return batch_fn
+
+
+def get_label_pool(ctx: Any, settings: "MopiSettings", sopi: nn.Module, embedder: nn.Module) -> dict[str, Tensor]:
+    """The Eq. 8 label pool of this run: built once (``profile.mopi_steps`` batches) and cached in
+    ``ctx.stage_dir('mopi-labels', ...)``, keyed by the SOPI and FaceNet weights, the data and the
+    occlusion settings, so the three Table 7 variants select their labels only once. Notebook 04, section 5."""
+    from .artifacts import torch_save
+
+    p = ctx.profile
+    b, w = p.mopi_batch_identities, p.n_occlusion_variants
+    key = {"stage": "mopi-labels", "version": 1, "sopi": weights_hash(sopi), "embedder": weights_hash(embedder),
+           "data": ctx.dataset.meta.get("key"), "kinds": list(settings.kinds), "fill": settings.fill,
+           "identities": b, "variants": w, "steps": p.mopi_steps, "seed": p.seed + settings.seed_offset}
+    path = ctx.stage_dir("mopi-labels", key) / "pool.pt"
+    if path.exists():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    renderer = ctx.renderer.to(ctx.device)
+    fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, b, w, settings.kinds, settings.fill, ctx.device)
+    pool = build_label_pool(fn, p.mopi_steps, p.seed + settings.seed_offset)
+    torch_save(pool, path)
+    return pool
 
 
 def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float = 0.8, freeze_bn: bool = False
@@ -168,7 +275,8 @@ def build_mopi(profile: Any, sopi: ReconNet | None = None, init: str = "sopi") -
 def mopi_config(ctx: Any, settings: MopiSettings, sopi_key: str, embedder_key: str) -> TrainConfig:
     """The TrainConfig of a MOPI run (its hash names the checkpoint folder)."""
     p = ctx.profile
-    key = {"stage": "mopi", "version": 1, "settings": asdict(settings), "weights": settings.weights,
+    st = {k: v for k, v in asdict(settings).items() if k != "labels"}  # pool and online draw the same batches
+    key = {"stage": "mopi", "version": 2, "settings": st, "weights": settings.weights,
            "sopi": sopi_key, "embedder": embedder_key, "backbone": p.backbone, "batch": p.mopi_batch_identities,
            "variants": p.n_occlusion_variants, "data": ctx.dataset.meta.get("key")}
     return TrainConfig(steps=p.mopi_steps, lr=p.mopi_lr, checkpoint_every=p.checkpoint_every,
@@ -200,8 +308,17 @@ def train_mopi(ctx: Any, variant: str = "both", sopi: nn.Module | None = None, e
     model = build_mopi(ctx.profile, sopi if settings.init == "sopi" else None, settings.init)
     renderer = ctx.renderer.to(ctx.device)
     x1, x2 = settings.weights
-    batch_fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, ctx.profile.mopi_batch_identities,
-                             ctx.profile.n_occlusion_variants, settings.kinds, settings.fill, ctx.device)
+    p = ctx.profile
+    mode = settings.labels
+    if mode == "auto":
+        fits = label_pool_bytes(p.mopi_steps * p.mopi_batch_identities, p.n_occlusion_variants, p.image_size) <= POOL_MAX_BYTES
+        mode = "pool" if fits else "online"
+    if mode == "pool" and not (out_dir / "final.pt").exists():
+        batch_fn = pooled_batch_fn(get_label_pool(ctx, settings, sopi, embedder), ctx.dataset.train,
+                                   p.mopi_batch_identities)
+    else:
+        batch_fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, p.mopi_batch_identities,
+                                 p.n_occlusion_variants, settings.kinds, settings.fill, ctx.device)
     trainer = Trainer(model, mopi_step_fn(renderer, embedder, x1, x2, settings.freeze_bn), batch_fn, cfg, out_dir)
     trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback,
                 desc=f"MOPI ({settings.variant})")

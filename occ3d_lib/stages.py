@@ -310,6 +310,50 @@ def mean_face_baseline(gt_coeffs: Tensor) -> Tensor:
     return mean_face_like(gt_coeffs)
 
 
+#: Groups of :func:`error_with_true_groups`: each row swaps these coefficient groups for the truth.
+TRUE_GROUP_ROWS: Mapping[str, tuple[str, ...]] = {
+    "identity": ("id",), "expression": ("exp",), "rotation": ("angle",), "translation": ("trans",),
+    "pose (rotation + translation)": ("angle", "trans"), "shape (identity + expression)": ("id", "exp"),
+}
+
+
+@torch.no_grad()
+def error_with_true_groups(pred: Tensor, gt: Tensor, landmarks: Tensor, renderer: Any,
+                           rows: Mapping[str, tuple[str, ...]] = TRUE_GROUP_ROWS) -> dict[str, float]:
+    """Where does a model's landmark error come from? Swap coefficient groups for the truth.
+
+    ``pred`` and ``gt`` (B, 257), ``landmarks`` (B, 68, 2) ground truth in pixels of the renderer's
+    image size. Returns the mean ME (pixels at 224) of the prediction (``"prediction"``) and, for each
+    row of ``rows``, of the prediction with those groups (names of :data:`occ3d_lib.coeffs.SLICES`)
+    replaced by the ground truth. A row that barely lowers the error is not where the error is;
+    errors of several groups can also cancel, so a swap may even raise it. Notebook 03, section 4.
+    """
+    from .coeffs import SLICES, validate_coeffs
+    from .metrics import landmark_me
+
+    validate_coeffs(pred, "pred")
+    validate_coeffs(gt, "gt")
+    if pred.shape != gt.shape or landmarks.shape != (pred.shape[0], 68, 2):
+        raise ValueError(f"pred and gt must both be (B, 257) and landmarks (B, 68, 2), got {tuple(pred.shape)}, "
+                         f"{tuple(gt.shape)} and {tuple(landmarks.shape)}")
+    bad = sorted({g for groups in rows.values() for g in groups} - set(SLICES))
+    if bad:
+        raise ValueError(f"unknown coefficient group(s) {bad}; valid: {list(SLICES)}")
+    dtype = renderer.model.dtype
+    s = renderer.image_size
+
+    def me(c: Tensor) -> float:
+        return float(landmark_me(renderer.landmarks(c.to(dtype)).float(), landmarks, s).mean())
+
+    out = {"prediction": me(pred)}
+    for name, groups in rows.items():
+        c = pred.clone()
+        for g in groups:
+            c[:, SLICES[g]] = gt[:, SLICES[g]].to(c.dtype)
+        out[name] = me(c)
+    return out
+
+
 def landmark_me_by_kind(models: Mapping[str, Any], eval_sets: Mapping[str, Any], split: Any, renderer: Any,
                         device: str = "cpu") -> dict[str, dict[str, float]]:
     """Mean landmark ME (pixels at 224) of each model on each fixed evaluation set. Notebook 03 sec. 4-6.

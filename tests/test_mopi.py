@@ -170,3 +170,68 @@ def test_train_mopi_end_to_end_and_cache(toy):
     assert lab.out_dir != net.out_dir
     res = mopi.compare_models(ctx, {"sopi": sopi, "mopi": net}, n=2)
     assert set(res) == {"sopi", "mopi"} and all(v["occluded"] >= 0 and v["clean"] >= 0 for v in res.values())
+
+
+def test_selection_quality_on_hand_made_rankings():
+    me = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 1.0, 3.0, 2.0]])
+    # distances that rank exactly like the errors: the choice is the oracle, rho = 1
+    q = mopi.selection_quality(me, me * 0.01)
+    assert q["selected"] == pytest.approx(1.0) and q["oracle"] == pytest.approx(1.0)
+    assert q["spearman"] == pytest.approx(1.0)
+    assert q["mean"] == pytest.approx(me.mean().item()) and q["worst"] == pytest.approx(4.5)
+    # reversed ranking: the choice is the worst one, rho = -1
+    q = mopi.selection_quality(me, -me)
+    assert q["selected"] == pytest.approx(4.5) and q["spearman"] == pytest.approx(-1.0)
+    # hand-computed: identity 0 picks index 2 (ME 3), identity 1 picks index 0 (ME 5)
+    d = torch.tensor([[0.3, 0.2, 0.1, 0.4], [0.1, 0.2, 0.3, 0.4]])
+    q = mopi.selection_quality(me, d)
+    assert q["selected"] == pytest.approx(4.0)
+    # ranks of identity 0: me (0,1,2,3), d (2,1,0,3) -> rho = 1 - 6*sum(d^2)/(n(n^2-1)) = 1 - 6*8/60 = 0.2
+    # identity 1: me ranks (3,0,2,1), d (0,1,2,3) -> sum d^2 = 9+1+0+4 = 14 -> rho = 1 - 84/60 = -0.4
+    assert q["spearman"] == pytest.approx((0.2 - 0.4) / 2)
+
+
+def test_selection_quality_skips_constant_rows_and_checks_shapes():
+    me = torch.tensor([[1.0, 1.0, 1.0], [1.0, 2.0, 3.0]])
+    q = mopi.selection_quality(me, torch.tensor([[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]]))
+    assert q["spearman"] == pytest.approx(1.0)  # only identity 1 counts
+    with pytest.raises(ValueError, match=r"\(B, W\)"):
+        mopi.selection_quality(me, me[:, :2])
+    with pytest.raises(ValueError, match="W >= 2"):
+        mopi.selection_quality(me[:, :1], me[:, :1])
+
+
+def test_label_pool_serves_the_online_batches(toy):
+    ctx, sopi, emb = toy
+    fn = mopi.mopi_batch_fn(ctx.dataset.train, sopi.eval(), emb.eval(), ctx.renderer, 2, 3)
+    pool = mopi.build_label_pool(fn, 2, seed=5)
+    assert pool["images"].dtype == torch.uint8 and pool["images"].shape[:2] == (4, 3)
+    pooled = mopi.pooled_batch_fn(pool, ctx.dataset.train, 2)
+    g = torch.Generator().manual_seed(5)
+    for step in range(2):
+        online = fn(step, g)
+        served = pooled(step, torch.Generator())
+        assert set(served) == set(online)
+        for k in online:
+            torch.testing.assert_close(served[k], online[k], rtol=0, atol=1e-6, msg=k)
+    with pytest.raises(IndexError, match="past its end"):
+        pooled(2, torch.Generator())
+    assert mopi.label_pool_bytes(1200, 7, 64) == 1200 * 7 * 3 * 64 * 64
+    with pytest.raises(ValueError, match="labels must be one of"):
+        mopi.MopiSettings(labels="cached")
+
+
+def test_pooled_and_online_training_give_the_same_weights(toy, tmp_path):
+    import copy
+
+    base, sopi, emb = toy
+    nets = {}
+    for mode in ("online", "pool"):
+        ctx = copy.copy(base)  # shares the cached face model and dataset, not the run folder
+        ctx.run_dir = tmp_path / mode
+        nets[mode] = mopi.train_mopi(ctx, "both", sopi=sopi, embedder=emb, settings=mopi.MopiSettings("both", labels=mode))
+    assert (tmp_path / "pool" / "checkpoints").exists()
+    assert any(d.name.startswith("mopi-labels-") for d in (tmp_path / "pool" / "checkpoints").iterdir())
+    assert not any(d.name.startswith("mopi-labels-") for d in (tmp_path / "online" / "checkpoints").iterdir())
+    for (k, a), (_, b) in zip(nets["online"].state_dict().items(), nets["pool"].state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)

@@ -130,3 +130,29 @@ def test_landmark_me_by_kind_is_zero_for_the_truth_and_names_clean(tiny_ctx):
     assert me["zero"]["clean"] > 0
     # the baseline keeps the true pose: its error is only the (small) shape difference of this model
     assert me["baseline"]["clean"] <= me["zero"]["clean"]
+
+
+def test_error_with_true_groups_locates_the_wrong_group(tiny_ctx):
+    from occ3d_lib.coeffs import SLICES
+
+    b = tiny_ctx.dataset.test.batch(list(range(len(tiny_ctx.dataset.test))))
+    gt = b["coeffs"]
+    r = tiny_ctx.renderer
+    lm = r.landmarks(gt)  # exact landmarks of the ground truth
+    pred = gt.clone()
+    pred[:, SLICES["trans"]] += torch.tensor([0.05, -0.03, 0.0])  # only the translation is wrong
+    out = stages.error_with_true_groups(pred, gt, lm, r)
+    assert out["prediction"] > 0.5
+    assert out["translation"] < 1e-3 and out["pose (rotation + translation)"] < 1e-3
+    for row in ("identity", "expression", "rotation", "shape (identity + expression)"):
+        assert out[row] == pytest.approx(out["prediction"], rel=1e-5)  # swapping a correct group changes nothing
+    assert stages.error_with_true_groups(gt, gt, lm, r, rows={})["prediction"] < 1e-3
+
+
+def test_error_with_true_groups_validates(tiny_ctx):
+    gt = torch.zeros(2, 257)
+    lm = torch.zeros(2, 68, 2)
+    with pytest.raises(ValueError, match="unknown coefficient group"):
+        stages.error_with_true_groups(gt, gt, lm, tiny_ctx.renderer, rows={"x": ("pose",)})
+    with pytest.raises(ValueError, match=r"\(B, 68, 2\)"):
+        stages.error_with_true_groups(gt, gt, lm[:, :5], tiny_ctx.renderer)
