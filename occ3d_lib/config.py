@@ -147,7 +147,7 @@ PROFILES: dict[str, Profile] = {
         n_train_identities=1000, n_val_identities=50, n_test_identities=100, views_per_identity=8,
         backbone="resnet18", imagenet_init=False,
         teacher_steps=1200, teacher_batch_size=32, teacher_lr=1e-3,
-        sopi_steps=1200, sopi_batch_size=32, sopi_lr=3e-4,
+        sopi_steps=7200, sopi_batch_size=32, sopi_lr=3e-4,
         embedder_steps=800, embedder_batch_size=64, embedder_image_size=64,
         mopi_steps=300, mopi_batch_identities=4, mopi_lr=3e-4,
         eval_samples=200, bootstrap=1000, checkpoint_every=200, log_every=20, num_workers=0,
