@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from . import losses
 from .embedder import weights_hash
 from .models import MultiOcclusionNet, ReconNet
-from .occlusion import MOPI_KINDS, multi_occlusion_set
+from .occlusion import MOPI_KINDS, multi_occlusion_set, quantise
 from .train import TrainConfig, Trainer
 
 VARIANTS = tuple(losses.MOPI_ABLATIONS)  # ("both", "perceptual", "label")
@@ -163,11 +163,6 @@ def mopi_batch_fn(split: Any, sopi: nn.Module, embedder: nn.Module, renderer: An
                 "choice": sel["choice"].cpu()}
 
     return batch_fn
-
-
-def quantise(images: Tensor) -> Tensor:
-    """Round images in [0, 1] to 8-bit levels (float32 out). Any shape."""
-    return (images.float().clamp(0, 1) * 255).round_().div_(255)
 
 
 def label_pool_bytes(n_sets: int, n_variants: int, image_size: int) -> int:

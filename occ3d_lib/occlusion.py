@@ -759,6 +759,11 @@ class TrainingOccluder:
 _SET_FORMAT = "occ3d.occlusion_set"
 
 
+def quantise(images: Tensor) -> Tensor:
+    """Round images in [0, 1] to 8-bit levels, float32 out (what a stored PNG or uint8 tensor holds). Any shape."""
+    return (images.float().clamp(0, 1) * 255).round_().div_(255)
+
+
 def make_eval_set(images: Tensor, landmarks: Tensor | None, kind: str | Sequence[str], seed: int, *,
                   boxes: Tensor | None = None, **options: Any) -> OcclusionResult:
     """A fixed, reproducible evaluation set: :func:`occlude` with ``torch.Generator().manual_seed(seed)``,
@@ -770,7 +775,7 @@ def make_eval_set(images: Tensor, landmarks: Tensor | None, kind: str | Sequence
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     res = occlude(images, kind, torch.Generator().manual_seed(int(seed)), landmarks, boxes, **options)
-    res.images = (res.images.float() * 255).round_().div_(255)
+    res.images = quantise(res.images)
     res.params["seed"] = int(seed)
     return res
 
