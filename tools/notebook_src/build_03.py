@@ -171,7 +171,7 @@ cells = [
 
     The error on training faces is close to the error on held-out faces, so the teacher underfits
     rather than overfits, and in the course run the swap table above shows no single group that
-    carries most of it (each swap lowers the error by a few tenths of a pixel): a
+    carries most of it (no swap, not even true pose or true shape, removes more than about a quarter of it): a
     longer run, a larger input and a larger network (the paper profile: 224 px, ResNet-50, 200K
     steps) are what it needs. Exercise 5 asks you to measure one of them.
     """),
