@@ -17,6 +17,7 @@ Run: ``.venv/bin/python benchmarks/bench_mopi.py [--profile course] [--reps 5]``
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         y.square().mean().backward()
         opt2.step()
 
-    counter = iter(range(10**6))
+    counter = itertools.count()
     t_bare = median_time(run_bare, a.reps)
     t_step = median_time(run_step, a.reps)
     t_online = median_time(lambda: online(0, g), a.reps)

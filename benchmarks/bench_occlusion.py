@@ -39,8 +39,6 @@ def jittered_landmarks(n: int, size: int, g: torch.Generator) -> torch.Tensor:
     return ((base - c)[None] * sc) @ rot.transpose(1, 2) + c + shift
 
 
-
-
 def bench(batch: int, size: int) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, size, size, generator=g)

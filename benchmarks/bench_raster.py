@@ -71,8 +71,6 @@ def face_model(kind: str) -> FaceModel:
     return hemisphere_model(62 if kind == "light" else 188)
 
 
-
-
 def coeffs(batch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     return join_coeffs(id=torch.randn(batch, N_ID, generator=g), exp=torch.randn(batch, N_EXP, generator=g) * 0.5,

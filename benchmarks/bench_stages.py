@@ -29,8 +29,6 @@ from occ3d_lib.procedural import load_or_build_procedural  # noqa: E402
 from occ3d_lib.render import FaceRenderer  # noqa: E402
 
 
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="course")

@@ -27,7 +27,6 @@ size and standardised like ``facenet_pytorch.fixed_image_standardization``:
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -190,7 +189,7 @@ class EmbedderSettings:
     views: int = 4
     temperature: float = 0.1
     lr: float = 1e-3
-    lr_final_fraction: float = 0.02  # cosine decay of the lr to this fraction at the last step
+    lr_final_fraction: float = 0.02  # cosine decay (TrainConfig.schedule) to this fraction at the last step
     black_background: float = 0.3
     occluded: float = 0.1  # MOPI only embeds clean images and renders; a little occlusion for robustness
     occlusion_fill: str = "random"
@@ -250,46 +249,15 @@ def synthetic_identity_batch_fn(face_model: Any, image_size: int, batch_size: in
         kinds = [PARTIAL_KINDS[k] if o else "none" for o, k in zip(occ.tolist(), pick)]
         if any(k != "none" for k in kinds):
             images = occlude(images, kinds, g, landmarks=out.landmarks.float(), fill=settings.occlusion_fill).images
-        return {"image": images.contiguous(), "label": torch.arange(p).repeat_interleave(settings.views),
-                "step": torch.tensor(step)}
+        return {"image": images.contiguous(), "label": torch.arange(p).repeat_interleave(settings.views)}
 
     return batch_fn
 
 
-def cosine_lr(step: int, steps: int, lr: float, final_fraction: float) -> float:
-    """Cosine decay from ``lr`` at step 0 to ``lr * final_fraction`` at step ``steps``."""
-    t = min(max(step / max(steps, 1), 0.0), 1.0)
-    return lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-class LRSchedule:
-    """Sets an optimiser's learning rate from the step number carried by the batch (``batch['step']``).
-
-    The rate is a pure function of the step (:func:`cosine_lr`), so a resumed run follows the same
-    schedule. Bind the optimiser with ``schedule.optimizer = trainer.optimizer``.
-    """
-
-    def __init__(self, lr: float, steps: int, final_fraction: float) -> None:
-        self.lr, self.steps, self.final_fraction = lr, steps, final_fraction
-        self.optimizer: torch.optim.Optimizer | None = None
-
-    def __call__(self, step: int) -> float:
-        value = cosine_lr(step, self.steps, self.lr, self.final_fraction)
-        if self.optimizer is not None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = value
-        return value
-
-
-def embedder_step_fn(temperature: float, schedule: LRSchedule | None = None
-                     ) -> Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]:
-    """One embedder step: supervised contrastive loss on the batch's embeddings (+ logged pos/neg cosines).
-
-    With a ``schedule`` the optimiser's lr is set from ``batch['step']`` first (and logged as ``lr``).
-    """
+def embedder_step_fn(temperature: float) -> Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]:
+    """One embedder step: supervised contrastive loss on the batch's embeddings (+ logged pos/neg cosines)."""
 
     def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        lr = schedule(int(batch["step"])) if schedule is not None and "step" in batch else None
         emb = model(batch["image"])
         y = batch["label"]
         loss = supervised_contrastive_loss(emb, y, temperature)
@@ -297,10 +265,7 @@ def embedder_step_fn(temperature: float, schedule: LRSchedule | None = None
             s = emb @ emb.T
             same = (y[:, None] == y[None, :]) & ~torch.eye(len(y), dtype=torch.bool, device=emb.device)
             diff = y[:, None] != y[None, :]
-        terms = {"loss": loss, "cos_same": s[same].mean(), "cos_diff": s[diff].mean()}
-        if lr is not None:
-            terms["lr"] = torch.tensor(lr)
-        return terms
+        return {"loss": loss, "cos_same": s[same].mean(), "cos_diff": s[diff].mean()}
 
     return step
 
@@ -309,11 +274,12 @@ def embedder_config(ctx: Any, settings: EmbedderSettings = EmbedderSettings()) -
     """The TrainConfig of the synthetic embedder run (its hash names the checkpoint folder)."""
     p = ctx.profile
     fm = ctx.face_model
-    key = {"stage": "embedder", "version": 2, "settings": asdict(settings), "image_size": p.embedder_image_size,
+    key = {"stage": "embedder", "version": 3, "settings": asdict(settings), "image_size": p.embedder_image_size,
            "input_size": embedder_input_size(p, settings), "batch": p.embedder_batch_size,
            "face_model": {k: fm.info.get(k) for k in ("name", "resolution", "seed", "version", "path")}}
     return TrainConfig(steps=p.embedder_steps, lr=settings.lr, checkpoint_every=p.checkpoint_every,
-                       log_every=p.log_every, seed=p.seed + settings.seed_offset, device=ctx.device, key=key)
+                       log_every=p.log_every, seed=p.seed + settings.seed_offset, device=ctx.device, key=key,
+                       schedule="cosine", final_lr_fraction=settings.lr_final_fraction)
 
 
 def train_embedder(ctx: Any, settings: EmbedderSettings = EmbedderSettings(), progress: bool | None = None,
@@ -333,11 +299,9 @@ def train_embedder(ctx: Any, settings: EmbedderSettings = EmbedderSettings(), pr
         torch.manual_seed(cfg.seed)
         model = FaceEmbedder(input_size=embedder_input_size(p, settings), dropout_prob=settings.dropout_prob)
     renderer = FaceRenderer(ctx.face_model, p.embedder_image_size)
-    schedule = LRSchedule(settings.lr, p.embedder_steps, settings.lr_final_fraction)
-    trainer = Trainer(model, embedder_step_fn(settings.temperature, schedule),
+    trainer = Trainer(model, embedder_step_fn(settings.temperature),
                       synthetic_identity_batch_fn(ctx.face_model, p.embedder_image_size, p.embedder_batch_size,
                                                   settings, renderer), cfg, out_dir)
-    schedule.optimizer = trainer.optimizer
     trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback, desc="FaceNet (synthetic)")
     model.history = trainer.history  # type: ignore[attr-defined]
     model.out_dir = out_dir  # type: ignore[attr-defined]

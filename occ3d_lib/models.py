@@ -44,6 +44,13 @@ def make_backbone(name: str, imagenet_init: bool = False) -> tuple[nn.Module, in
     return net, _FEATURES[name]
 
 
+def pooled_features(backbone: nn.Module, images: Tensor) -> Tensor:
+    """Run a classifier-less ResNet trunk on validated images. (N, 3, H, W) -> (N, C)."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
+    return backbone(images).reshape(images.shape[0], -1)
+
+
 class ReconNet(nn.Module):
     """RNet: image (B, 3, H, W) in [0, 1] -> 257 coefficients (B, 257) (paper Eqs. 1, 2).
 
@@ -61,9 +68,7 @@ class ReconNet(nn.Module):
 
     def features(self, images: Tensor) -> Tensor:
         """Pooled backbone features. (B, 3, H, W) -> (B, C, 1, 1)."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
-        return self.backbone(images).view(images.shape[0], -1, 1, 1)
+        return pooled_features(self.backbone, images)[:, :, None, None]
 
     def forward(self, images: Tensor) -> Tensor:
         f = self.features(images)
@@ -109,9 +114,7 @@ class MultiOcclusionNet(nn.Module):
 
     def features(self, images: Tensor) -> Tensor:
         """Pooled backbone features. (N, 3, H, W) -> (N, C)."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
-        return self.backbone(images).reshape(images.shape[0], -1)
+        return pooled_features(self.backbone, images)
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, n_heads, 3, H, W) -> (B, n_heads, 257): head k on the k-th image of each identity."""

@@ -308,9 +308,14 @@ def train_mopi(ctx: Any, variant: str = "both", sopi: nn.Module | None = None, e
     if mode == "auto":
         fits = label_pool_bytes(p.mopi_steps * p.mopi_batch_identities, p.n_occlusion_variants, p.image_size) <= POOL_MAX_BYTES
         mode = "pool" if fits else "online"
-    if mode == "pool" and not (out_dir / "final.pt").exists():
-        batch_fn = pooled_batch_fn(get_label_pool(ctx, settings, sopi, embedder), ctx.dataset.train,
-                                   p.mopi_batch_identities)
+    if mode == "pool":
+        served: list[Callable[[int, torch.Generator], dict[str, Tensor]]] = []
+
+        def batch_fn(step: int, g: torch.Generator) -> dict[str, Tensor]:
+            if not served:  # built on the first step only: a cached final.pt never asks for a batch
+                served.append(pooled_batch_fn(get_label_pool(ctx, settings, sopi, embedder), ctx.dataset.train,
+                                              p.mopi_batch_identities))
+            return served[0](step, g)
     else:
         batch_fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, p.mopi_batch_identities,
                                  p.n_occlusion_variants, settings.kinds, settings.fill, ctx.device)

@@ -130,14 +130,22 @@ def test_supcon_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda a: E.supervised_contrastive_loss(torch.nn.functional.normalize(a, dim=1), y), (x,))
 
 
-def test_cosine_lr_schedule_and_binding():
-    assert E.cosine_lr(0, 100, 1e-3, 0.1) == pytest.approx(1e-3)
-    assert E.cosine_lr(50, 100, 1e-3, 0.1) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
-    assert E.cosine_lr(100, 100, 1e-3, 0.1) == pytest.approx(1e-4)
-    sched = E.LRSchedule(1e-3, 10, 0.0)
-    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched.optimizer = opt
-    assert sched(5) == pytest.approx(5e-4) and opt.param_groups[0]["lr"] == pytest.approx(5e-4)
+def test_embedder_uses_the_trainers_cosine_schedule():
+    from types import SimpleNamespace
+
+    from occ3d_lib.config import get_profile
+    from occ3d_lib.train import TrainConfig
+
+    # the schedule the embedder trains with is TrainConfig's: same values as the former helper
+    cfg = TrainConfig(steps=101, lr=1e-3, schedule="cosine", final_lr_fraction=0.1)
+    assert cfg.lr_at(0) == pytest.approx(1e-3)
+    assert cfg.lr_at(50) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    assert cfg.lr_at(100) == pytest.approx(1e-4)
+    ctx = SimpleNamespace(profile=get_profile("smoke"), device="cpu", face_model=SimpleNamespace(info={"name": "toy"}))
+    ecfg = E.embedder_config(ctx, E.EmbedderSettings(lr=1e-3, lr_final_fraction=0.0))
+    assert ecfg.schedule == "cosine" and ecfg.final_lr_fraction == 0.0 and ecfg.lr == 1e-3
+    half = (ecfg.steps - 1) / 2
+    assert ecfg.lr_at(half) == pytest.approx(5e-4)
 
 
 def _slow_auc(scores, same):
