@@ -19,6 +19,9 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 log=$(mktemp)
 echo "occ3d setup: installing pinned packages into $VENV (first time: ~2-3 min, ~6.5 GB on disk)"
 if ! "${PIP[@]}" install -q -c constraints.txt -e ".[notebooks,dev]" >"$log" 2>&1; then
+  if grep -qi 'No space left on device' "$log"; then
+    die "the disk is full: the environment needs about 6.5 GB free where $VENV lives (see $log); free some space and run 'make setup' again."
+  fi
   if grep -qiE 'connection|network|resolve|timed out|No matching distribution|Could not find a version' "$log"; then
     die "pip could not reach the package registry or find a pinned package (see $log); check your network/proxy and run 'make setup' again."
   fi
