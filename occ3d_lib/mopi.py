@@ -46,6 +46,10 @@ from .train import TrainConfig, Trainer
 
 VARIANTS = tuple(losses.MOPI_ABLATIONS)  # ("both", "perceptual", "label")
 LABEL_MODES = ("auto", "pool", "online")
+#: How the label of each multi-occlusion set is chosen among SOPI's W predictions: "facenet" is Eq. 8;
+#: "oracle" takes the one with the lowest landmark error against the data's landmarks (an upper bound
+#: for any selection rule, notebook 04 section 8); "random" a uniformly random one (the chance baseline).
+SELECTIONS = ("facenet", "oracle", "random")
 #: A label pool larger than this (bytes of its 8-bit occluded images) is not built; "auto" goes online.
 POOL_MAX_BYTES = 1 << 30
 
@@ -63,6 +67,7 @@ class MopiSettings:
     freeze_bn: bool = True  # keep the backbone's BatchNorm statistics (SOPI's) while fine-tuning
     seed_offset: int = 53
     labels: str = "auto"  # Eq. 8 labels: "pool" (once per run, shared by the Table 7 variants), "online", "auto"
+    selection: str = "facenet"  # "facenet" (Eq. 8) | "oracle" | "random": see SELECTIONS
 
     def __post_init__(self) -> None:
         if self.variant not in losses.MOPI_ABLATIONS:
@@ -71,6 +76,8 @@ class MopiSettings:
             raise ValueError(f"init must be 'sopi' or 'scratch', got {self.init!r}")
         if self.labels not in LABEL_MODES:
             raise ValueError(f"labels must be one of {LABEL_MODES}, got {self.labels!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         x1, x2 = self.weights
         if x1 < 0 or x2 < 0 or x1 + x2 <= 0:
             raise ValueError(f"Eq. 9 weights must be >= 0 and not both 0, got x1={x1}, x2={x2}")
@@ -110,6 +117,24 @@ def select_labels(sopi: nn.Module, embedder: nn.Module, renderer: Any, occluded:
             "distance": losses.cosine_distance(sopi_emb, clean_emb.unsqueeze(1)), "choice": choice, "label": label}
 
 
+def oracle_label_index(renderer: Any, sopi_coeffs: Tensor, landmarks: Tensor) -> Tensor:
+    """The selection an oracle would make: per identity, the SOPI prediction with the lowest landmark ME.
+
+    sopi_coeffs (B, W, 257), landmarks (B, 68, 2) the images' landmarks in pixels -> (B,) long.
+    Not part of the paper: it needs the landmarks of the training
+    images, and it shows how far any label selection could take MOPI (notebook 04, section 8).
+    """
+    from .metrics import landmark_me
+
+    if sopi_coeffs.ndim != 3 or landmarks.ndim != 3 or landmarks.shape[0] != sopi_coeffs.shape[0]:
+        raise ValueError(f"sopi_coeffs must be (B, W, 257) and landmarks (B, 68, 2), got {tuple(sopi_coeffs.shape)} "
+                         f"and {tuple(landmarks.shape)}")
+    b, w = sopi_coeffs.shape[:2]
+    lm = renderer.landmarks(sopi_coeffs.flatten(0, 1).to(renderer.model.dtype)).float()
+    err = landmark_me(lm, landmarks.float().repeat_interleave(w, 0).to(lm), renderer.image_size).view(b, w)
+    return err.argmin(dim=1)
+
+
 def _ranks(x: Tensor) -> Tensor:
     """Ranks 0..W-1 along the last dimension (ties broken by position). (B, W) -> (B, W) float."""
     return x.argsort(dim=-1, stable=True).argsort(dim=-1).float()
@@ -142,16 +167,19 @@ def selection_quality(me: Tensor, distance: Tensor) -> dict[str, float]:
 
 def mopi_batch_fn(split: Any, sopi: nn.Module, embedder: nn.Module, renderer: Any, n_identities: int,
                   n_variants: int = 7, kinds: tuple[str, ...] = MOPI_KINDS, fill: str = "solid",
-                  device: str = "cpu") -> Callable[[int, torch.Generator], dict[str, Tensor]]:
+                  device: str = "cpu", selection: str = "facenet") -> Callable[[int, torch.Generator], dict[str, Tensor]]:
     """``batch_fn`` for :class:`Trainer`: ``n_identities`` multi-occlusion sets with their Eq. 8 labels.
 
     Draws image indices and the occlusions from the trainer's generator only (so a resumed run
-    sees the same batches). Returns ``images (B, W, 3, S, S)``, ``clean (B, 3, S, S)``,
-    ``index (B,)``, ``label (B, 257)``, ``choice (B,)`` (on CPU). Notebook 04, section 5.
+    sees the same batches). ``selection`` (:data:`SELECTIONS`) picks the label among SOPI's
+    predictions: Eq. 8 by default. Returns ``images (B, W, 3, S, S)``, ``clean (B, 3, S, S)``,
+    ``index (B,)``, ``label (B, 257)``, ``choice (B,)`` (on CPU). Notebook 04, sections 5 and 8.
     """
     n = len(split)
     if n_identities < 1 or n < 1:
         raise ValueError(f"need n_identities >= 1 and a non-empty split, got {n_identities} and {n} images")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
 
     def batch_fn(step: int, g: torch.Generator) -> dict[str, Tensor]:
         idx = torch.randint(0, n, (n_identities,), generator=g)
@@ -159,8 +187,13 @@ def mopi_batch_fn(split: Any, sopi: nn.Module, embedder: nn.Module, renderer: An
         occ = multi_occlusion_set(b["image"], b["landmarks"], n_variants, g, kinds=kinds, fill=fill)
         images = quantise(occ.images)  # 8-bit, like every stored image: a label pool holds the same bytes
         sel = select_labels(sopi, embedder, renderer, images.to(device), b["image"].to(device))
-        return {"images": images, "clean": b["image"], "index": idx, "label": sel["label"].float().cpu(),
-                "choice": sel["choice"].cpu()}
+        choice, label = sel["choice"], sel["label"]
+        if selection != "facenet":
+            choice = (oracle_label_index(renderer, sel["sopi_coeffs"], b["landmarks"]) if selection == "oracle"
+                      else torch.randint(n_variants, (n_identities,), generator=g)).to(label.device)
+            label = sel["sopi_coeffs"][torch.arange(n_identities, device=label.device), choice]
+        return {"images": images, "clean": b["image"], "index": idx, "label": label.float().cpu(),
+                "choice": choice.cpu()}
 
     return batch_fn
 
@@ -216,12 +249,14 @@ def get_label_pool(ctx: Any, settings: "MopiSettings", sopi: nn.Module, embedder
     b, w = p.mopi_batch_identities, p.n_occlusion_variants
     key = {"stage": "mopi-labels", "version": 1, "sopi": weights_hash(sopi), "embedder": weights_hash(embedder),
            "data": ctx.dataset.meta.get("key"), "kinds": list(settings.kinds), "fill": settings.fill,
-           "identities": b, "variants": w, "steps": p.mopi_steps, "seed": p.seed + settings.seed_offset}
+           "selection": settings.selection, "identities": b, "variants": w, "steps": p.mopi_steps,
+           "seed": p.seed + settings.seed_offset}
     path = ctx.stage_dir("mopi-labels", key) / "pool.pt"
     if path.exists():
         return torch.load(path, map_location="cpu", weights_only=True)
     renderer = ctx.renderer.to(ctx.device)
-    fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, b, w, settings.kinds, settings.fill, ctx.device)
+    fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, b, w, settings.kinds, settings.fill, ctx.device,
+                       settings.selection)
     pool = build_label_pool(fn, p.mopi_steps, p.seed + settings.seed_offset)
     torch_save(pool, path)
     return pool
@@ -318,7 +353,8 @@ def train_mopi(ctx: Any, variant: str = "both", sopi: nn.Module | None = None, e
             return served[0](step, g)
     else:
         batch_fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, p.mopi_batch_identities,
-                                 p.n_occlusion_variants, settings.kinds, settings.fill, ctx.device)
+                                 p.n_occlusion_variants, settings.kinds, settings.fill, ctx.device,
+                                 settings.selection)
     trainer = Trainer(model, mopi_step_fn(renderer, embedder, x1, x2, settings.freeze_bn), batch_fn, cfg, out_dir)
     trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback,
                 desc=f"MOPI ({settings.variant})")

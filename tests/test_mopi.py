@@ -235,3 +235,45 @@ def test_pooled_and_online_training_give_the_same_weights(toy, tmp_path):
     assert not any(d.name.startswith("mopi-labels-") for d in (tmp_path / "online" / "checkpoints").iterdir())
     for (k, a), (_, b) in zip(nets["online"].state_dict().items(), nets["pool"].state_dict().items()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)
+
+
+def test_oracle_label_index_picks_the_prediction_with_the_true_landmarks(toy):
+    from occ3d_lib.coeffs import SLICES
+
+    ctx, _, _ = toy
+    true = ctx.dataset.train.batch([0, 1])["coeffs"].float()  # (2, 257)
+    lm = ctx.renderer.landmarks(true.to(ctx.renderer.model.dtype)).float()
+    preds = true[:, None].repeat(1, 4, 1)
+    # shifts of 0.3, 0.1, 0.2, 0.4 units in x for identity 0 (best: index 1); identity 1: the truth at index 3
+    shifts = torch.tensor([[0.3, 0.1, 0.2, 0.4], [0.2, 0.3, 0.1, 0.0]])
+    preds[:, :, SLICES["trans"].start] += shifts
+    assert mopi.oracle_label_index(ctx.renderer, preds, lm).tolist() == [1, 3]
+    with pytest.raises(ValueError, match=r"\(B, W, 257\)"):
+        mopi.oracle_label_index(ctx.renderer, preds[0], lm)
+
+
+def test_batch_fn_selection_rules(toy):
+    from occ3d_lib.metrics import landmark_me
+
+    ctx, sopi, emb = toy
+    args = (ctx.dataset.train, sopi.eval(), emb.eval(), ctx.renderer, 2, 3)
+    eq8 = mopi.mopi_batch_fn(*args)(0, torch.Generator().manual_seed(3))
+    orc = mopi.mopi_batch_fn(*args, selection="oracle")(0, torch.Generator().manual_seed(3))
+    assert torch.equal(eq8["images"], orc["images"])  # same sets, only the choice differs
+    # the oracle's label has the lowest landmark error of the three SOPI predictions
+    b = ctx.dataset.train.batch(orc["index"].numpy())
+    with torch.no_grad():
+        pred = sopi(orc["images"].flatten(0, 1)).view(2, 3, -1)
+    lm = ctx.renderer.landmarks(pred.flatten(0, 1).to(ctx.renderer.model.dtype)).float()
+    me = landmark_me(lm, b["landmarks"].repeat_interleave(3, 0), 32).view(2, 3)
+    assert orc["choice"].tolist() == me.argmin(1).tolist()
+    for i in range(2):
+        torch.testing.assert_close(orc["label"][i], pred[i, orc["choice"][i]].float(), rtol=1e-5, atol=1e-6)
+    rnd = mopi.mopi_batch_fn(*args, selection="random")
+    a, c = rnd(0, torch.Generator().manual_seed(3)), rnd(0, torch.Generator().manual_seed(3))
+    assert torch.equal(a["choice"], c["choice"]) and torch.equal(a["label"], c["label"])
+    assert ((a["choice"] >= 0) & (a["choice"] < 3)).all()
+    with pytest.raises(ValueError, match="selection must be one of"):
+        mopi.mopi_batch_fn(*args, selection="best")
+    with pytest.raises(ValueError, match="selection must be one of"):
+        mopi.MopiSettings(selection="best")
