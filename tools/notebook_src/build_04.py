@@ -396,11 +396,16 @@ cells = [
     rows = ["| model | ME random patterns | ME clean |", "|---|---|---|"]
     rows += [f"| {k} | {r['occluded']:.2f} | {r['clean']:.2f} |" for k, r in cmp8.items()]
     display(Markdown("\\n".join(rows)))
-    fig, ax = plt.subplots(figsize=(6, 3))
-    for name, m in (("Eq. 8 (FaceNet)", label_eq8), ("oracle", label_oracle)):
-        h = stages.stage_history(m)
-        ax.plot([r["step"] for r in h], [r["label"] for r in h], label=name)
-    ax.set_xlabel("step"); ax.set_ylabel("label loss (Eq. 8)"); ax.legend(); ax.set_title("MOPI, label only")
+    # better labels (section 7's set) against the MOPI they train (this section's set)
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    x = torch.arange(2).float()
+    ax.bar(x - 0.2, [quality["selected"], quality["oracle"]], 0.4, label="its labels (section 7)")
+    ax.bar(x + 0.2, [r["occluded"] for r in list(cmp8.values())[1:]], 0.4, label="MOPI trained on them")
+    ax.axhline(cmp8["SOPI"]["occluded"], color="k", ls="--", lw=1, label="SOPI")
+    ax.axhline(float(me_teacher.mean()), color="gray", ls=":", lw=1.5, label="teacher(clean): SOPI's targets")
+    ax.set_xticks(x.tolist(), ["Eq. 8 (FaceNet) selection", "oracle selection"])
+    ax.set_ylabel("landmark ME, px at 224"); ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("label quality and the MOPI it trains", fontsize=9)
     plt.show()
     """),
     md("""
@@ -414,8 +419,10 @@ cells = [
     | Eq. 8 (FaceNet) | 3e-5 | 4.31 | 4.31 |
     | oracle | 3e-5 | 4.25 | 4.22 |
 
-    The oracle helps (it beats FaceNet's choice in every row), but only brings MOPI level with
-    SOPI: a better FaceNet alone would not make MOPI win at this budget. What MOPI can learn by
+    The oracle helps (it beats FaceNet's choice in every row, and in the table above), but only a
+    little: it brings MOPI level with SOPI or a few hundredths of a pixel below it (compare the
+    first and last rows above), far from a clear win. A better FaceNet alone would not make MOPI
+    win at this budget. What MOPI can learn by
     imitating SOPI is bounded by the targets SOPI itself learned from; beating SOPI clearly needs
     what our CPU run does not have, such as the paper's 500K steps from ImageNet on real photos, or
     labels that are better than SOPI's predictions. Exercise 6 tries a label built from all seven.
