@@ -28,7 +28,10 @@ Choices where the paper is silent (each is a field of :class:`MopiSettings`):
 - Eq. 8's labels only involve frozen networks, so (like SOPI's teacher labels) they are computed
   once per run into a *label pool* (:func:`get_label_pool`) that the three Table 7 variants share;
   the pool holds exactly the batches an online run would draw (``MopiSettings.labels``), and runs
-  too large to pool (the paper profile) select labels online at every step.
+  too large to pool (the paper profile) select labels online at every step;
+- beyond the paper, ``MopiSettings.selection`` replaces Eq. 8's FaceNet choice by an oracle (the
+  prediction with the lowest landmark error) or a random one, to measure what the selection is
+  worth (notebook 04, section 8).
 """
 from __future__ import annotations
 
@@ -121,8 +124,8 @@ def oracle_label_index(renderer: Any, sopi_coeffs: Tensor, landmarks: Tensor) ->
     """The selection an oracle would make: per identity, the SOPI prediction with the lowest landmark ME.
 
     sopi_coeffs (B, W, 257), landmarks (B, 68, 2) the images' landmarks in pixels -> (B,) long.
-    Not part of the paper: it needs the landmarks of the training
-    images, and it shows how far any label selection could take MOPI (notebook 04, section 8).
+    Not part of the paper: it needs the landmarks of the training images, and it shows how far
+    any label selection could take MOPI (``MopiSettings(selection="oracle")``, notebook 04, section 8).
     """
     from .metrics import landmark_me
 

@@ -287,9 +287,9 @@ cells = [
     md("""
     How to read it. The perceptual loss alone has no anchor: seven renders can agree perfectly on a
     face that is not the input's (the paper's 41.0 px), and the backbone drifts away from SOPI as
-    fast as the learning rate allows (the course profile fine-tunes at a small rate, 3e-5, chosen on
-    the validation identities, section 8, so the drift is slow but steady). The label loss keeps every head at the best SOPI guess, so
-    label-only and both start equal (MOPI is initialised from SOPI) and can only differ by what the
+    fast as the learning rate allows (the course profile fine-tunes at a small rate, 3e-5, chosen
+    on the validation identities, see section 8, so the drift is slow but steady). The label loss
+    keeps every head at the best SOPI guess, so label-only and both start equal (MOPI is initialised from SOPI) and can only differ by what the
     0.2-weighted perceptual term adds on top. With the short CPU budgets the gap between "both" and
     "label only" is small and can go either way from one run to the next; the gap to
     "perceptual only" is the robust part of Table 7. The smoke profile trains each variant for a
@@ -420,12 +420,12 @@ cells = [
     | oracle | 3e-5 | 4.25 | 4.22 |
 
     The oracle helps (it beats FaceNet's choice in every row, and in the table above), but only a
-    little: it brings MOPI level with SOPI or a few hundredths of a pixel below it (compare the
-    first and last rows above), far from a clear win. A better FaceNet alone would not make MOPI
-    win at this budget. What MOPI can learn by
-    imitating SOPI is bounded by the targets SOPI itself learned from; beating SOPI clearly needs
-    what our CPU run does not have, such as the paper's 500K steps from ImageNet on real photos, or
-    labels that are better than SOPI's predictions. Exercise 6 tries a label built from all seven.
+    little: it brings MOPI level with SOPI or a little below it (compare the first and last rows of
+    the table above), far from the gap between its labels and FaceNet's in the figure. A better
+    FaceNet alone would not make MOPI win clearly at this budget. What MOPI can learn by imitating
+    SOPI is bounded by the targets SOPI itself learned from; beating SOPI clearly needs what our
+    CPU run does not have, such as the paper's 500K steps from ImageNet on real photos, or labels
+    that are better than SOPI's predictions. Exercise 6 tries a label built from all seven.
     """),
     md("""
     ## Summary
