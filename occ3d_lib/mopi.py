@@ -376,14 +376,15 @@ def get_mopi(ctx: Any, variant: str = "both", **kw: Any) -> MultiOcclusionNet:
 
 # ------------------------------------------------------------------------------------ evaluation
 @torch.no_grad()
-def compare_models(ctx: Any, models: Mapping[str, nn.Module], kind: str = "random_pattern", seed: int = 1234,
-                   split: str = "test", n: int | None = None) -> dict[str, dict[str, float]]:
-    """Landmark ME (224-px scale) of several models on a fixed occluded evaluation set and on the clean images.
+def per_face_me(ctx: Any, models: Mapping[str, nn.Module], kind: str = "random_pattern", seed: int = 1234,
+                split: str = "test", n: int | None = None) -> dict[str, dict[str, Tensor]]:
+    """Landmark ME (224-px scale) of several models, face by face, on a fixed occluded set and on the clean images.
 
     The set: the first ``n`` (default ``profile.eval_samples``) images of ``split`` occluded with
     ``kind`` by :func:`occ3d_lib.occlusion.make_eval_set` (fixed seed, solid random colours).
     Each model reconstructs through ``predict`` when it has one (MOPI's single-image rule),
-    else ``__call__``. Returns ``{name: {"occluded": ME, "clean": ME}}``. Notebook 04, section 7.
+    else ``__call__``. Returns ``{name: {"occluded": (n,), "clean": (n,)}}``, the same faces in the
+    same order for every model, so two models can be compared pairwise (notebook 04, section 8).
     """
     from .metrics import landmark_me
     from .occlusion import make_eval_set
@@ -394,12 +395,22 @@ def compare_models(ctx: Any, models: Mapping[str, nn.Module], kind: str = "rando
     b = data.batch(list(range(n)))
     occ = make_eval_set(b["image"], b["landmarks"], kind, seed, fill="solid")
     s = b["image"].shape[-1]
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Tensor]] = {}
     for name, m in models.items():
         res = {}
         for tag, imgs in (("occluded", occ.images.float()), ("clean", b["image"])):
             c = predict_coeffs(m, imgs, device=ctx.device)
             lm = ctx.renderer.landmarks(c.to(ctx.renderer.model.dtype)).float()
-            res[tag] = float(landmark_me(lm, b["landmarks"], s).mean())
+            res[tag] = landmark_me(lm, b["landmarks"], s).cpu()
         out[name] = res
     return out
+
+
+def compare_models(ctx: Any, models: Mapping[str, nn.Module], kind: str = "random_pattern", seed: int = 1234,
+                   split: str = "test", n: int | None = None) -> dict[str, dict[str, float]]:
+    """Mean landmark ME (224-px scale) of several models on a fixed occluded evaluation set and on the
+    clean images: the means of :func:`per_face_me` (same arguments). Returns
+    ``{name: {"occluded": ME, "clean": ME}}``. Notebook 04, sections 6-8.
+    """
+    faces = per_face_me(ctx, models, kind, seed, split, n)
+    return {name: {tag: float(v.mean()) for tag, v in r.items()} for name, r in faces.items()}

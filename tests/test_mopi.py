@@ -170,6 +170,18 @@ def test_train_mopi_end_to_end_and_cache(toy):
     assert lab.out_dir != net.out_dir
     res = mopi.compare_models(ctx, {"sopi": sopi, "mopi": net}, n=2)
     assert set(res) == {"sopi", "mopi"} and all(v["occluded"] >= 0 and v["clean"] >= 0 for v in res.values())
+    faces = mopi.per_face_me(ctx, {"sopi": sopi, "mopi": net}, n=2)
+    for name in ("sopi", "mopi"):
+        for tag in ("occluded", "clean"):
+            assert faces[name][tag].shape == (2,)
+            assert res[name][tag] == pytest.approx(float(faces[name][tag].mean()))
+    # the clean error of the first face, by hand
+    from occ3d_lib.metrics import landmark_me
+    from occ3d_lib.stages import predict_coeffs
+
+    b = ctx.dataset.test.batch([0])
+    lm = ctx.renderer.landmarks(predict_coeffs(sopi, b["image"]).to(ctx.renderer.model.dtype)).float()
+    assert float(faces["sopi"]["clean"][0]) == pytest.approx(float(landmark_me(lm, b["landmarks"], 32)[0]), rel=1e-5)
 
 
 def test_selection_quality_on_hand_made_rankings():

@@ -385,16 +385,25 @@ cells = [
     against the Eq. 8 choice), yet they are still SOPI's own outputs: at best as good as the
     teacher(clean) targets SOPI was trained on. MOPI started from SOPI therefore gets no target
     better than what SOPI already learned from, only more steps and the multi-occlusion batches.
+
+    Small differences need a careful test. All models are measured on the same faces, so we
+    compare them **pairwise**: for each face, the model's error minus SOPI's, and a bootstrap
+    interval of the mean of those differences (`metrics.bootstrap_ci`). An interval that excludes 0
+    says the difference is not luck of the draw, even when the two models' own intervals overlap.
     """),
     code("""
     label_eq8 = variants["label"] if "label" in variants else mopi.get_mopi(ctx, "label", sopi=sopi, embedder=embedder)
     label_oracle = mopi.get_mopi(ctx, "label", sopi=sopi, embedder=embedder,
                                  settings=mopi.MopiSettings("label", selection="oracle"))
-    cmp8 = mopi.compare_models(ctx, {"SOPI": sopi, "MOPI, label only, Eq. 8 (FaceNet)": label_eq8,
-                                     "MOPI, label only, oracle selection": label_oracle},
-                               kind="random_pattern", seed=2024)
-    rows = ["| model | ME random patterns | ME clean |", "|---|---|---|"]
-    rows += [f"| {k} | {r['occluded']:.2f} | {r['clean']:.2f} |" for k, r in cmp8.items()]
+    faces = mopi.per_face_me(ctx, {"SOPI": sopi, "MOPI, label only, Eq. 8 (FaceNet)": label_eq8,
+                                   "MOPI, label only, oracle selection": label_oracle},
+                             kind="random_pattern", seed=2024)
+    cmp8 = {k: {tag: float(v.mean()) for tag, v in r.items()} for k, r in faces.items()}
+    rows = ["| model | ME random patterns | ME clean | minus SOPI, same faces [95 % CI] |", "|---|---|---|---|"]
+    for k, r in faces.items():
+        diff = metrics.bootstrap_ci(r["occluded"] - faces["SOPI"]["occluded"], n=P.bootstrap)
+        paired = "" if k == "SOPI" else f"{diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]"
+        rows.append(f"| {k} | {cmp8[k]['occluded']:.2f} | {cmp8[k]['clean']:.2f} | {paired} |")
     display(Markdown("\\n".join(rows)))
     # better labels (section 7's set) against the MOPI they train (this section's set)
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
@@ -420,9 +429,9 @@ cells = [
     | oracle | 3e-5 | 4.25 | 4.22 |
 
     The oracle helps (it beats FaceNet's choice in every row, and in the table above), but only a
-    little: it brings MOPI level with SOPI or a little below it (compare the first and last rows of
-    the table above), far from the gap between its labels and FaceNet's in the figure. A better
-    FaceNet alone would not make MOPI win clearly at this budget. What MOPI can learn by imitating
+    little: it brings MOPI level with SOPI or a little below it (the paired column above), far
+    from the gap between its labels and FaceNet's in the figure. A better FaceNet would therefore
+    make MOPI win by a hair at best, at this budget. What MOPI can learn by imitating
     SOPI is bounded by the targets SOPI itself learned from; beating SOPI clearly needs what our
     CPU run does not have, such as the paper's 500K steps from ImageNet on real photos, or labels
     that are better than SOPI's predictions. Exercise 6 tries a label built from all seven.
