@@ -289,3 +289,21 @@ def test_batch_fn_selection_rules(toy):
         mopi.mopi_batch_fn(*args, selection="best")
     with pytest.raises(ValueError, match="selection must be one of"):
         mopi.MopiSettings(selection="best")
+
+
+def test_comparison_markdown_pairs_the_faces():
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    faces = {"ref": {"occluded": a, "clean": a / 2},
+             "plus": {"occluded": a + 0.5, "clean": a},  # worse by exactly 0.5 on every face
+             "noisy": {"occluded": a + torch.tensor([1.0, -1.0, 1.0, -1.0]), "clean": a}}
+    md = mopi.comparison_markdown(faces, "ref", n_boot=200)
+    lines = md.splitlines()
+    assert lines[0] == "| model | ME occluded | ME clean | occluded minus ref, same faces [95 % CI] |"
+    assert lines[2] == "| ref | 2.50 | 1.25 | |"
+    # a constant difference has a zero-width interval; its unpaired means would overlap widely
+    assert lines[3] == "| plus | 3.00 | 2.50 | +0.500 [+0.500, +0.500] |"
+    lo, hi = (float(x) for x in lines[4].split("[")[1].rstrip(" |]").split(", "))
+    assert lo < 0 < hi and "+0.000 [" in lines[4]
+    assert mopi.comparison_markdown(faces).splitlines()[0] == "| model | ME occluded | ME clean |"
+    with pytest.raises(ValueError, match="reference 'teacher'"):
+        mopi.comparison_markdown(faces, "teacher")

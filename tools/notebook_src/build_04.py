@@ -261,7 +261,8 @@ cells = [
     to look alike; nothing anchors them to the input, so they may agree on a wrong face. The label
     loss anchors them to the best SOPI guess. We train the two ablations with the same budget and
     measure the landmark mean error (pixels at 224 x 224) on a fixed random-pattern evaluation set of
-    held-out test faces (`mopi.compare_models`).
+    held-out test faces (`mopi.per_face_me`); the last column compares each variant with the full
+    loss face by face (a paired bootstrap interval, explained in section 8).
     """),
     code("""
     variants = {"both": mopi_net}
@@ -272,10 +273,9 @@ cells = [
     for ax, (v, m) in zip(axes[0], variants.items()):
         viz.plot_history(m.history, keys=["perceptual", "label"], title=f"MOPI: {v}", ax=ax)
     plt.show()
-    res = mopi.compare_models(ctx, {f"MOPI ({v})": m for v, m in variants.items()}, kind="random_pattern", seed=2024)
-    rows = ["| variant | ME random patterns | ME clean |", "|---|---|---|"]
-    rows += [f"| {k} | {r['occluded']:.2f} | {r['clean']:.2f} |" for k, r in res.items()]
-    display(Markdown("\\n".join(rows)))
+    faces6 = mopi.per_face_me(ctx, {f"MOPI ({v})": m for v, m in variants.items()}, kind="random_pattern", seed=2024)
+    res = mopi.mean_me(faces6)
+    display(Markdown(mopi.comparison_markdown(faces6, "MOPI (both)", P.bootstrap)))
     """),
     code("""
     if run_ablations:
@@ -289,9 +289,10 @@ cells = [
     face that is not the input's (the paper's 41.0 px), and the backbone drifts away from SOPI as
     fast as the learning rate allows (the course profile fine-tunes at a small rate, 3e-5, chosen
     on the validation identities, see section 8, so the drift is slow but steady). The label loss
-    keeps every head at the best SOPI guess, so label-only and both start equal (MOPI is initialised from SOPI) and can only differ by what the
-    0.2-weighted perceptual term adds on top. With the short CPU budgets the gap between "both" and
-    "label only" is small and can go either way from one run to the next; the gap to
+    keeps every head at the best SOPI guess, so label-only and both start equal (MOPI is
+    initialised from SOPI) and can only differ by what the 0.2-weighted perceptual term adds on
+    top. With the short CPU budgets the gap between "both" and "label only" is tiny and can go
+    either way from one run to the next (its paired interval above straddles 0); the gap to
     "perceptual only" is the robust part of Table 7. The smoke profile trains each variant for a
     handful of steps only: read the `course` numbers.
     """),
@@ -302,10 +303,9 @@ cells = [
     The paper (CelebA): MOPI 1.24 vs RNet 7.91.
     """),
     code("""
-    cmp = mopi.compare_models(ctx, {"teacher": teacher_net, "SOPI": sopi, "MOPI": mopi_net}, kind="random_pattern", seed=2024)
-    rows = ["| model | ME random patterns | ME clean |", "|---|---|---|"]
-    rows += [f"| {k} | {r['occluded']:.2f} | {r['clean']:.2f} |" for k, r in cmp.items()]
-    display(Markdown("\\n".join(rows)))
+    faces7 = mopi.per_face_me(ctx, {"teacher": teacher_net, "SOPI": sopi, "MOPI": mopi_net}, kind="random_pattern", seed=2024)
+    cmp = mopi.mean_me(faces7)
+    display(Markdown(mopi.comparison_markdown(faces7, "SOPI", P.bootstrap)))
     m, s_, t_ = cmp["MOPI"]["occluded"], cmp["SOPI"]["occluded"], cmp["teacher"]["occluded"]
     print(f"MOPI below SOPI: {'yes' if m < s_ else 'NO'} ({m:.2f} vs {s_:.2f});  "
           f"MOPI below the teacher: {'yes' if m < t_ else 'NO'} ({m:.2f} vs {t_:.2f}, ratio {t_ / m:.2f})")
@@ -388,8 +388,9 @@ cells = [
 
     Small differences need a careful test. All models are measured on the same faces, so we
     compare them **pairwise**: for each face, the model's error minus SOPI's, and a bootstrap
-    interval of the mean of those differences (`metrics.bootstrap_ci`). An interval that excludes 0
-    says the difference is not luck of the draw, even when the two models' own intervals overlap.
+    interval of the mean of those differences (`mopi.comparison_markdown`, sections 6-7 too). An
+    interval that excludes 0 says the difference is not luck of the draw, even when the two models'
+    own intervals overlap.
     """),
     code("""
     label_eq8 = variants["label"] if "label" in variants else mopi.get_mopi(ctx, "label", sopi=sopi, embedder=embedder)
@@ -398,13 +399,8 @@ cells = [
     faces = mopi.per_face_me(ctx, {"SOPI": sopi, "MOPI, label only, Eq. 8 (FaceNet)": label_eq8,
                                    "MOPI, label only, oracle selection": label_oracle},
                              kind="random_pattern", seed=2024)
-    cmp8 = {k: {tag: float(v.mean()) for tag, v in r.items()} for k, r in faces.items()}
-    rows = ["| model | ME random patterns | ME clean | minus SOPI, same faces [95 % CI] |", "|---|---|---|---|"]
-    for k, r in faces.items():
-        diff = metrics.bootstrap_ci(r["occluded"] - faces["SOPI"]["occluded"], n=P.bootstrap)
-        paired = "" if k == "SOPI" else f"{diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]"
-        rows.append(f"| {k} | {cmp8[k]['occluded']:.2f} | {cmp8[k]['clean']:.2f} | {paired} |")
-    display(Markdown("\\n".join(rows)))
+    cmp8 = mopi.mean_me(faces)
+    display(Markdown(mopi.comparison_markdown(faces, "SOPI", P.bootstrap)))
     # better labels (section 7's set) against the MOPI they train (this section's set)
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     x = torch.arange(2).float()
