@@ -1,6 +1,7 @@
-"""Timing helper shared by the benchmarks (median of repetitions after a warm-up)."""
+"""Helpers shared by the benchmarks: their command line and a median of repetitions after a warm-up."""
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from typing import Callable
@@ -16,3 +17,12 @@ def median_time(fn: Callable[[], object], reps: int, warmup: int = 1) -> float:
         fn()
         ts.append(time.perf_counter() - t)
     return statistics.median(ts)
+
+
+def bench_args(doc: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a training benchmark's ``--profile`` (default course) and ``--reps`` (default 5);
+    ``doc`` is the script's docstring, whose first line describes it."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--profile", default="course")
+    ap.add_argument("--reps", type=int, default=5)
+    return ap.parse_args(argv)

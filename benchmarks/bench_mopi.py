@@ -16,7 +16,6 @@ Run: ``.venv/bin/python benchmarks/bench_mopi.py [--profile course] [--reps 5]``
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median_time  # noqa: E402
+from _timing import bench_args, median_time  # noqa: E402
 from occ3d_lib import embedder as E  # noqa: E402
 from occ3d_lib import mopi  # noqa: E402
 from occ3d_lib.context import make_context  # noqa: E402
@@ -33,10 +32,7 @@ from occ3d_lib.models import MultiOcclusionNet, ReconNet  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="course")
-    ap.add_argument("--reps", type=int, default=5)
-    a = ap.parse_args(argv)
+    a = bench_args(__doc__, argv)
     ctx = make_context(a.profile, None, progress=False)
     p = ctx.profile
     b, w = p.mopi_batch_identities, p.n_occlusion_variants

@@ -13,7 +13,6 @@ Run: ``.venv/bin/python benchmarks/bench_stages.py [--profile course] [--reps 5]
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median_time  # noqa: E402
+from _timing import bench_args, median_time  # noqa: E402
 from occ3d_lib import datasets, losses, stages  # noqa: E402
 from occ3d_lib.config import get_profile  # noqa: E402
 from occ3d_lib.occlusion import TrainingOccluder  # noqa: E402
@@ -30,10 +29,7 @@ from occ3d_lib.render import FaceRenderer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="course")
-    ap.add_argument("--reps", type=int, default=5)
-    a = ap.parse_args(argv)
+    a = bench_args(__doc__, argv)
     p = get_profile(a.profile)
     model = load_or_build_procedural(p.mesh)
     r = FaceRenderer(model, p.image_size)

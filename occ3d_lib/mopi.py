@@ -35,6 +35,7 @@ Choices where the paper is silent (each is a field of :class:`MopiSettings`):
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping
 
@@ -127,14 +128,11 @@ def oracle_label_index(renderer: Any, sopi_coeffs: Tensor, landmarks: Tensor) ->
     Not part of the paper: it needs the landmarks of the training images, and it shows how far
     any label selection could take MOPI (``MopiSettings(selection="oracle")``, notebook 04, section 8).
     """
-    from .metrics import landmark_me
-
     if sopi_coeffs.ndim != 3 or landmarks.ndim != 3 or landmarks.shape[0] != sopi_coeffs.shape[0]:
         raise ValueError(f"sopi_coeffs must be (B, W, 257) and landmarks (B, 68, 2), got {tuple(sopi_coeffs.shape)} "
                          f"and {tuple(landmarks.shape)}")
     b, w = sopi_coeffs.shape[:2]
-    lm = renderer.landmarks(sopi_coeffs.flatten(0, 1).to(renderer.model.dtype)).float()
-    err = landmark_me(lm, landmarks.float().repeat_interleave(w, 0).to(lm), renderer.image_size).view(b, w)
+    err = renderer.landmark_me(sopi_coeffs.flatten(0, 1), landmarks.repeat_interleave(w, 0)).view(b, w)
     return err.argmin(dim=1)
 
 
@@ -189,14 +187,16 @@ def mopi_batch_fn(split: Any, sopi: nn.Module, embedder: nn.Module, renderer: An
         b = split.batch(idx.numpy())
         occ = multi_occlusion_set(b["image"], b["landmarks"], n_variants, g, kinds=kinds, fill=fill)
         images = quantise(occ.images)  # 8-bit, like every stored image: a label pool holds the same bytes
-        sel = select_labels(sopi, embedder, renderer, images.to(device), b["image"].to(device))
-        choice, label = sel["choice"], sel["label"]
-        if selection != "facenet":
-            choice = (oracle_label_index(renderer, sel["sopi_coeffs"], b["landmarks"]) if selection == "oracle"
-                      else torch.randint(n_variants, (n_identities,), generator=g)).to(label.device)
-            label = sel["sopi_coeffs"][torch.arange(n_identities, device=label.device), choice]
-        return {"images": images, "clean": b["image"], "index": idx, "label": label.float().cpu(),
-                "choice": choice.cpu()}
+        if selection == "facenet":
+            sel = select_labels(sopi, embedder, renderer, images.to(device), b["image"].to(device))
+            choice, label = sel["choice"].cpu(), sel["label"].cpu()
+        else:  # no renders or embeddings needed: only SOPI's predictions
+            with torch.no_grad():
+                preds = sopi(images.flatten(0, 1).to(device)).view(n_identities, n_variants, -1)
+                choice = (oracle_label_index(renderer, preds, b["landmarks"]).cpu() if selection == "oracle"
+                          else torch.randint(n_variants, (n_identities,), generator=g))
+            label = preds.cpu()[torch.arange(n_identities), choice]
+        return {"images": images, "clean": b["image"], "index": idx, "label": label.float(), "choice": choice}
 
     return batch_fn
 
@@ -347,13 +347,12 @@ def train_mopi(ctx: Any, variant: str = "both", sopi: nn.Module | None = None, e
         fits = label_pool_bytes(p.mopi_steps * p.mopi_batch_identities, p.n_occlusion_variants, p.image_size) <= POOL_MAX_BYTES
         mode = "pool" if fits else "online"
     if mode == "pool":
-        served: list[Callable[[int, torch.Generator], dict[str, Tensor]]] = []
+        # built on the first step only: a cached final.pt never asks for a batch
+        pooled = functools.cache(lambda: pooled_batch_fn(get_label_pool(ctx, settings, sopi, embedder),
+                                                         ctx.dataset.train, p.mopi_batch_identities))
 
         def batch_fn(step: int, g: torch.Generator) -> dict[str, Tensor]:
-            if not served:  # built on the first step only: a cached final.pt never asks for a batch
-                served.append(pooled_batch_fn(get_label_pool(ctx, settings, sopi, embedder), ctx.dataset.train,
-                                              p.mopi_batch_identities))
-            return served[0](step, g)
+            return pooled()(step, g)
     else:
         batch_fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, p.mopi_batch_identities,
                                  p.n_occlusion_variants, settings.kinds, settings.fill, ctx.device,
@@ -386,7 +385,6 @@ def per_face_me(ctx: Any, models: Mapping[str, nn.Module], kind: str = "random_p
     else ``__call__``. Returns ``{name: {"occluded": (n,), "clean": (n,)}}``, the same faces in the
     same order for every model, so two models can be compared pairwise (notebook 04, section 8).
     """
-    from .metrics import landmark_me
     from .occlusion import make_eval_set
     from .stages import predict_coeffs
 
@@ -394,16 +392,9 @@ def per_face_me(ctx: Any, models: Mapping[str, nn.Module], kind: str = "random_p
     n = min(len(data), n or ctx.profile.eval_samples)
     b = data.batch(list(range(n)))
     occ = make_eval_set(b["image"], b["landmarks"], kind, seed, fill="solid")
-    s = b["image"].shape[-1]
-    out: dict[str, dict[str, Tensor]] = {}
-    for name, m in models.items():
-        res = {}
-        for tag, imgs in (("occluded", occ.images.float()), ("clean", b["image"])):
-            c = predict_coeffs(m, imgs, device=ctx.device)
-            lm = ctx.renderer.landmarks(c.to(ctx.renderer.model.dtype)).float()
-            res[tag] = landmark_me(lm, b["landmarks"], s).cpu()
-        out[name] = res
-    return out
+    images = {"occluded": occ.images.float(), "clean": b["image"]}
+    return {name: {tag: ctx.renderer.landmark_me(predict_coeffs(m, x, device=ctx.device), b["landmarks"]).float().cpu()
+                   for tag, x in images.items()} for name, m in models.items()}
 
 
 def compare_models(ctx: Any, models: Mapping[str, nn.Module], kind: str = "random_pattern", seed: int = 1234,

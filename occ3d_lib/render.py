@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from . import geometry, lighting
+from . import geometry, lighting, metrics
 from .coeffs import split_coeffs, validate_coeffs
 from .facemodel import FaceModel
 from .raster import interpolate, rasterize
@@ -82,6 +82,12 @@ class FaceRenderer:
         lm3d = m.mean_shape[m.keypoints].unsqueeze(0) + offs.view(-1, 68, 3)
         verts = geometry.transform(lm3d, geometry.rotation_matrix(c.angle), c.trans)
         return geometry.project(verts, self.image_size)[..., :2]
+
+    def landmark_me(self, coeffs: Tensor, landmarks: Tensor) -> Tensor:
+        """Landmark ME of coefficients against landmarks: :func:`occ3d_lib.metrics.landmark_me` (pixels at
+        224) of :meth:`landmarks` ``(B, 257)`` and ``landmarks`` ``(B, 68, 2)`` in pixels of this image
+        size -> ``(B,)`` in the face model's dtype (differentiable). Notebooks 03-04 measure models with it."""
+        return metrics.landmark_me(self.landmarks(coeffs), landmarks, self.image_size)
 
     def __call__(self, coeffs: Tensor, background: Tensor | None = None) -> RenderOutput:
         """Render (B, 257) coefficients over ``background`` (B, 3, S, S) in [0, 1] (black if None)."""

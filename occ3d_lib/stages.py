@@ -340,7 +340,6 @@ def error_with_true_groups(pred: Tensor, gt: Tensor, landmarks: Tensor, renderer
     errors of several groups can also cancel, so a swap may even raise it. Notebook 03, section 4.
     """
     from .coeffs import SLICES, validate_coeffs
-    from .metrics import landmark_me
 
     validate_coeffs(pred, "pred")
     validate_coeffs(gt, "gt")
@@ -350,11 +349,8 @@ def error_with_true_groups(pred: Tensor, gt: Tensor, landmarks: Tensor, renderer
     bad = sorted({g for groups in rows.values() for g in groups} - set(SLICES))
     if bad:
         raise ValueError(f"unknown coefficient group(s) {bad}; valid: {list(SLICES)}")
-    dtype = renderer.model.dtype
-    s = renderer.image_size
-
     def me(c: Tensor) -> float:
-        return float(landmark_me(renderer.landmarks(c.to(dtype)).float(), landmarks, s).mean())
+        return float(renderer.landmark_me(c, landmarks).mean())
 
     out = {"prediction": me(pred)}
     for name, groups in rows.items():
@@ -375,23 +371,16 @@ def landmark_me_by_kind(models: Mapping[str, Any], eval_sets: Mapping[str, Any],
     not look at the image) and the 'zero' row (all-zero coefficients: mean face, frontal, centred,
     what an untrained RNet outputs). Returns ``{model: {kind: ME}}``.
     """
-    from .metrics import landmark_me
-
-    s = renderer.image_size
     out: dict[str, dict[str, float]] = {name: {} for name in ["zero", "baseline", *models]}
     for kind, res in eval_sets.items():
         name = "clean" if kind == "none" else kind
         idx = [int(i) for i in res.params["indices"]]
         gt = split.batch(idx)
         with torch.no_grad():
-            lm = renderer.landmarks(mean_face_baseline(gt["coeffs"]))
-        out["baseline"][name] = float(landmark_me(lm, gt["landmarks"], s).mean())
-        with torch.no_grad():
-            lm0 = renderer.landmarks(torch.zeros_like(gt["coeffs"]))
-        out["zero"][name] = float(landmark_me(lm0, gt["landmarks"], s).mean())
+            out["baseline"][name] = float(renderer.landmark_me(mean_face_baseline(gt["coeffs"]), gt["landmarks"]).mean())
+            out["zero"][name] = float(renderer.landmark_me(torch.zeros_like(gt["coeffs"]), gt["landmarks"]).mean())
         for mname, model in models.items():
             pred = predict_coeffs(model, res.images.float(), device=device)
             with torch.no_grad():
-                lm = renderer.landmarks(pred.to(renderer.model.dtype))
-            out[mname][name] = float(landmark_me(lm, gt["landmarks"], s).mean())
+                out[mname][name] = float(renderer.landmark_me(pred, gt["landmarks"]).mean())
     return out

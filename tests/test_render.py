@@ -121,3 +121,19 @@ def test_bad_coefficients_are_rejected():
         r(bad)
     with pytest.raises(ValueError, match="positive int"):
         FaceRenderer(pyramid_model(), 0)
+
+
+def test_landmark_me_method_matches_metrics_by_hand():
+    from occ3d_lib.metrics import landmark_me
+    from occ3d_lib.render import FaceRenderer
+    from tests.test_embedder import toy_face_model
+
+    r = FaceRenderer(toy_face_model(), 32)
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(3, 257, generator=g) * 0.1
+    gt = r.landmarks(c).float()
+    assert torch.allclose(r.landmark_me(c, gt).float(), torch.zeros(3), atol=1e-5)
+    # shift every landmark by (3, 4) px at 32 px: distance 5 px, i.e. 5 * 224 / 32 = 35 px at 224
+    torch.testing.assert_close(r.landmark_me(c, gt + torch.tensor([3.0, 4.0])).float(), torch.full((3,), 35.0),
+                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(r.landmark_me(c, gt + 1.0).float(), landmark_me(r.landmarks(c).float(), gt + 1.0, 32))

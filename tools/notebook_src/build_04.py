@@ -345,18 +345,14 @@ cells = [
     whether a better ranking would be enough.
     """),
     code("""
-    from occ3d_lib import metrics
-
     n_chk = min(64, len(data.test))
     chk = data.test.batch(list(range(n_chk)))
     chk_set = occlusion.multi_occlusion_set(chk["image"], chk["landmarks"], P.n_occlusion_variants, generator=seed + 7)
     lab = mopi.select_labels(sopi, embedder, ctx.renderer, chk_set.images.float(), chk["image"])
     W = P.n_occlusion_variants
-    lm_variants = ctx.renderer.landmarks(lab["sopi_coeffs"].flatten(0, 1).to(ctx.renderer.model.dtype)).float()
-    me_variants = metrics.landmark_me(lm_variants, chk["landmarks"].repeat_interleave(W, 0), P.image_size).view(n_chk, W)
+    me_variants = ctx.renderer.landmark_me(lab["sopi_coeffs"].flatten(0, 1), chk["landmarks"].repeat_interleave(W, 0)).view(n_chk, W)
     quality = mopi.selection_quality(me_variants, lab["distance"])
-    me_teacher = metrics.landmark_me(ctx.renderer.landmarks(stages.predict_coeffs(teacher_net, chk["image"]).to(ctx.renderer.model.dtype)),
-                                     chk["landmarks"], P.image_size)
+    me_teacher = ctx.renderer.landmark_me(stages.predict_coeffs(teacher_net, chk["image"]), chk["landmarks"])
     print(f"{n_chk} held-out faces x {W} occlusions, landmark ME in px at 224:")
     print(f"  Eq. 8 label (FaceNet's choice) {quality['selected']:.2f} | random choice {quality['mean']:.2f} | "
           f"best of {W} (oracle) {quality['oracle']:.2f} | worst {quality['worst']:.2f}")
