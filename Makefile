@@ -45,9 +45,10 @@ bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lock: setup
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(facenet-pytorch|occ3d)' > constraints.new \
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(facenet-pytorch|easypytorch3d|occ3d)' > constraints.new \
 		&& (echo '# Exact versions `make setup` installs (pip -c constraints.txt). Regenerate with `make lock`.'; \
-		    echo '# facenet-pytorch==2.6.0 is installed afterwards with --no-deps (it pins torch<2.3 but runs on 2.14).'; \
+		    echo '# Installed afterwards with --no-deps by tools/setup_env.sh: facenet-pytorch==2.6.0 (it pins torch<2.3'; \
+		    echo '# but runs on 2.12) and easypytorch3d==0.7.9.post1 (PyTorch3D 0.7.9; needs torch 2.12.x exactly).'; \
 		    cat constraints.new) > constraints.txt && rm constraints.new
 
 clean:

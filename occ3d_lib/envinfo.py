@@ -12,7 +12,8 @@ from importlib import metadata
 from typing import Any
 
 _PACKAGES = ("torch", "torchvision", "numpy", "scipy", "matplotlib", "papermill", "nbval",
-             "facenet-pytorch", "dlib-bin", "face_recognition_models", "ipywidgets", "scikit-image")
+             "facenet-pytorch", "easypytorch3d", "dlib-bin", "face_recognition_models", "ipywidgets",
+             "scikit-image")
 
 
 def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str]:

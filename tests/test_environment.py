@@ -48,3 +48,25 @@ def test_every_direct_dependency_is_pinned_in_constraints():
 def test_facenet_is_installed_without_deps_by_setup():
     script = (ROOT / "tools" / "setup_env.sh").read_text()
     assert "--no-deps" in script and "facenet-pytorch==2.6.0" in script
+
+
+#: pip name -> conda name of the packages that tools/setup_env.sh installs with --no-deps
+#: and environment.yml takes from a conda channel instead of pip.
+PIP_TO_CONDA = {"easypytorch3d": "pytorch3d"}
+
+
+def test_pytorch3d_is_installed_by_setup_and_listed_for_conda():
+    script = (ROOT / "tools" / "setup_env.sh").read_text()
+    m = re.search(r'install -q --no-deps "easypytorch3d==([0-9.]+)\.post\d+"', script)
+    assert m, "tools/setup_env.sh must install easypytorch3d==X with --no-deps"
+    assert "from pytorch3d import _C" in script, "setup must check that PyTorch3D's extension loads"
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert "pytorch3d" in env["channels"]
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    want = f"pytorch3d::{PIP_TO_CONDA['easypytorch3d']}={m.group(1)}"
+    assert want in conda, f"environment.yml must list {want}"
+    # the wheel's C++ extension only loads with the torch it was built against
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert pins["torch"].startswith("2.12."), "easypytorch3d 0.7.9.post1 needs torch 2.12.x"
+    assert "iopath" in pyproject_packages(), "PyTorch3D's runtime dependency iopath must be a direct dependency"

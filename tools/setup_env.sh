@@ -30,7 +30,14 @@ fi
 if ! "${PIP[@]}" install -q --no-deps "facenet-pytorch==2.6.0" >>"$log" 2>&1; then
   die "could not install facenet-pytorch 2.6.0 (see $log); check your network and run 'make setup' again."
 fi
+# PyTorch3D: the official project ships no Linux wheel for CPython 3.11; easypytorch3d is PyTorch3D 0.7.9
+# built for it against torch 2.12 (its C++ extension does not load with torch 2.13+).
+if ! "${PIP[@]}" install -q --no-deps "easypytorch3d==0.7.9.post1" >>"$log" 2>&1; then
+  die "could not install PyTorch3D (easypytorch3d 0.7.9.post1, see $log); check your network and run 'make setup' again."
+fi
 "$VENV/bin/python" -c 'import torch, torchvision, facenet_pytorch, dlib, papermill, nbval, occ3d_lib' >>"$log" 2>&1 \
   || die "installed, but an import failed (see $log)."
+"$VENV/bin/python" -c 'import pytorch3d, pytorch3d.renderer; from pytorch3d import _C' >>"$log" 2>&1 \
+  || die "PyTorch3D is installed but does not load with this torch (see $log); it needs torch 2.12.x as pinned in constraints.txt: delete $VENV and run 'make setup' again."
 rm -f "$log"
 echo "occ3d setup: done ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"
