@@ -169,6 +169,21 @@ def coeff_supervision_loss(pred: Tensor, gt: Tensor, weights: Mapping[str, float
     return total
 
 
+def shape_supervision_loss(pred_shape: Tensor, gt_shape: Tensor, mm_per_unit: float = 100.0) -> Tensor:
+    """Dense shape supervision for synthetic data: mean squared per-vertex distance in mm^2.
+
+    pred_shape, gt_shape (B, N, 3) unposed meshes (identity + expression, Eq. 3) in model units
+    (1 unit = 100 mm) -> scalar. The square of what :func:`occ3d_lib.metrics.vertex_error` averages,
+    so minimising it targets the dense 3D error directly: a coefficient error counts by how far it
+    moves the surface, not by its index (notebook 03, section 2).
+    """
+    if pred_shape.ndim != 3 or pred_shape.shape[-1] != 3:
+        raise ValueError(f"pred_shape must have shape (B, N, 3), got {tuple(pred_shape.shape)}")
+    _same_shape(pred_shape, gt_shape, "pred_shape", "gt_shape")
+    d = (pred_shape - gt_shape.to(pred_shape)) * mm_per_unit
+    return (d ** 2).sum(-1).mean()
+
+
 @dataclass(frozen=True)
 class RNetLossWeights:
     """The teacher's loss weights (Deep3DFaceRecon defaults, reference sec. 7)."""
@@ -185,7 +200,8 @@ def teacher_losses(out, images: Tensor, gt_landmarks: Tensor, coeffs: Tensor, sk
                    weights: RNetLossWeights = RNetLossWeights(), gt_coeffs: Tensor | None = None,
                    coeff_weight: float = 0.0, attention: Tensor | None = None,
                    coeff_group_weights: Mapping[str, float] | None = None,
-                   emb_pred: Tensor | None = None, emb_target: Tensor | None = None) -> dict[str, Tensor]:
+                   emb_pred: Tensor | None = None, emb_target: Tensor | None = None,
+                   gt_shape: Tensor | None = None, shape_weight: float = 0.0) -> dict[str, Tensor]:
     """All of RNet's training losses for one batch (reference sec. 7; notebook 03).
 
     out: :class:`occ3d_lib.render.RenderOutput` of ``coeffs`` (uses ``face``, ``mask``,
@@ -193,10 +209,11 @@ def teacher_losses(out, images: Tensor, gt_landmarks: Tensor, coeffs: Tensor, sk
     pixels at S; coeffs (B, 257) the prediction; skin_mask (N,) vertex skin mask; attention
     optional (B, 1, S, S) skin attention multiplied into the photometric mask (RNet's mask is
     attention x rendered coverage; the coverage is detached as in RNet). If ``gt_coeffs`` is
-    given and ``coeff_weight > 0``, adds ``coeff_weight * coeff_supervision_loss``; if both
-    embeddings are given, adds the identity term.
+    given and ``coeff_weight > 0``, adds ``coeff_weight * coeff_supervision_loss``; if ``gt_shape``
+    (B, N, 3) is given and ``shape_weight > 0``, adds ``shape_weight * shape_supervision_loss`` on
+    ``out.shape``; if both embeddings are given, adds the identity term.
 
-    Returns the WEIGHTED terms ``photo, landmark, reg, gamma, reflectance`` (+ ``coeff``,
+    Returns the WEIGHTED terms ``photo, landmark, reg, gamma, reflectance`` (+ ``coeff``, ``shape``,
     ``identity`` when used) and ``total`` = their sum.
     """
     _check_images(images, "images")
@@ -213,6 +230,8 @@ def teacher_losses(out, images: Tensor, gt_landmarks: Tensor, coeffs: Tensor, sk
     }
     if gt_coeffs is not None and coeff_weight > 0:
         terms["coeff"] = coeff_weight * coeff_supervision_loss(coeffs, gt_coeffs, coeff_group_weights)
+    if gt_shape is not None and shape_weight > 0:
+        terms["shape"] = shape_weight * shape_supervision_loss(out.shape, gt_shape)
     if emb_pred is not None and emb_target is not None:
         terms["identity"] = weights.identity * identity_loss(emb_pred, emb_target)
     dtype = out.face.dtype

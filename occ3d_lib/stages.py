@@ -62,6 +62,7 @@ class TeacherSettings:
 
     coeff_weight: float = 1.0  # weight of the coefficient-supervision term (0 = RNet's losses only)
     landmark_scale: float = 1.0  # multiplies RNet's landmark weight (1.6e-3)
+    shape_weight: float = 0.0  # weight of the dense shape-supervision term (mm^2; 0 = off)
     schedule: str = "cosine"  # learning-rate schedule of the run (occ3d_lib.train.TrainConfig)
     coeff_group_weights: Mapping[str, float] = field(default_factory=lambda: dict(COEFF_SUPERVISION_WEIGHTS))
 
@@ -131,6 +132,7 @@ def random_batches(split: Any, batch_size: int) -> Callable[[int, torch.Generato
 def teacher_step_fn(renderer: Any, settings: TeacherSettings) -> Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]:
     """One teacher step: RNet losses through the renderer (+ coefficient supervision). Notebook 03 sec. 2."""
     from . import losses
+    from .coeffs import split_coeffs
 
     skin = renderer.model.skin_mask
     weights = losses.RNetLossWeights(landmark=losses.RNetLossWeights().landmark * settings.landmark_scale)
@@ -139,10 +141,16 @@ def teacher_step_fn(renderer: Any, settings: TeacherSettings) -> Callable[[nn.Mo
         images = batch["image"]
         pred = model(images)
         out = renderer(pred, background=images)
+        gt_shape = None
+        if settings.shape_weight > 0:
+            with torch.no_grad():
+                gt = split_coeffs(batch["coeffs"].to(renderer.model.dtype))
+                gt_shape = renderer.model.shape(gt.id, gt.exp)
         terms = dict(losses.teacher_losses(out, images, batch["landmarks"], pred, skin, weights=weights,
                                            gt_coeffs=batch["coeffs"],
                                            coeff_weight=settings.coeff_weight,
-                                           coeff_group_weights=settings.coeff_group_weights))
+                                           coeff_group_weights=settings.coeff_group_weights,
+                                           gt_shape=gt_shape, shape_weight=settings.shape_weight))
         total = terms.pop("total")
         terms["loss"] = total
         return terms
