@@ -3,7 +3,7 @@
 Taught in notebook 00, section "Running the whole series". A notebook's ``parameters`` cell
 declares each parameter with a default (``seed = 0``, ``run_l1_ablation = True``,
 ``coeff_weight = 1.0``, ``teacher = "train"``) and, where the default is ``None``, optionally
-an annotation (``run_ablations: bool | None = None``). The type of the default (or the
+an annotation (``run_ablations: Optional[bool] = None``; papermill's parser reads that form). The type of the default (or the
 annotation) is the parameter's type, and every value given on the command line is parsed
 and checked against it *before* any notebook runs:
 
@@ -48,7 +48,10 @@ class Declared:
     def types(self) -> tuple[type, ...] | None:
         """The accepted Python types (None: any literal)."""
         if self.annotation:
-            names = [t.strip() for t in self.annotation.replace("Optional[", "").replace("]", "").split("|")]
+            ann = self.annotation.strip().strip("'\"")
+            optional = ann.startswith("Optional[") and ann.endswith("]")
+            names = [t.strip() for t in (ann[len("Optional["):-1] if optional else ann).split("|")]
+            names += ["None"] if optional else []
             if all(n in _TYPES for n in names):
                 return tuple(_TYPES[n] for n in names)
         if self.default is None:

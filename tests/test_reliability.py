@@ -242,7 +242,8 @@ def test_coerce_checks_python_values_too():
     with pytest.raises(ParameterError, match="flag=1 is not true/false"):
         coerce(d, 1)
     with pytest.raises(ParameterError, match="maybe is not true/false or none"):
-        coerce(Declared("run_ablations", "None", "bool | None"), "maybe")
+        coerce(Declared("run_ablations", "None", "Optional[bool]"), "maybe")
+    assert coerce(Declared("x", "None", "bool | None"), "none") is None
     assert coerce(Declared("w", "1.0"), 2) == 2.0
     assert coerce(Declared("name", '"x"'), "'quoted'") == "quoted"
 
