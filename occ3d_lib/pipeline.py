@@ -22,7 +22,6 @@ finished, so ``runs/`` never holds a half-executed notebook under its real name.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import re
@@ -110,20 +109,12 @@ def select_notebooks(paths: Sequence[Path], only: Sequence[str] | None = None, s
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` strings to a dict; values are Python literals when they parse, else strings."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise PipelineUsageError(f"parameter {item!r} must look like key=value")
-        k, v = item.split("=", 1)
-        k = k.strip()
-        if not k.isidentifier():
-            raise PipelineUsageError(f"parameter name {k!r} is not a valid identifier")
-        try:
-            out[k] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k] = v
-    return out
+    """``key=value`` strings to a dict, untyped: Python literals when they parse, else strings.
+    (The pipeline itself types each value against the notebook's declared default in :func:`plan`.)"""
+    try:
+        return {k: coerce(Declared(k, None), v) for k, v in split_items(list(items)).items()}
+    except ParameterError as e:
+        raise PipelineUsageError(str(e)) from None
 
 
 def plan(notebooks_dir: str | Path, profile: str, only: Sequence[str] | None = None,

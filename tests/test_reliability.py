@@ -283,7 +283,7 @@ def _hammer(args):
 
 def test_summary_updates_from_two_processes_keep_every_entry(tmp_path):
     path = tmp_path / "summary.json"
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
+    with multiprocessing.get_context("fork").Pool(2) as pool:
         pool.map(_hammer, [(path, "a"), (path, "b")])
     entries = json.loads(path.read_text())["notebooks"]
     assert len(entries) == 30
