@@ -153,26 +153,55 @@ def estimate_alignment(lm5: np.ndarray, template: np.ndarray | None = None, size
                           size=int(size))
 
 
-def as_pil_rgb(image: Any):
-    """Any image (PIL of any mode, uint8/float array (H, W[, C]), tensor (3, H, W) in [0, 1]) -> PIL RGB.
+def to_uint8(a: np.ndarray) -> np.ndarray:
+    """Pixel values of any depth -> uint8, keeping the full range: uint8 as is; 16-bit integers
+    (0-65535) divided by 257; other integers in 0-255 as is, in 0-65535 as 16-bit; floats in
+    [0, 1] times 255, floats with a maximum above 1 and up to 255 taken as 0-255 values.
+    Anything else (negative, NaN, larger) is a ``ValueError`` naming the range."""
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255
+    if np.issubdtype(a.dtype, np.integer):
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise ValueError(f"image array of {a.dtype} holds values in [{lo}, {hi}]; expected 0-255 or 0-65535")
+        if a.dtype.itemsize == 2 or hi > 255:  # 16-bit depth: map 0-65535 onto 0-255 exactly
+            return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        return a.astype(np.uint8)
+    if np.issubdtype(a.dtype, np.floating):
+        if a.size and not np.isfinite(a).all():
+            raise ValueError("image array holds NaN or inf values")
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if lo < -1e-3 or hi > 255 + 1e-3:
+            raise ValueError(f"float image holds values in [{lo:.4g}, {hi:.4g}]; expected [0, 1] or 0-255")
+        scale = 1.0 if hi > 1 + 1e-3 else 255.0  # a float image in 0-255 is not clipped to white
+        return (np.clip(a * scale, 0, 255) + 0.5).astype(np.uint8)
+    raise TypeError(f"image array must hold integers or floats, got {a.dtype}")
 
-    Grayscale, palette, RGBA and CMYK images are converted; anything else is a ``TypeError``/``ValueError``.
+
+def as_pil_rgb(image: Any):
+    """Any image (PIL of any mode, uint8/uint16/float array (H, W[, C]), tensor (3, H, W)) -> 8-bit PIL RGB.
+
+    Grayscale, 16-bit and 32-bit (modes I;16, I, F), palette, RGBA and CMYK images are converted
+    without clipping their range (:func:`to_uint8`); anything else is a ``TypeError``/``ValueError``.
     """
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
+        if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+            image = np.asarray(image)
+        elif image.mode == "P" and "transparency" in image.info:
+            return image.convert("RGBA").convert("RGB")
+        else:
+            return image if image.mode == "RGB" else image.convert("RGB")
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         if t.ndim != 3 or t.shape[0] not in (1, 3):
             raise ValueError(f"image tensor must have shape (3, H, W) or (1, H, W) in [0, 1], got {tuple(t.shape)}")
-        image = (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        image = t.permute(1, 2, 0).numpy()
     if isinstance(image, np.ndarray):
-        a = image
-        if a.dtype != np.uint8:
-            if not np.issubdtype(a.dtype, np.floating):
-                raise TypeError(f"image array must be uint8 or float in [0, 1], got {a.dtype}")
-            a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+        a = to_uint8(image)
         if a.ndim == 3 and a.shape[2] == 1:
             a = a[..., 0]
         if a.ndim == 2:

@@ -49,10 +49,9 @@ def read_deep3d_state(path: str | Path) -> dict[str, Tensor]:
     path = user_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"teacher checkpoint not found at {path}. {TEACHER_HELP}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot read as a PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    from .artifacts import torch_load
+
+    obj = torch_load(path, "download epoch_20.pth again and replace it (see data/README.md)")
     if not isinstance(obj, Mapping) or CHECKPOINT_KEY not in obj:
         keys = sorted(map(str, obj.keys()))[:20] if isinstance(obj, Mapping) else type(obj).__name__
         raise ValueError(f"{path}: not a Deep3DFaceRecon checkpoint: expected a dict with key "
@@ -63,20 +62,32 @@ def read_deep3d_state(path: str | Path) -> dict[str, Tensor]:
     return _strip_module(state)
 
 
-def infer_backbone(state: Mapping[str, Tensor]) -> str:
+def infer_backbone(state: Mapping[str, Tensor], source: str = "state dict") -> str:
     """The torchvision ResNet name that a ``net_recon`` state dict was built with (resnet18/34/50)."""
     bottleneck = "backbone.layer1.0.conv3.weight" in state
     blocks3 = len({k.split(".")[2] for k in state if k.startswith("backbone.layer3.")})
     name = {(True, 6): "resnet50", (False, 2): "resnet18", (False, 6): "resnet34"}.get((bottleneck, blocks3))
     if name is None:
-        raise ValueError(f"cannot tell the backbone from the state dict (bottleneck={bottleneck}, "
-                         f"{blocks3} blocks in layer3); supported: resnet18, resnet34, resnet50")
+        keys = sorted(map(str, state))
+        raise ValueError(f"{source}: cannot tell the backbone (bottleneck={bottleneck}, {blocks3} blocks in layer3; "
+                         f"{len(keys)} keys such as {keys[:4]}); expected Deep3DFaceRecon's net_recon keys "
+                         "backbone.* and final_layers.* of a resnet18, resnet34 or resnet50")
     return name
+
+
+def check_finite(state: Mapping[str, Tensor], source: str = "checkpoint") -> None:
+    """Raise ``ValueError`` naming ``source`` and the first keys whose tensors hold NaN or inf."""
+    bad = [k for k, v in state.items() if isinstance(v, Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"{source}: {len(bad)} tensor(s) hold NaN or inf (e.g. {bad[:3]}); the weights are "
+                         "unusable: use another checkpoint or retrain")
 
 
 def load_state_checked(net: ReconNet, state: Mapping[str, Tensor], source: str = "checkpoint") -> ReconNet:
     """Load ``state`` into ``net`` key for key; missing / unexpected / mis-shaped keys are a ``ValueError``."""
     state = _strip_module(state)
+    check_finite(state, source)
     own = net.state_dict()
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
@@ -107,7 +118,7 @@ def load_deep3d_checkpoint(path: str | Path, backbone: str | None = None, device
     import warnings
 
     state = read_deep3d_state(path)
-    name = infer_backbone(state)
+    name = infer_backbone(state, source=str(path))
     if backbone is not None and backbone != name:
         warnings.warn(f"{path}: checkpoint backbone is {name}, not the requested {backbone}; using {name}",
                       stacklevel=2)

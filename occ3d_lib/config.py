@@ -94,6 +94,8 @@ class Profile:
         for k in ("teacher_lr", "sopi_lr", "mopi_lr"):
             if not 0 < getattr(self, k) < 1:
                 raise ValueError(f"profile {self.name!r}: {k} must be in (0, 1), got {getattr(self, k)!r}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"profile {self.name!r}: seed must be in [0, 2**32), got {self.seed!r}")
         if self.num_workers < 0 or self.bootstrap < 0:
             raise ValueError(f"profile {self.name!r}: num_workers and bootstrap must be >= 0")
         if self.backbone not in _BACKBONES:

@@ -9,9 +9,11 @@ identity id (so meshes are exact too: ``model.shape(id, exp)``).
 
 Storage (under ``cache_dir()/synthetic/<hash>/``): per split ``images.npy``
 uint8 (M, 3, S, S), ``coeffs.npy`` float32 (M, 257), ``landmarks.npy`` float32
-(M, 68, 2), ``identity.npy`` int64 (M,), plus ``meta.json``. The whole folder
-is written under a temporary name and renamed when complete, so an interrupted
-generation never looks finished; it is regenerated on the next call.
+(M, 68, 2), ``identity.npy`` int64 (M,), plus ``meta.json`` and ``MANIFEST.json``
+(size and hash of every file, checked when the dataset is loaded: a damaged
+dataset is rebuilt with a warning). The whole folder is written under a temporary
+name and renamed when complete, so an interrupted generation never looks
+finished; it is regenerated on the next call.
 Splits are by identity: no identity appears in two splits.
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .artifacts import atomic_dir, cache_dir
+from .artifacts import DamagedArtifact, atomic_dir, cache_dir, remove_artifact, verify_dir
 from .coeffs import join_coeffs
 from .config import Profile, config_hash
 from .facemodel import FaceModel
@@ -262,7 +264,14 @@ def load_or_build_synthetic(profile: Profile, model: FaceModel, root: str | Path
     base = Path(root) if root is not None else cache_dir() / "synthetic"
     final = base / key
     if is_complete(final, key):
-        return _load(final)
+        try:
+            return _load(verify_dir(final))
+        except (DamagedArtifact, ValueError, OSError) as exc:  # truncated / changed arrays: rebuilt, and said so
+            import warnings
+
+            warnings.warn(f"synthetic dataset {getattr(exc, 'path', final)} is damaged ({getattr(exc, 'problem', exc)}); "
+                          f"deleting {final} and rebuilding", stacklevel=2)
+            remove_artifact(final)
     if final.exists():  # an unfinished or foreign folder under our name: redo it
         shutil.rmtree(final)
     from .progress import progress_bar
@@ -277,7 +286,7 @@ def load_or_build_synthetic(profile: Profile, model: FaceModel, root: str | Path
         if _interrupt_after is not None and done[0] >= _interrupt_after:
             raise KeyboardInterrupt("simulated interruption")
 
-    with atomic_dir(final) as tmp, progress_bar(total=total, desc="rendering synthetic faces", disable=not progress) as bar:
+    with atomic_dir(final, manifest=True) as tmp, progress_bar(total=total, desc="rendering synthetic faces", disable=not progress) as bar:
         offset = 0
         for i, name in enumerate(SPLITS):
             g = torch.Generator().manual_seed(profile.seed * 1000 + 17 + i)

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .models import seeded
 from .train import TrainConfig, Trainer
 
 EMBEDDING_DIM = 512
@@ -146,7 +147,9 @@ def load_pretrained_embedder(name: str, device: str = "cpu") -> FaceEmbedder:
 
     net = InceptionResnetV1(pretrained=None, classify=False)
     net.logits = nn.Linear(512, n_classes)  # present in the file; unused for embeddings
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    from .artifacts import torch_load
+
+    net.load_state_dict(torch_load(path, f"download {_RELEASE_URL}{fname} again and copy it to {path.parent}/"))
     return freeze_embedder(FaceEmbedder(net, PRETRAINED_INPUT_SIZE).to(device))
 
 
@@ -295,8 +298,7 @@ def train_embedder(ctx: Any, settings: EmbedderSettings = EmbedderSettings(), pr
     p = ctx.profile
     cfg = embedder_config(ctx, settings)
     out_dir = ctx.stage_dir("embedder", {"hash": cfg.hash()})
-    with torch.random.fork_rng():  # deterministic weight init without touching the global RNG
-        torch.manual_seed(cfg.seed)
+    with seeded(cfg.seed):  # deterministic weight init without touching the global RNG
         model = FaceEmbedder(input_size=embedder_input_size(p, settings), dropout_prob=settings.dropout_prob)
     renderer = FaceRenderer(ctx.face_model, p.embedder_image_size)
     trainer = Trainer(model, embedder_step_fn(settings.temperature),

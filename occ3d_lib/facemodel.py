@@ -171,7 +171,7 @@ class FaceModel:
         path = Path(path)
         arrays = {k: getattr(self, k).detach().cpu().numpy() for k in _TENSOR_FIELDS}
         arrays["info"] = np.array(repr(self.info))
-        with atomic_path(path) as tmp:
+        with atomic_path(path, manifest=True) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
         return path
@@ -184,7 +184,15 @@ class FaceModel:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"face model file not found: {path}")
-        with np.load(path, allow_pickle=False) as z:
+        try:
+            z = np.load(path, allow_pickle=False)
+            z.files  # noqa: B018 - a truncated archive fails here or on first read
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, EOFError, OSError, ValueError
+            from .artifacts import DamagedArtifact
+
+            raise DamagedArtifact(path, f"not a readable .npz: {type(exc).__name__}: {exc}",
+                                  "write it again with FaceModel.save (a cached model is rebuilt when deleted)") from None
+        with z:
             missing = [k for k in _TENSOR_FIELDS if k not in z.files]
             if missing:
                 raise ValueError(f"{path}: missing field(s) {missing}; a FaceModel file needs {list(_TENSOR_FIELDS)}")

@@ -9,6 +9,9 @@ zero-initialised 1x1 convolution heads ``final_layers.{0..6}`` of sizes
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 import torchvision
 from torch import Tensor, nn
@@ -44,10 +47,32 @@ def make_backbone(name: str, imagenet_init: bool = False) -> tuple[nn.Module, in
     return net, _FEATURES[name]
 
 
-def pooled_features(backbone: nn.Module, images: Tensor) -> Tensor:
-    """Run a classifier-less ResNet trunk on validated images. (N, 3, H, W) -> (N, C)."""
+#: Pixel values may leave [0, 1] by this much (resampling) before the input is refused.
+RANGE_TOLERANCE = 0.01
+
+
+def check_images(images: Tensor, weights_dtype: torch.dtype | None = None) -> None:
+    """The networks' input contract: float RGB in [0, 1], shape (N, 3, H, W). One-line errors say what to do."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"images are {images.dtype}; the network takes float RGB in [0, 1]: pass images.float() / 255")
+    if weights_dtype is not None and images.dtype != weights_dtype and not torch.is_autocast_enabled(images.device.type):
+        raise TypeError(f"images are {images.dtype} but the network's weights are {weights_dtype}; "
+                        f"pass images.to({weights_dtype})")
+    if images.numel():
+        lo, hi = (float(v) for v in torch.aminmax(images.detach()))
+        if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):
+            hint = " (they look like 0-255 values: divide by 255)" if hi > 2 else ""
+            raise ValueError(f"images hold values in [{lo:.4g}, {hi:.4g}]; the network takes RGB in [0, 1]{hint}")
+
+
+def pooled_features(backbone: nn.Module, images: Tensor) -> Tensor:
+    """Run a classifier-less ResNet trunk on validated images (:func:`check_images`). (N, 3, H, W) -> (N, C)."""
+    w = next(backbone.parameters(), None)
+    check_images(images, None if w is None else w.dtype)
     return backbone(images).reshape(images.shape[0], -1)
 
 
@@ -148,3 +173,18 @@ class MultiOcclusionNet(nn.Module):
             h.weight.copy_(w)
             h.bias.copy_(b)
         return self
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Build networks inside this block for a weight initialisation that depends on ``seed`` only.
+
+    torch's initialisers draw from the global generator; this seeds a fork of it (CPU and CUDA)
+    and restores the caller's state on exit, so the same seed gives the same weights and nothing
+    outside the block changes. Used by every stage that builds a network (notebooks 03, 04).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from . import losses
 from .embedder import weights_hash
-from .models import MultiOcclusionNet, ReconNet
+from .models import MultiOcclusionNet, ReconNet, seeded
 from .occlusion import MOPI_KINDS, multi_occlusion_set, quantise
 from .train import TrainConfig, Trainer
 
@@ -246,7 +246,7 @@ def get_label_pool(ctx: Any, settings: "MopiSettings", sopi: nn.Module, embedder
     """The Eq. 8 label pool of this run: built once (``profile.mopi_steps`` batches) and cached in
     ``ctx.stage_dir('mopi-labels', ...)``, keyed by the SOPI and FaceNet weights, the data and the
     occlusion settings, so the three Table 7 variants select their labels only once. Notebook 04, section 5."""
-    from .artifacts import torch_save
+    from .artifacts import load_cached, torch_save
 
     p = ctx.profile
     b, w = p.mopi_batch_identities, p.n_occlusion_variants
@@ -255,8 +255,9 @@ def get_label_pool(ctx: Any, settings: "MopiSettings", sopi: nn.Module, embedder
            "selection": settings.selection, "identities": b, "variants": w, "steps": p.mopi_steps,
            "seed": p.seed + settings.seed_offset}
     path = ctx.stage_dir("mopi-labels", key) / "pool.pt"
-    if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=True)
+    cached = load_cached(path, lambda f: torch.load(f, map_location="cpu", weights_only=True), "MOPI label pool")
+    if cached is not None:
+        return cached
     renderer = ctx.renderer.to(ctx.device)
     fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, b, w, settings.kinds, settings.fill, ctx.device,
                        settings.selection)
@@ -294,10 +295,13 @@ def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float 
     return step
 
 
-def build_mopi(profile: Any, sopi: ReconNet | None = None, init: str = "sopi") -> MultiOcclusionNet:
-    """A MultiOcclusionNet with the profile's backbone and ``n_occlusion_variants`` heads, started from ``sopi``."""
-    net = MultiOcclusionNet(profile.backbone, imagenet_init=profile.imagenet_init and init == "scratch",
-                            n_heads=profile.n_occlusion_variants)
+def build_mopi(profile: Any, sopi: ReconNet | None = None, init: str = "sopi",
+               seed: int | None = None) -> MultiOcclusionNet:
+    """A MultiOcclusionNet with the profile's backbone and ``n_occlusion_variants`` heads, started from ``sopi``
+    (its random initialisation drawn from ``seed``, default ``profile.seed``)."""
+    with seeded(profile.seed if seed is None else seed):
+        net = MultiOcclusionNet(profile.backbone, imagenet_init=profile.imagenet_init and init == "scratch",
+                                n_heads=profile.n_occlusion_variants)
     if init == "sopi":
         if sopi is None:
             raise ValueError("init='sopi' needs the SOPI model")
@@ -338,7 +342,7 @@ def train_mopi(ctx: Any, variant: str = "both", sopi: nn.Module | None = None, e
     embedder = freeze_embedder(embedder if embedder is not None else get_embedder(ctx)).to(ctx.device)
     cfg = mopi_config(ctx, settings, weights_hash(sopi), weights_hash(embedder))
     out_dir = ctx.stage_dir(f"mopi-{settings.variant}", {"hash": cfg.hash()})
-    model = build_mopi(ctx.profile, sopi if settings.init == "sopi" else None, settings.init)
+    model = build_mopi(ctx.profile, sopi if settings.init == "sopi" else None, settings.init, seed=cfg.seed)
     renderer = ctx.renderer.to(ctx.device)
     x1, x2 = settings.weights
     p = ctx.profile

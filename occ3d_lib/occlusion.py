@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import occluders as oc
-from .artifacts import cache_dir, torch_save
+from .artifacts import cache_dir, load_cached, torch_load, torch_save
 from .config import config_hash
 
 # ---------------------------------------------------------------------------------------------
@@ -803,7 +803,7 @@ def load_occlusion_set(path: str | Path) -> OcclusionResult:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no occlusion set at {path}")
-    d = torch.load(path, map_location="cpu", weights_only=True)
+    d = torch_load(path, "write it again with save_occlusion_set")
     if not isinstance(d, dict) or d.get("format") != _SET_FORMAT:
         raise ValueError(f"{path} is not an occlusion set (format {_SET_FORMAT!r})")
     return OcclusionResult(images=d["images"].float() / 255.0, masks=d["masks"], coverage=d["coverage"],
@@ -882,14 +882,10 @@ def load_or_build_eval_sets(ctx: Any, kinds: Sequence[str] = EVAL_KINDS, n: int 
     out: dict[str, OcclusionResult] = {}
     for kind in kinds:
         path = base / f"{kind}.pt"
-        res = None
-        if path.is_file():
-            try:
-                res = load_occlusion_set(path)
-            except Exception:  # noqa: BLE001 - a foreign, truncated or unreadable file is simply rebuilt
-                res = None
-            if res is not None and res.params.get("key") != key:
-                res = None
+        # a foreign, truncated or byte-changed file is rebuilt (artifacts.load_cached warns)
+        res = load_cached(path, load_occlusion_set, "evaluation set")
+        if res is not None and res.params.get("key") != key:
+            res = None
         if res is None:
             res = make_eval_set(images, landmarks, kind, kind_seed(seed, kind), fill=fill)
             res.params.update({"indices": idx.tolist(), "split": split, "key": key})

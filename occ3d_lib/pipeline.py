@@ -8,10 +8,13 @@ Taught in notebook 00, section "Running the whole series". Usage::
     python -m occ3d_lib.pipeline --profile course -p seed=1  # override a parameter
 
 Executed notebooks land in ``runs/<profile>/`` together with ``summary.json``
-(status, seconds and output path per notebook). Every ``-p key=value`` must be
-a parameter declared in the ``parameters`` cell of at least one selected
+(status, seconds and output path per notebook; updated under a lock, so two
+runs sharing a runs folder keep each other's entries). Every ``-p key=value``
+must be a parameter declared in the ``parameters`` cell of at least one selected
 notebook (papermill itself only warns): anything else is an error listing the
-valid names, exit code 2. On a failing cell the run stops, prints the notebook
+valid names, exit code 2. Values are parsed and type-checked against the
+declared default (:mod:`occ3d_lib.params`) and profile fields (``seed``) against
+the profile, all before anything runs; the profile is chosen with ``--profile``. On a failing cell the run stops, prints the notebook
 and the cell, keeps the executed copy as ``<name>.failed.ipynb`` and exits 1.
 A notebook is written under a temporary name and renamed only when it
 finished, so ``runs/`` never holds a half-executed notebook under its real name.
@@ -19,18 +22,18 @@ finished, so ``runs/`` never holds a half-executed notebook under its real name.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from .artifacts import REPO_ROOT, write_json
-from .config import PROFILE_ENV, profile_names
+from .config import PROFILE_ENV, get_profile, profile_names
+from .params import Declared, ParameterError, coerce, parse_cell, split_items
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
 EXIT_USAGE = 2
@@ -48,6 +51,7 @@ class NotebookInfo:
     number: str
     path: Path
     parameters: dict[str, Any]
+    declared: dict[str, Declared] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -62,8 +66,8 @@ def discover_notebooks(notebooks_dir: str | Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if NOTEBOOK_RE.match(p.name))
 
 
-def notebook_parameters(path: str | Path) -> dict[str, Any]:
-    """Names and default source text of the ``parameters`` cell of a notebook.
+def declared_parameters(path: str | Path) -> dict[str, Declared]:
+    """The parameters (default and annotation source text) of the ``parameters`` cell of a notebook.
 
     Raises ``PipelineUsageError`` when the notebook has no cell tagged ``parameters``.
     """
@@ -73,14 +77,12 @@ def notebook_parameters(path: str | Path) -> dict[str, Any]:
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         raise PipelineUsageError(f"{Path(path).name} has no cell tagged 'parameters'")
-    params: dict[str, Any] = {}
-    tree = ast.parse(cells[0].source)
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        for t in targets:
-            if isinstance(t, ast.Name):
-                params[t.id] = ast.get_source_segment(cells[0].source, node.value) if getattr(node, "value", None) else None
-    return params
+    return parse_cell(cells[0].source)
+
+
+def notebook_parameters(path: str | Path) -> dict[str, Any]:
+    """Names and default source text of the ``parameters`` cell of a notebook."""
+    return {k: d.default for k, d in declared_parameters(path).items()}
 
 
 def select_notebooks(paths: Sequence[Path], only: Sequence[str] | None = None, start: str | None = None) -> list[Path]:
@@ -107,20 +109,12 @@ def select_notebooks(paths: Sequence[Path], only: Sequence[str] | None = None, s
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` strings to a dict; values are Python literals when they parse, else strings."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise PipelineUsageError(f"parameter {item!r} must look like key=value")
-        k, v = item.split("=", 1)
-        k = k.strip()
-        if not k.isidentifier():
-            raise PipelineUsageError(f"parameter name {k!r} is not a valid identifier")
-        try:
-            out[k] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k] = v
-    return out
+    """``key=value`` strings to a dict, untyped: Python literals when they parse, else strings.
+    (The pipeline itself types each value against the notebook's declared default in :func:`plan`.)"""
+    try:
+        return {k: coerce(Declared(k, None), v) for k, v in split_items(list(items)).items()}
+    except ParameterError as e:
+        raise PipelineUsageError(str(e)) from None
 
 
 def plan(notebooks_dir: str | Path, profile: str, only: Sequence[str] | None = None,
@@ -131,20 +125,93 @@ def plan(notebooks_dir: str | Path, profile: str, only: Sequence[str] | None = N
     paths = select_notebooks(discover_notebooks(notebooks_dir), only, start)
     if not paths:
         raise PipelineUsageError(f"no notebooks selected in {notebooks_dir}")
-    infos = [NotebookInfo(p.name[:2], p, notebook_parameters(p)) for p in paths]
+    infos = []
+    for p in paths:
+        decl = declared_parameters(p)
+        infos.append(NotebookInfo(p.name[:2], p, {k: d.default for k, d in decl.items()}, decl))
     overrides = dict(overrides or {})
     declared = set().union(*(i.parameters for i in infos))
     unknown = sorted(set(overrides) - declared)
     if unknown:
         raise PipelineUsageError(
             f"unknown parameter(s) {unknown} for the selected notebooks; valid: {', '.join(sorted(declared))}")
+    if "profile" in overrides:
+        given = str(overrides.pop("profile")).strip().strip("'\"")
+        if given != profile:
+            raise PipelineUsageError(f"the profile is chosen with --profile (here {profile!r}), not -p profile={given}; "
+                                     f"run with --profile {given}")
     out = []
     for info in infos:
-        params = {k: v for k, v in overrides.items() if k in info.parameters}
+        try:
+            params = {k: coerce(info.declared[k], v) for k, v in overrides.items() if k in info.parameters}
+        except ParameterError as e:
+            raise PipelineUsageError(f"{info.name}: {e}") from None
         if "profile" in info.parameters:
             params["profile"] = profile
         out.append((info, params))
+    _validate_values(profile, {k: v for _, ps in out for k, v in ps.items() if k != "profile"})
     return out
+
+
+#: Notebook parameters that are fields of a settings object, checked by constructing it before anything runs.
+SETTINGS_PARAMETERS: dict[str, tuple[str, str]] = {"coeff_weight": ("occ3d_lib.stages", "TeacherSettings")}
+
+
+def _validate_values(profile: str, values: dict[str, Any]) -> None:
+    """Range-check typed values: profile fields (``seed``) by the Profile, settings fields by their class."""
+    import dataclasses
+    import importlib
+
+    fields = {f.name for f in dataclasses.fields(get_profile(profile))} - {"name"}
+    try:
+        get_profile(profile, **{k: v for k, v in values.items() if k in fields})
+    except (ValueError, TypeError) as e:
+        raise PipelineUsageError(f"parameter rejected by profile {profile!r}: {e}") from None
+    for k, v in values.items():
+        if k in SETTINGS_PARAMETERS:
+            mod, cls = SETTINGS_PARAMETERS[k]
+            try:
+                getattr(importlib.import_module(mod), cls)(**{k: v})
+            except (ValueError, TypeError) as e:
+                raise PipelineUsageError(f"parameter {k}={v!r}: {e}") from None
+
+
+def update_summary(summary_path: str | Path, profile: str, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Set ``summary['notebooks'][name] = entry`` in ``summary.json`` under an exclusive lock.
+
+    Read, update and atomic rewrite happen while holding ``flock`` on ``summary.json.lock``, so
+    pipeline runs sharing a runs folder never lose each other's entries. Returns the new summary.
+    """
+    import fcntl
+
+    summary_path = Path(summary_path)
+    with open(summary_path.with_name(summary_path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            try:
+                notebooks = json.loads(summary_path.read_text()).get("notebooks", {})
+                notebooks = notebooks if isinstance(notebooks, dict) else {}
+            except (OSError, ValueError, AttributeError):
+                notebooks = {}
+            notebooks[name] = entry
+            data = {"profile": profile, "notebooks": notebooks}
+            write_json(summary_path, data)
+            return data
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def check_writable(folder: Path) -> None:
+    """Raise ``PipelineUsageError`` (one line) unless ``folder`` can be created and written in."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".occ3d-write-test."):
+            pass
+    except OSError as e:
+        raise PipelineUsageError(f"cannot write in the runs folder {folder} ({e.strerror or e}); fix its "
+                                 "permissions or choose another one with --runs-dir") from None
 
 
 def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
@@ -173,17 +240,11 @@ def run(profile: str, only: Sequence[str] | None = None, start: str | None = Non
     out_dir = Path(runs_dir or REPO_ROOT / "runs") / profile
     try:
         steps = plan(notebooks_dir, profile, only, start, overrides)
+        check_writable(out_dir)
     except PipelineUsageError as e:
         log(f"occ3d pipeline: error: {e}")
         return EXIT_USAGE
-    out_dir.mkdir(parents=True, exist_ok=True)
     summary_path = out_dir / "summary.json"
-    summary: dict[str, Any] = {}
-    if summary_path.exists():
-        try:
-            summary = json.loads(summary_path.read_text()).get("notebooks", {})
-        except (ValueError, AttributeError):
-            summary = {}
     os.environ[PROFILE_ENV] = profile
     os.environ["OCC3D_RUN_DIR"] = str(out_dir)
     os.environ.setdefault("OCC3D_PROGRESS", "0")  # executed notebooks stay free of progress-bar noise
@@ -215,15 +276,20 @@ def run(profile: str, only: Sequence[str] | None = None, start: str | None = Non
             ename = getattr(e, "ename", type(e).__name__)
             evalue = getattr(e, "evalue", str(e).strip().splitlines()[-1] if str(e).strip() else "")
             log(f"occ3d pipeline: FAILED in notebook {info.name}, cell {cell} ({src.strip()[:80]!r}): {ename}: {evalue}")
-            log(f"occ3d pipeline: the executed notebook with the error is {failed}")
-            summary[info.name] = {"status": "failed", "seconds": round(secs, 1), "output": str(failed),
-                                  "cell": cell, "error": f"{ename}: {evalue}"}
-            write_json(summary_path, {"profile": profile, "notebooks": summary})
+            if failed.exists():
+                log(f"occ3d pipeline: the executed notebook with the error is {failed}")
+            else:
+                log(f"occ3d pipeline: no executed copy could be written to {out_dir}; check that it is writable")
+            entry = {"status": "failed", "seconds": round(secs, 1), "output": str(failed) if failed.exists() else None,
+                     "cell": cell, "error": f"{ename}: {evalue}"}
+            try:
+                update_summary(summary_path, profile, info.name, entry)
+            except OSError as err:
+                log(f"occ3d pipeline: cannot write {summary_path} ({err.strerror or err})")
             return EXIT_FAILED
         secs = time.time() - t0
         os.replace(partial, final)
-        summary[info.name] = {"status": "ok", "seconds": round(secs, 1), "output": str(final)}
-        write_json(summary_path, {"profile": profile, "notebooks": summary})
+        update_summary(summary_path, profile, info.name, {"status": "ok", "seconds": round(secs, 1), "output": str(final)})
         log(f"[{k}/{total}] {info.name}  done in {secs:.0f} s -> {final}")
     log(f"occ3d pipeline: {total} notebook(s) ok in {time.time() - t_all:.0f} s; summary in {summary_path}")
     return 0
@@ -243,8 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the notebooks and their parameters, then exit")
     args = ap.parse_args(argv)
     try:
-        overrides = parse_overrides(args.param)
-    except PipelineUsageError as e:
+        overrides: dict[str, Any] = split_items(args.param)  # text, typed against each notebook in plan()
+    except ParameterError as e:
         print(f"occ3d pipeline: error: {e}")
         return EXIT_USAGE
     if args.list:

@@ -636,14 +636,14 @@ def load_or_build_procedural(resolution: str = "light", seed: int = 0) -> FaceMo
     """The procedural model, cached under ``cache_dir()/face_models/`` (notebook 01, section 1).
 
     The file is keyed by ``config_hash`` of (name, resolution, seed, VERSION), written atomically
-    with :meth:`FaceModel.save`; an unreadable file is rebuilt.
+    with :meth:`FaceModel.save` and its manifest; a damaged or unreadable file is rebuilt.
     """
+    from .artifacts import load_cached
+
     path = procedural_cache_path(resolution, seed)
-    if path.exists():
-        try:
-            return FaceModel.load(path)
-        except (ValueError, OSError, KeyError):
-            path.unlink(missing_ok=True)  # a corrupt cache file is rebuilt
+    cached = load_cached(path, FaceModel.load, "procedural face model")
+    if cached is not None:
+        return cached
     model = procedural_face_model(resolution, seed)
     model.save(path)
     return model

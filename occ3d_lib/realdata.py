@@ -81,6 +81,8 @@ def load_rgb(path: str | Path) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
+        if path.is_dir() or path.is_symlink():
+            raise SkipImage(f"missing file: {path} is {'a folder' if path.is_dir() else 'a broken link'}, not an image")
         raise FileNotFoundError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
@@ -88,7 +90,9 @@ def load_rgb(path: str | Path) -> np.ndarray:
             im = ImageOps.exif_transpose(im)
             rgb = align.as_pil_rgb(im)
             arr = np.asarray(rgb, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise SkipImage(f"corrupt image: {path} is too large to decode safely ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, MemoryError) as exc:
         raise SkipImage(f"corrupt image: {path} is unreadable ({type(exc).__name__}: {exc})") from exc
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 8:
         raise SkipImage(f"corrupt image: {path} has shape {arr.shape}, too small")
@@ -182,9 +186,13 @@ class AlignedImageSet(ABC):
         for i in range(n):
             name = self.item_name(self.items[i])
             try:
-                yield name, self[i], None
+                sample = self[i]
             except SkipImage as exc:
                 yield name, None, str(exc)
+            except Exception as exc:  # noqa: BLE001 - one bad file never aborts the whole set
+                yield name, None, f"corrupt image: {name} failed ({type(exc).__name__}: {exc})"
+            else:
+                yield name, sample, None
 
     def collect(self, limit: int | None = None, progress: bool = False) -> AlignedBatch:
         """Load and align up to ``limit`` items into one batch; unusable items are skipped and listed."""
@@ -357,7 +365,8 @@ class PhotoFolder(AlignedImageSet):
             raise FileNotFoundError(f"photo folder not found: {folder}. Put your photos (jpg/png) in a folder and "
                                     "pass dataset = \"photos:<folder>\". See data/README.md.")
         self.root = folder
-        self.items = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        # folders and broken links with an image name are kept, so they are skipped and counted
+        self.items = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         self.min_prob = min_prob
         self.detector = detector
 

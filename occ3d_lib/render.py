@@ -91,6 +91,9 @@ class FaceRenderer:
 
     def __call__(self, coeffs: Tensor, background: Tensor | None = None) -> RenderOutput:
         """Render (B, 257) coefficients over ``background`` (B, 3, S, S) in [0, 1] (black if None)."""
+        if isinstance(coeffs, Tensor) and coeffs.ndim == 2 and coeffs.shape[0] == 0:
+            raise ValueError(f"coeffs is an empty batch {tuple(coeffs.shape)}: there is nothing to render; "
+                             "skip the call when there are no faces")
         g = self.geometry(coeffs)
         s = self.image_size
         frags = rasterize(g["screen"], self.model.tri, s, cull_backfaces=self.cull_backfaces)

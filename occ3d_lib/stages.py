@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import Profile
-from .models import ReconNet
+from .models import ReconNet, seeded
 from .train import TrainConfig, Trainer, load_history
 
 #: Weights of the coefficient-supervision term per group. Coefficients of id/exp/tex are in prior
@@ -66,6 +66,18 @@ class TeacherSettings:
     schedule: str = "cosine"  # learning-rate schedule of the run (occ3d_lib.train.TrainConfig)
     coeff_group_weights: Mapping[str, float] = field(default_factory=lambda: dict(COEFF_SUPERVISION_WEIGHTS))
 
+    def __post_init__(self) -> None:
+        import math
+
+        for name in ("coeff_weight", "landmark_scale"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"TeacherSettings.{name} must be a finite number >= 0, got {v!r}")
+        bad = {k: v for k, v in self.coeff_group_weights.items()
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0}
+        if bad:
+            raise ValueError(f"TeacherSettings.coeff_group_weights must be finite numbers >= 0, got {bad}")
+
 
 @dataclass(frozen=True)
 class SopiSettings:
@@ -83,9 +95,11 @@ class SopiSettings:
             raise ValueError(f"SopiSettings.init must be 'teacher' or 'scratch', got {self.init!r}")
 
 
-def build_reconnet(profile: Profile) -> ReconNet:
-    """A fresh ReconNet with the profile's backbone (ImageNet init only where the profile asks)."""
-    return ReconNet(profile.backbone, imagenet_init=profile.imagenet_init)
+def build_reconnet(profile: Profile, seed: int | None = None) -> ReconNet:
+    """A fresh ReconNet with the profile's backbone (ImageNet init only where the profile asks),
+    its random initialisation drawn from ``seed`` (default ``profile.seed``)."""
+    with seeded(profile.seed if seed is None else seed):
+        return ReconNet(profile.backbone, imagenet_init=profile.imagenet_init)
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -176,7 +190,7 @@ def train_teacher(ctx: Any, settings: TeacherSettings = TeacherSettings(), progr
     """Train (or load the cached) teacher on clean synthetic faces; returns it frozen. Notebook 03 sec. 2."""
     cfg = teacher_config(ctx, settings)
     out_dir = ctx.stage_dir("teacher", {"hash": cfg.hash()})
-    model = build_reconnet(ctx.profile)
+    model = build_reconnet(ctx.profile, seed=cfg.seed)
     renderer = ctx.renderer.to(ctx.device)
     trainer = Trainer(model, teacher_step_fn(renderer, settings),
                       random_batches(ctx.dataset.train, ctx.profile.teacher_batch_size), cfg, out_dir)
@@ -198,14 +212,14 @@ def get_teacher(ctx: Any, settings: TeacherSettings = TeacherSettings(), **kw: A
 # --------------------------------------------------------------------------------------------- SOPI
 def teacher_labels(ctx: Any, teacher: nn.Module, split: str = "train") -> Tensor:
     """Eq. 1's labels: the frozen teacher's output on every *clean* image of a split, cached. (M, 257)."""
-    from .artifacts import torch_save
+    from .artifacts import load_cached, torch_save
 
     path = getattr(teacher, "out_dir", None)
     data = ctx.dataset.split(split)
     cache = (path / f"labels-{split}.pt") if path is not None else None
-    if cache is not None and cache.exists():
-        labels = torch.load(cache, map_location="cpu", weights_only=True)
-        if labels.shape[0] == len(data):
+    if cache is not None:
+        labels = load_cached(cache, lambda p: torch.load(p, map_location="cpu", weights_only=True), "teacher labels")
+        if labels is not None and labels.shape[0] == len(data):
             return labels
     labels = torch.cat([predict_coeffs(teacher, data.batch(list(range(i, min(len(data), i + 256))))["image"],
                                        device=ctx.device) for i in range(0, len(data), 256)])
@@ -249,7 +263,7 @@ def train_sopi(ctx: Any, teacher: nn.Module | None = None, settings: SopiSetting
     cfg = sopi_config(ctx, teacher_key, settings)
     out_dir = ctx.stage_dir("sopi", {"hash": cfg.hash()})
     labels = teacher_labels(ctx, teacher)
-    model = build_reconnet(ctx.profile)
+    model = build_reconnet(ctx.profile, seed=cfg.seed)
     if settings.init == "teacher":
         model.load_state_dict(teacher.state_dict())
     for p in model.parameters():

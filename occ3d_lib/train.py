@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Protocol
 import torch
 from torch import Tensor, nn
 
-from .artifacts import torch_save, write_json
+from .artifacts import load_cached, torch_save, write_json
 from .config import config_hash
 from .progress import progress_bar
 
@@ -150,10 +150,9 @@ class Trainer:
 
     def try_resume(self) -> bool:
         """Load the checkpoint if it belongs to this run (same config hash); True if resumed."""
-        if not self.checkpoint_path.exists():
-            return False
-        state = torch.load(self.checkpoint_path, map_location=self.cfg.device, weights_only=False)
-        if state.get("key") != self.cfg.hash():
+        state = load_cached(self.checkpoint_path, lambda p: torch.load(p, map_location=self.cfg.device,
+                                                                      weights_only=False), "checkpoint")
+        if state is None or state.get("key") != self.cfg.hash():
             return False
         self.load_state_dict(state)
         return True
@@ -213,10 +212,9 @@ class Trainer:
 
     def load_final(self) -> bool:
         """Load ``final.pt`` if it belongs to this config; True if loaded (training is then skipped)."""
-        if not self.final_path.exists():
-            return False
-        state = torch.load(self.final_path, map_location=self.cfg.device, weights_only=False)
-        if state.get("key") != self.cfg.hash():
+        state = load_cached(self.final_path, lambda p: torch.load(p, map_location=self.cfg.device,
+                                                                 weights_only=False), "trained model")
+        if state is None or state.get("key") != self.cfg.hash():
             return False
         self.model.load_state_dict(state["model"])
         self.history = list(state["history"])

@@ -423,8 +423,9 @@ def test_load_or_build_eval_sets_builds_once_and_reloads(tmp_path, monkeypatch):
     sub = O.load_or_build_eval_sets(ctx, ["dsofi"], root=tmp_path)  # a subset reuses the files too
     assert torch.equal(sub["dsofi"].images, sets["dsofi"].images)
     monkeypatch.undo()
-    (tmp_path / "dsofi.pt").write_bytes(b"half-written garbage")  # an unreadable file is rebuilt
-    assert torch.equal(O.load_or_build_eval_sets(ctx, kinds, root=tmp_path)["dsofi"].images, sets["dsofi"].images)
+    (tmp_path / "dsofi.pt").write_bytes(b"half-written garbage")  # an unreadable file is rebuilt, and said so
+    with pytest.warns(UserWarning, match="dsofi.pt is damaged"):
+        assert torch.equal(O.load_or_build_eval_sets(ctx, kinds, root=tmp_path)["dsofi"].images, sets["dsofi"].images)
     other = O.load_or_build_eval_sets(_fake_ctx(seed=1), kinds, root=tmp_path)  # other key: rebuilt
     assert not torch.equal(other["dsofi"].masks, sets["dsofi"].masks)
     # default location: the artifact cache, keyed by a hash

@@ -282,7 +282,8 @@ def test_cache_roundtrip(tmp_path, monkeypatch):
     assert len(keys) == 4 and all(k.parent == tmp_path / "face_models" for k in keys)
     # a corrupt file is rebuilt
     files[0].write_bytes(b"not an npz")
-    m3 = P.load_or_build_procedural("light", seed=3)
+    with pytest.warns(UserWarning, match="procedural face model .* is damaged"):
+        m3 = P.load_or_build_procedural("light", seed=3)
     assert torch.equal(m3.id_base, m1.id_base)
     assert np.load(files[0])["keypoints"].shape == (68,)
 

@@ -65,7 +65,7 @@ cells = [
     """),
     code("""
     ctx = occ3d_lib.context.make_context(profile, run_dir, face_model=face_model, dataset=dataset,
-                                         teacher=teacher, facenet=facenet,
+                                         teacher=teacher, facenet=facenet, seed=seed,
                                          progress=os.environ.get("OCC3D_PROGRESS", "1") != "0")
     model = ctx.face_model
     S_SHOW = 128                       # a larger size for the figures of this notebook

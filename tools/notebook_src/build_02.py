@@ -57,7 +57,7 @@ cells = [
     """),
     code("""
     ctx = occ3d_lib.context.make_context(profile, run_dir, face_model=face_model, dataset=dataset,
-                                         teacher=teacher, facenet=facenet,
+                                         teacher=teacher, facenet=facenet, seed=seed,
                                          progress=os.environ.get("OCC3D_PROGRESS", "1") != "0")
     test = ctx.dataset.test   # built by notebook 01, or now (cached)
     n_show = min(6, len(test))

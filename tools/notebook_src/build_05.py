@@ -32,6 +32,7 @@ cells = [
     code("""
     import os
     import time
+    from typing import Optional
 
     import matplotlib.pyplot as plt
     import torch
@@ -50,8 +51,8 @@ cells = [
     teacher = "train"  # or the path of a Deep3DFaceRecon epoch_20.pth
     facenet = "synthetic"
     seed = 0
-    run_ablations = None  # evaluate Table 7's single-term MOPI variants (None: yes, except in the smoke profile)
-    real_data = None  # e.g. "celeba:/data/celeba" or "aflw2000:/data/AFLW2000" (section 10)
+    run_ablations: Optional[bool] = None  # evaluate Table 7's single-term MOPI variants (None: yes, except in the smoke profile)
+    real_data: Optional[str] = None  # e.g. "celeba:/data/celeba" or "aflw2000:/data/AFLW2000" (section 10)
     """),
     code("""
     ctx = make_context(profile, run_dir, face_model=face_model, dataset=dataset, teacher=teacher, facenet=facenet,
