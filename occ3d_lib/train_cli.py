@@ -149,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .envinfo import best_device
 
             requested = args.device or best_device()
+            if args.sync_bn and world > 1 and not requested.startswith("cuda"):
+                raise UsageError(f"--sync-bn needs CUDA devices (nccl), the device here is {requested!r}: "
+                                 "train without --sync-bn")
             st = distributed.init(requested, sync_bn=args.sync_bn)
             device = distributed.process_device(requested)  # cuda:LOCAL_RANK under torchrun
             run_dir = ctx_kw.pop("run_dir", None)

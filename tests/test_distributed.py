@@ -7,6 +7,7 @@ weights of an uninterrupted one; a bad launch must be a one-line error.
 import os
 import shutil
 import socket
+import sys
 
 import pytest
 import torch
@@ -71,9 +72,11 @@ def _free_port() -> int:
 
 
 def _spawn(out_dir, kill_at: int | None = None) -> None:
-    # fork: the children inherit the imported modules (no torch import per process); they use one thread
+    # fork on Linux: the children inherit the imported modules (no torch import per process; they use
+    # one thread each); spawn elsewhere (fork is unsafe on macOS)
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
     mp.start_processes(_worker, args=(2, _free_port(), str(out_dir), kill_at), nprocs=2, join=True,
-                       start_method="fork")
+                       start_method=method)
 
 
 def _final(out_dir) -> dict:
@@ -156,3 +159,11 @@ def test_single_process_state_and_helpers():
     for env in ({"RANK": "4", "WORLD_SIZE": "4"}, {"WORLD_SIZE": "two"}):
         with pytest.raises(distributed.LaunchError):
             distributed.launch_env(env)
+
+
+def test_run_identity_ignores_device_precision_and_world_size():
+    # a model trained with torchrun on GPUs in bf16 is found by a notebook on one CPU
+    base = TrainConfig(steps=5, lr=0.01, key={"stage": "x"})
+    gpu = TrainConfig(steps=5, lr=0.01, key={"stage": "x"}, device="cuda:3", amp=True, checkpoint_every=7)
+    assert base.hash() == gpu.hash()
+    assert base.hash() != TrainConfig(steps=5, lr=0.01, key={"stage": "x"}, seed=1).hash()

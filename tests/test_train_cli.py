@@ -103,3 +103,10 @@ def test_gpu_check_skips_cleanly_without_cuda(monkeypatch, capsys):
     same = mod.rasteriser_agreement(ctx.face_model, coeffs, ctx.profile.image_size, device="cpu")
     assert same == {"image_max_abs_diff_inside_both_masks": 0.0, "mask_disagreement_fraction": 0.0,
                     "landmark_max_diff_px": 0.0}
+
+
+def test_sync_bn_on_cpu_is_one_line(monkeypatch, capsys):
+    for k, v in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(k, v)
+    assert main(["teacher", "--profile", "smoke", "--device", "cpu", "--sync-bn"]) == 2
+    assert "--sync-bn needs CUDA devices" in _error_line(capsys)
