@@ -31,7 +31,7 @@ import time
 from typing import Any, Sequence
 
 from . import distributed
-from .config import PROFILES, get_profile, profile_names
+from .config import PROFILES, get_profile
 
 STAGES = ("data", "teacher", "sopi", "embedder", "mopi", "all")
 EXIT_USAGE = 2

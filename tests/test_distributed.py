@@ -167,3 +167,24 @@ def test_run_identity_ignores_device_precision_and_world_size():
     gpu = TrainConfig(steps=5, lr=0.01, key={"stage": "x"}, device="cuda:3", amp=True, checkpoint_every=7)
     assert base.hash() == gpu.hash()
     assert base.hash() != TrainConfig(steps=5, lr=0.01, key={"stage": "x"}, seed=1).hash()
+
+
+def test_label_pool_serves_each_rank_its_rows_of_the_global_batch():
+    from occ3d_lib.mopi import pooled_batch_fn
+
+    class Split:
+        def batch(self, idx):
+            return {"image": torch.as_tensor(idx, dtype=torch.float32)[:, None, None, None].expand(-1, 3, 2, 2)}
+
+    n = 8  # 2 steps of 4 identities
+    pool = {"images": torch.zeros(n, 2, 3, 2, 2, dtype=torch.uint8), "index": torch.arange(100, 100 + n),
+            "label": torch.arange(n, dtype=torch.float32)[:, None].expand(-1, 257), "choice": torch.zeros(n, dtype=torch.long)}
+    g = torch.Generator()
+    rows = {r: [pooled_batch_fn(pool, Split(), 4, (r, 2))(step, g)["index"].tolist() for step in (0, 1)] for r in (0, 1)}
+    assert rows == {0: [[100, 101], [104, 105]], 1: [[102, 103], [106, 107]]}
+    whole = pooled_batch_fn(pool, Split(), 4)(1, g)
+    assert whole["index"].tolist() == [104, 105, 106, 107] and whole["clean"][:, 0, 0, 0].tolist() == [104, 105, 106, 107]
+    with pytest.raises(IndexError, match="step 2 is past its end"):
+        pooled_batch_fn(pool, Split(), 4, (1, 2))(2, g)
+    with pytest.raises(distributed.LaunchError, match="mopi_batch_identities 4 is not divisible by the world size 3"):
+        pooled_batch_fn(pool, Split(), 4, (0, 3))
