@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -313,11 +313,13 @@ def _agree(value: int, what: str, out_dir: Path) -> None:
                            "filesystem that every machine shares")
 
 
-def full_precision() -> contextlib.AbstractContextManager:
+@contextlib.contextmanager
+def full_precision() -> Iterator[None]:
     """A block that runs in float32 even inside the Trainer's bf16 autocast (the rasteriser: its
-    z-buffer keys and barycentric weights need float32). Cast tensors from the network with
-    ``.float()`` on the way in."""
-    return torch.autocast(device_type="cuda", enabled=False)
+    z-buffer keys and barycentric weights need float32). Turns CUDA and CPU autocast off; cast
+    tensors from the network with ``.float()`` on the way in."""
+    with torch.autocast(device_type="cuda", enabled=False), torch.autocast(device_type="cpu", enabled=False):
+        yield
 
 
 def _to_device(batch: Any, device: str) -> Any:

@@ -110,3 +110,28 @@ def test_sync_bn_on_cpu_is_one_line(monkeypatch, capsys):
         monkeypatch.setenv(k, v)
     assert main(["teacher", "--profile", "smoke", "--device", "cpu", "--sync-bn"]) == 2
     assert "--sync-bn needs CUDA devices" in _error_line(capsys)
+
+
+def test_rasteriser_stays_float32_under_bf16_autocast():
+    # the Trainer runs each step under bf16 autocast on CUDA; CPU autocast exercises the same rule here
+    from occ3d_lib import mopi
+    from occ3d_lib.render import FaceRenderer
+
+    ctx = make_context("smoke", progress=False, device="cpu")
+    seen = []
+
+    class Spy(FaceRenderer):
+        def __call__(self, coeffs, background=None):
+            seen.append((coeffs.dtype, torch.is_autocast_enabled("cpu")))
+            return super().__call__(coeffs, background)
+
+    renderer = Spy(ctx.face_model, ctx.profile.image_size)
+    net = stages.build_reconnet(ctx.profile)
+    batch = ctx.dataset.train.batch([0, 1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net(batch["image"]).dtype == torch.bfloat16  # the network does run in bf16
+        terms = stages.teacher_step_fn(renderer, stages.TeacherSettings())(net, batch)
+        emb = mopi._render_embed(renderer, lambda x: x.flatten(1), torch.zeros(2, 257, dtype=torch.bfloat16))
+    assert seen == [(torch.float32, False), (torch.float32, False)]
+    assert terms["loss"].dtype == torch.float32 and torch.isfinite(terms["loss"])
+    assert emb.dtype == torch.float32
