@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import distributed
 from .models import seeded
 from .train import TrainConfig, Trainer
 
@@ -261,7 +262,7 @@ def embedder_step_fn(temperature: float) -> Callable[[nn.Module, dict[str, Tenso
     """One embedder step: supervised contrastive loss on the batch's embeddings (+ logged pos/neg cosines)."""
 
     def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        emb = model(batch["image"])
+        emb = model(batch["image"]).float()
         y = batch["label"]
         loss = supervised_contrastive_loss(emb, y, temperature)
         with torch.no_grad():
@@ -281,8 +282,9 @@ def embedder_config(ctx: Any, settings: EmbedderSettings = EmbedderSettings()) -
            "input_size": embedder_input_size(p, settings), "batch": p.embedder_batch_size,
            "face_model": {k: fm.info.get(k) for k in ("name", "resolution", "seed", "version", "path")}}
     return TrainConfig(steps=p.embedder_steps, lr=settings.lr, checkpoint_every=p.checkpoint_every,
-                       log_every=p.log_every, seed=p.seed + settings.seed_offset, device=ctx.device, key=key,
-                       schedule="cosine", final_lr_fraction=settings.lr_final_fraction)
+                       log_every=p.log_every, seed=p.seed + settings.seed_offset, device=ctx.device,
+                       amp=str(ctx.device).startswith("cuda"), key=key, schedule="cosine",
+                       final_lr_fraction=settings.lr_final_fraction)
 
 
 def train_embedder(ctx: Any, settings: EmbedderSettings = EmbedderSettings(), progress: bool | None = None,
@@ -302,7 +304,9 @@ def train_embedder(ctx: Any, settings: EmbedderSettings = EmbedderSettings(), pr
         model = FaceEmbedder(input_size=embedder_input_size(p, settings), dropout_prob=settings.dropout_prob)
     renderer = FaceRenderer(ctx.face_model, p.embedder_image_size)
     trainer = Trainer(model, embedder_step_fn(settings.temperature),
-                      synthetic_identity_batch_fn(ctx.face_model, p.embedder_image_size, p.embedder_batch_size,
+                      synthetic_identity_batch_fn(ctx.face_model, p.embedder_image_size,
+                                                  distributed.shard_batch_size(p.embedder_batch_size,
+                                                                               "embedder_batch_size"),
                                                   settings, renderer), cfg, out_dir)
     trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback, desc="FaceNet (synthetic)")
     model.history = trainer.history  # type: ignore[attr-defined]

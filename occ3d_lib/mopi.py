@@ -42,11 +42,11 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from . import losses
+from . import distributed, losses
 from .embedder import weights_hash
 from .models import MultiOcclusionNet, ReconNet, seeded
 from .occlusion import MOPI_KINDS, multi_occlusion_set, quantise
-from .train import TrainConfig, Trainer
+from .train import TrainConfig, Trainer, full_precision
 
 VARIANTS = tuple(losses.MOPI_ABLATIONS)  # ("both", "perceptual", "label")
 LABEL_MODES = ("auto", "pool", "online")
@@ -95,7 +95,8 @@ class MopiSettings:
 
 def _render_embed(renderer: Any, embedder: nn.Module, coeffs: Tensor) -> Tensor:
     """Render (N, 257) on black and embed: -> (N, D). Differentiable w.r.t. ``coeffs``."""
-    out = renderer(coeffs.to(renderer.model.dtype))
+    with full_precision():  # the rasteriser stays float32 under the Trainer's bf16 autocast
+        out = renderer(coeffs.float().to(renderer.model.dtype))
     return embedder(out.image.float().clamp(0, 1))
 
 
@@ -224,17 +225,23 @@ def build_label_pool(batch_fn: Callable[[int, torch.Generator], dict[str, Tensor
             "choice": torch.cat([p["choice"] for p in parts])}
 
 
-def pooled_batch_fn(pool: Mapping[str, Tensor], split: Any, n_identities: int
+def pooled_batch_fn(pool: Mapping[str, Tensor], split: Any, n_identities: int, shard: tuple[int, int] = (0, 1)
                     ) -> Callable[[int, torch.Generator], dict[str, Tensor]]:
     """``batch_fn`` that serves step ``k`` from rows ``k*B .. (k+1)*B`` of a :func:`build_label_pool` pool
-    (same keys as :func:`mopi_batch_fn`; the generator is not used). Raises past the pool's end."""
+    (same keys as :func:`mopi_batch_fn`; the generator is not used). Raises past the pool's end.
+
+    ``shard = (rank, world_size)`` serves only that rank's ``B / world_size`` rows of each step (torchrun).
+    """
     n = int(pool["label"].shape[0])
+    rank, world = shard
+    per = distributed.shard_batch_size(n_identities, "mopi_batch_identities", world)
 
     def batch_fn(step: int, g: torch.Generator) -> dict[str, Tensor]:
-        lo, hi = step * n_identities, (step + 1) * n_identities
-        if hi > n:
+        if (step + 1) * n_identities > n:
             raise IndexError(f"the label pool holds {n // n_identities} steps of {n_identities} identities; "
                              f"step {step} is past its end (was it built for fewer steps?)")
+        lo = step * n_identities + rank * per
+        hi = lo + per
         idx = pool["index"][lo:hi]
         return {"images": pool["images"][lo:hi].float() / 255, "clean": split.batch(idx.numpy())["image"],
                 "index": idx, "label": pool["label"][lo:hi], "choice": pool["choice"][lo:hi]}
@@ -255,14 +262,15 @@ def get_label_pool(ctx: Any, settings: "MopiSettings", sopi: nn.Module, embedder
            "selection": settings.selection, "identities": b, "variants": w, "steps": p.mopi_steps,
            "seed": p.seed + settings.seed_offset}
     path = ctx.stage_dir("mopi-labels", key) / "pool.pt"
-    cached = load_cached(path, lambda f: torch.load(f, map_location="cpu", weights_only=True), "MOPI label pool")
-    if cached is not None:
-        return cached
-    renderer = ctx.renderer.to(ctx.device)
-    fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, b, w, settings.kinds, settings.fill, ctx.device,
-                       settings.selection)
-    pool = build_label_pool(fn, p.mopi_steps, p.seed + settings.seed_offset)
-    torch_save(pool, path)
+    with distributed.main_first():  # under torchrun rank 0 builds the pool, the other ranks read it
+        cached = load_cached(path, lambda f: torch.load(f, map_location="cpu", weights_only=True), "MOPI label pool")
+        if cached is not None:
+            return cached
+        renderer = ctx.renderer.to(ctx.device)
+        fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, b, w, settings.kinds, settings.fill,
+                           ctx.device, settings.selection)
+        pool = build_label_pool(fn, p.mopi_steps, p.seed + settings.seed_offset)
+        torch_save(pool, path)
     return pool
 
 
@@ -283,7 +291,7 @@ def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float 
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
         images = batch["images"]
-        v = model(images)  # (B, W, 257)
+        v = model(images).float()  # (B, W, 257)
         b, w = v.shape[:2]
         with torch.set_grad_enabled(torch.is_grad_enabled() and x1 > 0):
             emb = _render_embed(renderer, embedder, v.flatten(0, 1)).view(b, w, -1)
@@ -317,7 +325,8 @@ def mopi_config(ctx: Any, settings: MopiSettings, sopi_key: str, embedder_key: s
            "sopi": sopi_key, "embedder": embedder_key, "backbone": p.backbone, "batch": p.mopi_batch_identities,
            "variants": p.n_occlusion_variants, "data": ctx.dataset.meta.get("key")}
     return TrainConfig(steps=p.mopi_steps, lr=p.mopi_lr, checkpoint_every=p.checkpoint_every,
-                       log_every=p.log_every, seed=p.seed + settings.seed_offset, device=ctx.device, key=key)
+                       log_every=p.log_every, seed=p.seed + settings.seed_offset, device=ctx.device,
+                       amp=str(ctx.device).startswith("cuda"), key=key)
 
 
 def train_mopi(ctx: Any, variant: str = "both", sopi: nn.Module | None = None, embedder: nn.Module | None = None,
@@ -352,13 +361,16 @@ def train_mopi(ctx: Any, variant: str = "both", sopi: nn.Module | None = None, e
         mode = "pool" if fits else "online"
     if mode == "pool":
         # built on the first step only: a cached final.pt never asks for a batch
+        dist = distributed.current()
         pooled = functools.cache(lambda: pooled_batch_fn(get_label_pool(ctx, settings, sopi, embedder),
-                                                         ctx.dataset.train, p.mopi_batch_identities))
+                                                         ctx.dataset.train, p.mopi_batch_identities,
+                                                         (dist.rank, dist.world_size)))
 
         def batch_fn(step: int, g: torch.Generator) -> dict[str, Tensor]:
             return pooled()(step, g)
     else:
-        batch_fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, p.mopi_batch_identities,
+        batch_fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer,
+                                 distributed.shard_batch_size(p.mopi_batch_identities, "mopi_batch_identities"),
                                  p.n_occlusion_variants, settings.kinds, settings.fill, ctx.device,
                                  settings.selection)
     trainer = Trainer(model, mopi_step_fn(renderer, embedder, x1, x2, settings.freeze_bn), batch_fn, cfg, out_dir)

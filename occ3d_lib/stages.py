@@ -33,9 +33,10 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .config import Profile
 from .models import ReconNet, seeded
-from .train import TrainConfig, Trainer, load_history
+from .train import TrainConfig, Trainer, full_precision, load_history
 
 #: Weights of the coefficient-supervision term per group. Coefficients of id/exp/tex are in prior
 #: standard deviations; angles in radians (0.1 rad error costs 1.0 x 100 / 100 ...); translations in
@@ -153,8 +154,9 @@ def teacher_step_fn(renderer: Any, settings: TeacherSettings) -> Callable[[nn.Mo
 
     def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         images = batch["image"]
-        pred = model(images)
-        out = renderer(pred, background=images)
+        pred = model(images).float()
+        with full_precision():  # the rasteriser stays float32 under the Trainer's bf16 autocast
+            out = renderer(pred, background=images)
         gt_shape = None
         if settings.shape_weight > 0:
             with torch.no_grad():
@@ -175,14 +177,15 @@ def teacher_step_fn(renderer: Any, settings: TeacherSettings) -> Callable[[nn.Mo
 def teacher_config(ctx: Any, settings: TeacherSettings = TeacherSettings()) -> TrainConfig:
     """The TrainConfig of the teacher run (its hash names the checkpoint folder).
 
-    No mixed precision: the rasteriser's z-buffer keys need float32 depths. SOPI (a pure network
-    regression) uses autocast on CUDA.
+    On CUDA the network runs under bf16 autocast; the rasteriser stays float32 (its z-buffer keys
+    need float32 depths; :func:`occ3d_lib.train.full_precision` in :func:`teacher_step_fn`).
     """
     p = ctx.profile
     key = {"stage": "teacher", "settings": asdict(settings), "backbone": p.backbone, "imagenet": p.imagenet_init,
            "batch": p.teacher_batch_size, "data": ctx.dataset.meta.get("key"), "face_model": ctx.face_model_spec}
     return TrainConfig(steps=p.teacher_steps, lr=p.teacher_lr, checkpoint_every=p.checkpoint_every,
-                       log_every=p.log_every, seed=p.seed, device=ctx.device, key=key, schedule=settings.schedule)
+                       log_every=p.log_every, seed=p.seed, device=ctx.device, amp=str(ctx.device).startswith("cuda"),
+                       key=key, schedule=settings.schedule)
 
 
 def train_teacher(ctx: Any, settings: TeacherSettings = TeacherSettings(), progress: bool | None = None,
@@ -193,7 +196,8 @@ def train_teacher(ctx: Any, settings: TeacherSettings = TeacherSettings(), progr
     model = build_reconnet(ctx.profile, seed=cfg.seed)
     renderer = ctx.renderer.to(ctx.device)
     trainer = Trainer(model, teacher_step_fn(renderer, settings),
-                      random_batches(ctx.dataset.train, ctx.profile.teacher_batch_size), cfg, out_dir)
+                      random_batches(ctx.dataset.train, distributed.shard_batch_size(
+                          ctx.profile.teacher_batch_size, "teacher_batch_size")), cfg, out_dir)
     trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback, desc="teacher")
     model.history = trainer.history  # type: ignore[attr-defined]
     model.out_dir = out_dir  # type: ignore[attr-defined]
@@ -211,20 +215,25 @@ def get_teacher(ctx: Any, settings: TeacherSettings = TeacherSettings(), **kw: A
 
 # --------------------------------------------------------------------------------------------- SOPI
 def teacher_labels(ctx: Any, teacher: nn.Module, split: str = "train") -> Tensor:
-    """Eq. 1's labels: the frozen teacher's output on every *clean* image of a split, cached. (M, 257)."""
+    """Eq. 1's labels: the frozen teacher's output on every *clean* image of a split, cached. (M, 257).
+
+    Under torchrun rank 0 computes and writes the cache while the other ranks wait, then read it.
+    """
     from .artifacts import load_cached, torch_save
 
     path = getattr(teacher, "out_dir", None)
     data = ctx.dataset.split(split)
     cache = (path / f"labels-{split}.pt") if path is not None else None
-    if cache is not None:
-        labels = load_cached(cache, lambda p: torch.load(p, map_location="cpu", weights_only=True), "teacher labels")
-        if labels is not None and labels.shape[0] == len(data):
-            return labels
-    labels = torch.cat([predict_coeffs(teacher, data.batch(list(range(i, min(len(data), i + 256))))["image"],
-                                       device=ctx.device) for i in range(0, len(data), 256)])
-    if cache is not None:
-        torch_save(labels, cache)
+    with distributed.main_first():
+        if cache is not None:
+            labels = load_cached(cache, lambda p: torch.load(p, map_location="cpu", weights_only=True),
+                                 "teacher labels")
+            if labels is not None and labels.shape[0] == len(data):
+                return labels
+        labels = torch.cat([predict_coeffs(teacher, data.batch(list(range(i, min(len(data), i + 256))))["image"],
+                                           device=ctx.device) for i in range(0, len(data), 256)])
+        if cache is not None:
+            torch_save(labels, cache)
     return labels
 
 
@@ -235,7 +244,7 @@ def sopi_step_fn(labels: Tensor, occluder: Any, loss: str = "se") -> Callable[[n
     def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         occ = occluder(batch["image"], landmarks=batch["landmarks"])
         target = labels[batch["index"].cpu()].to(batch["image"].device)
-        pred = model(occ.images.to(batch["image"].device))
+        pred = model(occ.images.to(batch["image"].device)).float()
         value = losses.distill_loss(pred, target, kind=loss)
         return {"loss": value, "coverage": occ.coverage.float().mean()}
 
@@ -268,9 +277,12 @@ def train_sopi(ctx: Any, teacher: nn.Module | None = None, settings: SopiSetting
         model.load_state_dict(teacher.state_dict())
     for p in model.parameters():
         p.requires_grad_(True)
-    occluder = TrainingOccluder(mix=dict(settings.mix), seed=ctx.profile.seed + 7)
+    # each rank occludes its own shard with its own stream (rank 0: the single-process stream)
+    occluder = TrainingOccluder(mix=dict(settings.mix),
+                                seed=distributed.derive_seed(ctx.profile.seed + 7, distributed.current().rank))
     trainer = Trainer(model, sopi_step_fn(labels, occluder, settings.loss),
-                      random_batches(ctx.dataset.train, ctx.profile.sopi_batch_size), cfg, out_dir,
+                      random_batches(ctx.dataset.train, distributed.shard_batch_size(
+                          ctx.profile.sopi_batch_size, "sopi_batch_size")), cfg, out_dir,
                       stateful={"occluder": occluder})
     trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback, desc=f"SOPI ({settings.loss})")
     model.history = trainer.history  # type: ignore[attr-defined]

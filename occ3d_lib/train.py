@@ -15,20 +15,24 @@ Guarantees:
 - guarded: a NaN/inf loss term stops training with :class:`TrainingDiverged`
   naming the step and the term;
 - logged: ``history.json`` (step, each loss term, seconds) beside the checkpoint;
-- device-agnostic: CPU here, CUDA (with bf16/fp16 autocast when ``amp``) where present.
+- device-agnostic: CPU here, CUDA (with bf16 autocast when ``amp``) where present;
+- distributed: the same loop under torchrun and DistributedDataParallel (see :class:`Trainer`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .artifacts import load_cached, torch_save, write_json
 from .config import config_hash
 from .progress import progress_bar
@@ -84,10 +88,11 @@ class TrainConfig:
         return self.lr * (self.final_lr_fraction + (1 - self.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
 
     def hash(self) -> str:
+        """The run's identity: everything but where and how fast it runs (device, precision, logging),
+        so a model trained on a GPU (bf16, any number of processes) is reused on a CPU and vice versa."""
         d = asdict(self)
-        d.pop("device")
-        d.pop("checkpoint_every")
-        d.pop("log_every")
+        for k in ("device", "amp", "checkpoint_every", "log_every"):
+            d.pop(k)
         return config_hash(d)
 
 
@@ -100,6 +105,33 @@ class Trainer:
 
     ``step_fn`` returns a dict of loss terms whose ``'loss'`` entry is minimised; every term is
     logged. ``stateful`` holds extra objects to checkpoint (e.g. an on-the-fly occluder).
+
+    Distributed design (README "Scaling out"; :mod:`occ3d_lib.distributed`). The same loop runs in
+    one process or in each of N processes started by torchrun; the process group and its rank
+    come from :func:`occ3d_lib.distributed.current`.
+
+    - Data: ``batch_fn`` returns this rank's *shard* of the global batch (the stage functions
+      build it with :func:`~occ3d_lib.distributed.shard_batch_size`); rank ``r`` draws from its
+      own generator seeded with ``derive_seed(seed, r)``, so the shards of a step are disjoint
+      draws and rank 0 of a single process draws what it always drew. The global batch of N
+      processes is the concatenation of the N shards.
+    - Gradients: the model is wrapped in ``DistributedDataParallel``, which averages gradients
+      over the ranks during ``backward``; the optimiser then takes the same step everywhere
+      (gradient clipping sees the averaged gradients). With ``sync_bn`` (CUDA only) BatchNorm
+      layers become ``SyncBatchNorm`` and normalise with the global batch's statistics; without
+      it each rank normalises with its shard's statistics (DDP's default).
+    - Losses: every term is averaged over the ranks each step (one all-reduce of a small
+      vector); the averaged values are logged and checked for NaN/inf, so a divergence on any
+      rank stops every rank at the same step.
+    - Checkpoints: every rank's generator, CPU RNG and ``stateful`` states are gathered; rank 0
+      alone writes ``checkpoint.pt``, ``history.json`` and ``final.pt`` atomically, then all
+      ranks meet at a barrier. A resumed run (after a kill) reads the checkpoint on every rank
+      (a shared filesystem across machines), checks that every rank resumes the same step and
+      that the world size is the one that wrote it, and continues with the same batches.
+    - Precision: with ``amp`` on CUDA the step runs under bf16 autocast (no loss scaling
+      needed); code that must stay float32 (the rasteriser) runs inside :func:`full_precision`.
+    - Identity: the config hash ignores device, precision and world size, so ``final.pt`` written
+      by ``torchrun`` on GPUs is the one a notebook on one CPU finds and reuses.
     """
 
     def __init__(self, model: nn.Module, step_fn: StepFn, batch_fn: BatchFn, config: TrainConfig,
@@ -113,7 +145,8 @@ class Trainer:
         self.stateful = dict(stateful or {})
         trainable = params if params is not None else [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=config.lr, weight_decay=config.weight_decay)
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.dist = distributed.current()
+        self.generator = torch.Generator().manual_seed(distributed.derive_seed(config.seed, self.dist.rank))
         self.step = 0
         self.history: list[dict[str, float]] = []
 
@@ -126,36 +159,59 @@ class Trainer:
     def final_path(self) -> Path:
         return self.out_dir / FINAL
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"key": self.cfg.hash(), "step": self.step, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-                "cpu_rng": torch.get_rng_state(), "history": self.history,
+    def rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: generator, CPU RNG and ``stateful`` states."""
+        return {"generator": self.generator.get_state(), "cpu_rng": torch.get_rng_state(),
                 "stateful": {k: v.state_dict() for k, v in self.stateful.items()}}
 
+    def state_dict(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The full training state; ``ranks`` holds every rank's :meth:`rank_state` (default: this one's)."""
+        ranks = ranks if ranks is not None else [self.rank_state()]
+        return {"key": self.cfg.hash(), "step": self.step, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "history": self.history,
+                "world_size": len(ranks), "ranks": ranks, **ranks[0]}
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        world = int(state.get("world_size", 1))
+        if world != self.dist.world_size:
+            raise ValueError(f"{self.checkpoint_path} was written by {world} process(es), this run has "
+                             f"{self.dist.world_size}: relaunch with {world} processes to resume it, or delete it")
+        mine = state["ranks"][self.dist.rank] if "ranks" in state else state
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["cpu_rng"])
+        self.generator.set_state(mine["generator"])
+        torch.set_rng_state(mine["cpu_rng"])
         self.step = int(state["step"])
         self.history = list(state["history"])
         for k, v in self.stateful.items():
-            v.load_state_dict(state["stateful"][k])
+            v.load_state_dict(mine["stateful"][k])
 
     def save_checkpoint(self) -> Path:
-        """Write the full training state atomically (and the loss history as JSON)."""
-        torch_save(self.state_dict(), self.checkpoint_path)
-        write_json(self.out_dir / HISTORY, {"key": self.cfg.hash(), "history": self.history})
+        """Write the full training state atomically (and the loss history as JSON).
+
+        Collective under torchrun: every rank contributes its :meth:`rank_state`, rank 0 writes, all
+        ranks wait for the write at a barrier.
+        """
+        ranks = distributed.all_gather(self.rank_state())
+        if self.dist.is_main:
+            torch_save(self.state_dict(ranks), self.checkpoint_path)
+            write_json(self.out_dir / HISTORY, {"key": self.cfg.hash(), "history": self.history})
+        distributed.barrier()
         return self.checkpoint_path
 
     def try_resume(self) -> bool:
-        """Load the checkpoint if it belongs to this run (same config hash); True if resumed."""
-        state = load_cached(self.checkpoint_path, lambda p: torch.load(p, map_location=self.cfg.device,
-                                                                      weights_only=False), "checkpoint")
-        if state is None or state.get("key") != self.cfg.hash():
-            return False
-        self.load_state_dict(state)
-        return True
+        """Load the checkpoint if it belongs to this run (same config hash); True if resumed.
+
+        Under torchrun every rank must find the same checkpoint step (else a one-line error).
+        """
+        resumed = False
+        state = load_cached(self.checkpoint_path, lambda p: torch.load(p, map_location="cpu", weights_only=False),
+                            "checkpoint")
+        if state is not None and state.get("key") == self.cfg.hash():
+            self.load_state_dict(state)
+            resumed = True
+        _agree(self.step if resumed else -1, "the step to resume from", self.out_dir)
+        return resumed
 
     # ------------------------------------------------------------------ loop
     def fit(self, progress: bool = True, callback: Callable[["Trainer", dict[str, float]], None] | None = None,
@@ -168,37 +224,37 @@ class Trainer:
         if self.load_final():
             return self.history
         self.try_resume()
+        net = self._wrap()
         self.model.train()
         dev = self.cfg.device
         use_amp = self.cfg.amp and dev.startswith("cuda")
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        main = self.dist.is_main
         t0 = time.time()
-        with progress_bar(total=self.cfg.steps, initial=self.step, desc=desc, disable=not progress) as bar:
+        with progress_bar(total=self.cfg.steps, initial=self.step, desc=desc, disable=not (progress and main)) as bar:
             while self.step < self.cfg.steps:
                 batch = _to_device(self.batch_fn(self.step, self.generator), dev)
-                with torch.autocast(device_type="cuda", enabled=use_amp):
-                    terms = self.step_fn(self.model, batch)
+                with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    terms = self.step_fn(net, batch)
                 if "loss" not in terms:
                     raise KeyError("step_fn must return a dict with a 'loss' entry")
-                for name, value in terms.items():
-                    if not torch.isfinite(value.detach()).all():
-                        raise TrainingDiverged(f"step {self.step}: loss term {name!r} is {value.detach().float().mean().item()}"
+                means = self._reduce_terms(terms)  # averaged over the ranks: every rank sees the same values
+                for name, value in means.items():
+                    if not math.isfinite(value):
+                        raise TrainingDiverged(f"step {self.step}: loss term {name!r} is {value}"
                                                " (not finite); lower the learning rate or check the inputs")
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.cfg.schedule != "constant":
                     for group in self.optimizer.param_groups:
                         group["lr"] = self.cfg.lr_at(self.step)
-                scaler.scale(terms["loss"]).backward()
+                terms["loss"].backward()  # DDP averages the gradients over the ranks here
                 if self.cfg.grad_clip:
-                    scaler.unscale_(self.optimizer)
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-                scaler.step(self.optimizer)
-                scaler.update()
+                self.optimizer.step()
                 self.step += 1
                 bar.update(1)
                 if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
                     rec = {"step": self.step, "seconds": round(time.time() - t0, 3)}
-                    rec.update({k: float(v.detach().float().mean()) for k, v in terms.items()})
+                    rec.update(means)
                     self.history.append(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.4g}")
                     if callback is not None:
@@ -206,21 +262,63 @@ class Trainer:
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
                     self.save_checkpoint()
         self.model.eval()
-        torch_save({"key": self.cfg.hash(), "model": self.model.state_dict(), "history": self.history},
-                   self.final_path)
+        if main:
+            torch_save({"key": self.cfg.hash(), "model": self.model.state_dict(), "history": self.history},
+                       self.final_path)
+        distributed.barrier()
         return self.history
 
+    def _wrap(self) -> nn.Module:
+        """The module the steps call: the model itself, or DistributedDataParallel around it under torchrun."""
+        if not self.dist.enabled:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
+
+        cuda = str(self.cfg.device).startswith("cuda")
+        if self.dist.sync_bn:
+            if not cuda:
+                raise ValueError("SyncBatchNorm needs CUDA devices (nccl); on CPU train without --sync-bn")
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        return DistributedDataParallel(self.model, device_ids=[torch.device(self.cfg.device)] if cuda else None)
+
+    def _reduce_terms(self, terms: Mapping[str, Tensor]) -> dict[str, float]:
+        """Each term's batch mean, averaged over the ranks (one all-reduce): name -> float."""
+        vec = torch.stack([v.detach().float().mean() for v in terms.values()])
+        vec = distributed.all_reduce_mean(vec).cpu()
+        return {k: float(x) for k, x in zip(terms, vec)}
+
     def load_final(self) -> bool:
-        """Load ``final.pt`` if it belongs to this config; True if loaded (training is then skipped)."""
-        state = load_cached(self.final_path, lambda p: torch.load(p, map_location=self.cfg.device,
-                                                                 weights_only=False), "trained model")
-        if state is None or state.get("key") != self.cfg.hash():
+        """Load ``final.pt`` if it belongs to this config; True if loaded (training is then skipped).
+        Under torchrun every rank must come to the same answer (else a one-line error)."""
+        state = load_cached(self.final_path, lambda p: torch.load(p, map_location="cpu", weights_only=False),
+                            "trained model")
+        if state is not None and state.get("key") != self.cfg.hash():
+            state = None
+        _agree(int(state is not None), "whether final.pt exists", self.out_dir)
+        if state is None:
             return False
         self.model.load_state_dict(state["model"])
         self.history = list(state["history"])
         self.step = self.cfg.steps
         self.model.eval()
         return True
+
+
+def _agree(value: int, what: str, out_dir: Path) -> None:
+    """Raise on every rank when the ranks disagree on ``value`` (e.g. a checkpoint one machine cannot see)."""
+    values = distributed.all_gather(int(value))
+    if len(set(values)) > 1:
+        raise RuntimeError(f"the ranks disagree on {what} in {out_dir} ({values}): put the run folder on a "
+                           "filesystem that every machine shares")
+
+
+@contextlib.contextmanager
+def full_precision() -> Iterator[None]:
+    """A block that runs in float32 even inside the Trainer's bf16 autocast (the rasteriser: its
+    z-buffer keys and barycentric weights need float32). Turns CUDA and CPU autocast off; cast
+    tensors from the network with ``.float()`` on the way in."""
+    with torch.autocast(device_type="cuda", enabled=False), torch.autocast(device_type="cpu", enabled=False):
+        yield
 
 
 def _to_device(batch: Any, device: str) -> Any:
@@ -250,3 +348,9 @@ def smooth(values: list[float], window: int = 10) -> list[float]:
             acc.pop(0)
         out.append(sum(acc) / len(acc) if all(math.isfinite(a) for a in acc) else float("nan"))
     return out
+
+
+if __name__ == "__main__":  # python -m occ3d_lib.train STAGE ...: the training command (occ3d_lib.train_cli)
+    from occ3d_lib.train_cli import main
+
+    sys.exit(main())
