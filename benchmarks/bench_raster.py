@@ -1,4 +1,4 @@
-"""Benchmark: the pure-PyTorch renderer vs one ResNet training step on the same batch (issue 3).
+"""Benchmark: the pure-PyTorch renderer vs one ResNet training step on the same batch.
 
 Times :class:`occ3d_lib.render.FaceRenderer` (Eqs. 3-5 + rasterisation + interpolation,
 forward and forward+backward) and :func:`occ3d_lib.raster.rasterize` alone, against
@@ -6,15 +6,21 @@ torchvision ResNets with a 257-output fc (one training step = forward + backward
 
 * 32 images at 64 px, light mesh vs a ResNet-18 step (the course profile);
 * 8 images at 224 px, dense mesh vs a ResNet-50 step (the paper profile);
-* 1 image at 224 px, dense mesh vs one ResNet-50 forward (issue 3 targets: render forward
+* 1 image at 224 px, dense mesh vs one ResNet-50 forward (targets: render forward
   <= 0.5x, forward+backward <= 1x);
 * synthetic-dataset generation (:func:`occ3d_lib.datasets.generate_split`, 512 images at the
-  course resolution) extrapolated to the course profile's size (target: < 10 % of the course run).
+  course resolution) extrapolated to the course profile's size (target: < 10 % of the course run);
+* PyTorch3D beside occ3d (``FaceRenderer(backend="pytorch3d")`` vs ``"occ3d"``, same camera, same
+  output): on the CPU one image of the light mesh at 64 px (PyTorch3D's CPU rasteriser is the naive
+  one, so the mesh and image stay small), and on CUDA when a GPU is present 8 images of the dense
+  mesh at 224 px (the paper's size), where PyTorch3D's binned coarse-to-fine rasteriser runs. Without
+  CUDA the GPU part prints that it was skipped.
 
 The mesh is the procedural face model when ``occ3d_lib.procedural`` exists, else a
 face-sized hemisphere grid of similar size (light ~8k, dense ~70k triangles). Prints the
 ratios measured in this run; no assertions. Run with one thread for fair ratios:
-``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_raster.py`` (notebook 01, section 4).
+``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_raster.py`` (notebook 01, section 4);
+``--pytorch3d`` runs only the PyTorch3D comparison (notebook 01, section 5).
 """
 from __future__ import annotations
 
@@ -143,6 +149,58 @@ def bench_single_dense(reps: int) -> None:
           f"fwd+bwd {1e3 * t_fb:.1f} ms = {t_fb / t_n:.3f}x (target <= 1x); resnet50 fwd {1e3 * t_n:.1f} ms")
 
 
+def _synced(fn, cuda: bool):
+    def run():
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+    return run
+
+
+def bench_backends(label: str, kind: str, batch: int, size: int, device: str, reps: int) -> None:
+    """occ3d's rasteriser and PyTorch3D's on the same renders: times and the PyTorch3D / occ3d ratios."""
+    from occ3d_lib.render import rasterize_vertices
+
+    model = face_model(kind).to(device)
+    c = coeffs(batch).to(device)
+    bg = torch.full((batch, 3, size, size), 0.3, device=device)
+    verts = FaceRenderer(model, size).geometry(c)["vertices"].detach()
+    cuda = device.startswith("cuda")
+    t: dict[str, dict[str, float]] = {}
+    for backend in ("occ3d", "pytorch3d"):
+        r = FaceRenderer(model, size, backend=backend)
+
+        def fwd():
+            with torch.no_grad():
+                r(c, bg)
+
+        def fwd_bwd():
+            cc = c.clone().requires_grad_(True)
+            r(cc, bg).image.mean().backward()
+
+        def rast():
+            with torch.no_grad():
+                rasterize_vertices(verts, model.tri, size, backend=backend)
+
+        t[backend] = {name: median_time(_synced(fn, cuda), reps) for name, fn in
+                      (("rasterize", rast), ("forward", fwd), ("fwd+bwd", fwd_bwd))}
+    print(f"PyTorch3D vs occ3d, {label}: {model.info.get('name')} {kind} mesh ({model.n_triangles} triangles), "
+          f"batch {batch} at {size} px on {device}, {torch.get_num_threads()} thread(s)")
+    for name in ("rasterize", "forward", "fwd+bwd"):
+        a, b = t["occ3d"][name], t["pytorch3d"][name]
+        print(f"  {name:<10} occ3d {1e3 * a:9.1f} ms   pytorch3d {1e3 * b:9.1f} ms   pytorch3d / occ3d = {b / a:8.2f}")
+
+
+def bench_pytorch3d(quick: bool) -> None:
+    """The PyTorch3D comparison: CPU on the light mesh; CUDA at the paper's size when a GPU is present."""
+    bench_backends("CPU", "light", 1, 64, "cpu", reps=2 if quick else 3)
+    if torch.cuda.is_available():
+        bench_backends("CUDA", "dense", 8, 224, "cuda", reps=5 if quick else 20)
+    else:
+        print("PyTorch3D vs occ3d, CUDA: skipped (no CUDA device here); on a GPU this compares 8 images of the "
+              "dense mesh at 224 px")
+
+
 def bench_dataset(n_ids: int = 64) -> None:
     from occ3d_lib.config import get_profile
     from occ3d_lib.datasets import generate_split
@@ -161,7 +219,11 @@ def bench_dataset(n_ids: int = 64) -> None:
 if __name__ == "__main__":
     torch.manual_seed(0)
     quick = "--quick" in sys.argv
+    if "--pytorch3d" in sys.argv:
+        bench_pytorch3d(quick)
+        sys.exit(0)
     bench("course", "light", 32, 64, "resnet18", reps=3 if quick else 7)
     bench_single_dense(reps=3 if quick else 5)
     bench_dataset(32 if quick else 64)
     bench("paper", "dense", 8, 224, "resnet50", reps=2 if quick else 4)
+    bench_pytorch3d(quick)

@@ -27,6 +27,7 @@ _EXPORTS = {
     "load_bfm_front": "bfm",
     # rendering and data
     "rasterize": "raster", "interpolate": "raster", "FaceRenderer": "render", "RenderOutput": "render",
+    "rasterize_vertices": "render", "rasterize_pytorch3d": "raster_pytorch3d", "reference_rasterize": "raster_reference",
     "load_or_build_synthetic": "datasets", "Context": "context", "make_context": "context",
     # occlusion
     "occlude": "occlusion", "multi_occlusion_set": "occlusion", "TrainingOccluder": "occlusion",

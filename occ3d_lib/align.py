@@ -18,8 +18,10 @@ every image the same way before RNet sees it, and so does this module:
 
 Coordinates are occ3d_lib's pixel frame (x = column, y = row, pixel centres at
 integers). At other crop sizes S everything scales by S / 224 and the origin
-goes to (112 S/224, (S - 1) - 112 S/224), exactly where
-:func:`occ3d_lib.geometry.project` puts the point (0, 0, 0).
+goes to the centre of the crop, ((S - 1) / 2, (S - 1) / 2) = (111.5, 111.5) at 224,
+exactly where :func:`occ3d_lib.geometry.project` puts the point (0, 0, 0): the
+principal point c = S/2 of the image plane, whose pixel (r, c) has its centre at
+u = c + 1/2 (Deep3DFaceRecon's renderer's convention, :mod:`occ3d_lib.geometry`).
 """
 from __future__ import annotations
 
@@ -127,9 +129,10 @@ class AlignTransform:
 
 
 def crop_centre(size: int = CROP_SIZE) -> tuple[float, float]:
-    """Where the model origin goes in an S x S crop: (112 S/224, (S - 1) - 112 S/224) (geometry.project)."""
+    """Where the model origin goes in an S x S crop: where :func:`occ3d_lib.geometry.project` puts (0, 0, 0),
+    (c - 1/2, S - 1/2 - c) with c = 112 S/224, i.e. the crop's centre ((S - 1)/2, (S - 1)/2)."""
     c = 112.0 * size / 224.0
-    return c, (size - 1) - c
+    return c - 0.5, (size - 0.5) - c
 
 
 def estimate_alignment(lm5: np.ndarray, template: np.ndarray | None = None, size: int = CROP_SIZE,

@@ -22,6 +22,7 @@ DEFAULT_PROFILE = "course"
 
 _BACKBONES = ("resnet18", "resnet34", "resnet50")
 _MESHES = ("light", "dense")
+_RENDER_BACKENDS = ("occ3d", "pytorch3d", "auto")  # occ3d_lib.render.BACKENDS (config imports nothing of the library)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class Profile:
     num_workers: int
     seed: int = 0
     n_occlusion_variants: int = 7  # paper Sec. 3.2.1: 7 images per identity
+    # rasteriser of the renders made while training: "occ3d" (pure PyTorch, fast on a CPU), "pytorch3d"
+    # or "auto" (PyTorch3D on CUDA, else occ3d); see occ3d_lib.render.BACKENDS (notebook 01, section 5)
+    render_backend: str = "occ3d"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,6 +106,9 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: backbone must be one of {_BACKBONES}, got {self.backbone!r}")
         if self.mesh not in _MESHES:
             raise ValueError(f"profile {self.name!r}: mesh must be one of {_MESHES}, got {self.mesh!r}")
+        if self.render_backend not in _RENDER_BACKENDS:
+            raise ValueError(f"profile {self.name!r}: render_backend must be one of {_RENDER_BACKENDS}, "
+                             f"got {self.render_backend!r}")
         if self.image_size % 8 != 0:
             raise ValueError(f"profile {self.name!r}: image_size must be a multiple of 8, got {self.image_size}")
 
@@ -165,6 +172,7 @@ PROFILES: dict[str, Profile] = {
         embedder_steps=50_000, embedder_batch_size=128, embedder_image_size=160,
         mopi_steps=500_000, mopi_batch_identities=1, mopi_lr=1e-5,
         eval_samples=2000, bootstrap=1000, checkpoint_every=5000, log_every=100, num_workers=4,
+        render_backend="auto",
     ),
 }
 

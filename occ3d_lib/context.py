@@ -43,10 +43,10 @@ class Context:
 
     @cached_property
     def renderer(self):
-        """A FaceRenderer at the profile's image size."""
+        """A FaceRenderer at the profile's image size with the profile's ``render_backend``."""
         from .render import FaceRenderer
 
-        return FaceRenderer(self.face_model, self.profile.image_size)
+        return FaceRenderer(self.face_model, self.profile.image_size, backend=self.profile.render_backend)
 
     @cached_property
     def dataset(self):

@@ -34,7 +34,7 @@ from .artifacts import DamagedArtifact, atomic_dir, cache_dir, remove_artifact, 
 from .coeffs import join_coeffs
 from .config import Profile, config_hash
 from .facemodel import FaceModel
-from .render import FaceRenderer
+from .render import RENDER_VERSION, FaceRenderer
 
 DATASET_VERSION = 3
 SPLITS = ("train", "val", "test")
@@ -195,6 +195,7 @@ def dataset_settings(profile: Profile, model: FaceModel, sampling: SamplingConfi
     """Everything that determines the dataset's bytes (its cache key)."""
     return {
         "version": DATASET_VERSION,
+        "render": RENDER_VERSION,
         "image_size": profile.image_size,
         "identities": {"train": profile.n_train_identities, "val": profile.n_val_identities, "test": profile.n_test_identities},
         "views_per_identity": profile.views_per_identity,

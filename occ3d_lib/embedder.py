@@ -276,9 +276,12 @@ def embedder_step_fn(temperature: float) -> Callable[[nn.Module, dict[str, Tenso
 
 def embedder_config(ctx: Any, settings: EmbedderSettings = EmbedderSettings()) -> TrainConfig:
     """The TrainConfig of the synthetic embedder run (its hash names the checkpoint folder)."""
+    from .render import RENDER_VERSION
+
     p = ctx.profile
     fm = ctx.face_model
-    key = {"stage": "embedder", "version": 3, "settings": asdict(settings), "image_size": p.embedder_image_size,
+    key = {"stage": "embedder", "version": 3, "render": RENDER_VERSION, "settings": asdict(settings),
+           "image_size": p.embedder_image_size,
            "input_size": embedder_input_size(p, settings), "batch": p.embedder_batch_size,
            "face_model": {k: fm.info.get(k) for k in ("name", "resolution", "seed", "version", "path")}}
     return TrainConfig(steps=p.embedder_steps, lr=settings.lr, checkpoint_every=p.checkpoint_every,

@@ -5,7 +5,11 @@ triangles into per-pixel fragments (which triangle is visible, where inside it, 
 and :func:`interpolate` blends per-vertex attributes (colours, normals, ...) with them.
 
 Conventions (see :mod:`occ3d_lib.geometry`): screen coordinates are ``(x = column,
-y = row, z' = camera depth)`` and pixel ``(r, c)`` is sampled at its centre ``(x=c, y=r)``.
+y = row, z' = camera depth)`` and pixel ``(r, c)`` is sampled at its centre ``(x=c, y=r)``
+(:func:`occ3d_lib.geometry.project` puts image-plane u = c + 1/2, v = S - 1/2 - r there, as
+Deep3DFaceRecon's nvdiffrast renderer and PyTorch3D sample). Its references in the tests are
+the plain-loop :func:`occ3d_lib.raster_reference.reference_rasterize` and PyTorch3D
+(:mod:`occ3d_lib.raster_pytorch3d`).
 Smaller ``z'`` is closer; vertices with ``z' <= 0`` are behind the camera and every
 triangle touching one is skipped.
 

@@ -4,12 +4,18 @@ Taught in notebook 01, section 5 ("The whole renderer"). :class:`FaceRenderer`
 holds a face model and an image size (its state); :func:`render_coeffs`-style
 work is done in :meth:`FaceRenderer.render`: Eq. 3 builds shape and albedo,
 normals come from point_buf, Eq. 5 poses and projects, Eq. 4 shades the
-vertices, and the rasteriser (:mod:`occ3d_lib.raster`) turns the mesh into
-pixels which are composited over a background.
+vertices, and a rasteriser turns the mesh into pixels which are composited over a
+background. Two rasterisers give the same :class:`RenderOutput` (``backend``): occ3d's own
+pure-PyTorch one (:mod:`occ3d_lib.raster`, the CPU default) and PyTorch3D's
+(:mod:`occ3d_lib.raster_pytorch3d`, the fast path on a GPU); notebook 01, section 5 compares them.
+Both sample pixel (r, c) at its centre u = c + 1/2, v = S - 1/2 - r (:mod:`occ3d_lib.geometry`).
 """
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,7 +23,40 @@ from torch import Tensor
 from . import geometry, lighting, metrics
 from .coeffs import split_coeffs, validate_coeffs
 from .facemodel import FaceModel
-from .raster import interpolate, rasterize
+from .raster import Fragments, interpolate, rasterize
+
+#: Rasteriser backends: occ3d's pure-PyTorch rasteriser, PyTorch3D's, or "auto" (PyTorch3D on CUDA, else occ3d).
+BACKENDS = ("occ3d", "pytorch3d", "auto")
+#: Bump when the pixels a render produces change (pixel-centre convention, shading, compositing): it is part of
+#: the cache key of everything rendered and stored (synthetic datasets, the synthetic embedder).
+RENDER_VERSION = 2
+
+
+def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
+    """The rasteriser ``backend`` means on ``device``: "auto" is "pytorch3d" on CUDA when it imports, else "occ3d"."""
+    if backend not in BACKENDS:
+        raise ValueError(f"render backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    from .raster_pytorch3d import pytorch3d_available
+
+    return "pytorch3d" if torch.device(device).type == "cuda" and pytorch3d_available() else "occ3d"
+
+
+def rasterize_vertices(vertices: Tensor, tri: Tensor, image_size: int, cull_backfaces: bool = False,
+                       backend: str = "occ3d") -> Fragments:
+    """Posed world vertices (B, N, 3) through the camera of Eq. 5 into :class:`~occ3d_lib.raster.Fragments`.
+
+    ``backend`` "occ3d" projects with :func:`occ3d_lib.geometry.project` and runs
+    :func:`occ3d_lib.raster.rasterize`; "pytorch3d" runs :func:`occ3d_lib.raster_pytorch3d.rasterize_pytorch3d`
+    with the same camera; "auto" picks by the vertices' device (:func:`resolve_backend`). Notebook 01, section 5.
+    """
+    backend = resolve_backend(backend, vertices.device)
+    if backend == "pytorch3d":
+        from .raster_pytorch3d import rasterize_pytorch3d
+
+        return rasterize_pytorch3d(vertices, tri, image_size, cull_backfaces=cull_backfaces)
+    return rasterize(geometry.project(vertices, image_size), tri, image_size, cull_backfaces=cull_backfaces)
 
 
 @dataclass
@@ -44,18 +83,26 @@ class RenderOutput:
 
 
 class FaceRenderer:
-    """A face model plus an image size: ``renderer(coeffs, background)`` -> :class:`RenderOutput`."""
+    """A face model plus an image size: ``renderer(coeffs, background)`` -> :class:`RenderOutput`.
 
-    def __init__(self, model: FaceModel, image_size: int, cull_backfaces: bool = False) -> None:
-        if not isinstance(image_size, int) or image_size <= 0:
+    ``backend`` (one of :data:`BACKENDS`) chooses the rasteriser; every backend returns the same
+    :class:`RenderOutput`, differentiable with respect to the coefficients.
+    """
+
+    def __init__(self, model: FaceModel, image_size: int, cull_backfaces: bool = False,
+                 backend: str = "occ3d") -> None:
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"render backend must be one of {BACKENDS}, got {backend!r}")
         self.model = model
         self.image_size = image_size
         self.cull_backfaces = cull_backfaces
+        self.backend = backend
 
     def to(self, device: str | torch.device) -> "FaceRenderer":
         """A renderer whose model lives on ``device``."""
-        return FaceRenderer(self.model.to(device), self.image_size, self.cull_backfaces)
+        return FaceRenderer(self.model.to(device), self.image_size, self.cull_backfaces, self.backend)
 
     def geometry(self, coeffs: Tensor) -> dict[str, Tensor]:
         """Eqs. 3-5 without rasterising: shape, posed vertices, colours, screen coords, landmarks."""
@@ -96,7 +143,10 @@ class FaceRenderer:
                              "skip the call when there are no faces")
         g = self.geometry(coeffs)
         s = self.image_size
-        frags = rasterize(g["screen"], self.model.tri, s, cull_backfaces=self.cull_backfaces)
+        if resolve_backend(self.backend, g["vertices"].device) == "occ3d":
+            frags = rasterize(g["screen"], self.model.tri, s, cull_backfaces=self.cull_backfaces)
+        else:
+            frags = rasterize_vertices(g["vertices"], self.model.tri, s, self.cull_backfaces, "pytorch3d")
         face = interpolate(g["colors"], self.model.tri, frags).permute(0, 3, 1, 2)  # (B, 3, S, S)
         mask = frags.mask.unsqueeze(1).to(face.dtype)
         if background is None:
@@ -106,6 +156,37 @@ class FaceRenderer:
         image = face.clamp(0, 1) * mask + background.to(face.dtype) * (1 - mask)
         return RenderOutput(image=image, face=face, mask=mask, landmarks=g["landmarks"], vertices=g["vertices"],
                             shape=g["shape"], albedo=g["albedo"], colors=g["colors"], screen=g["screen"])
+
+
+def compare_backends(model: FaceModel, coeffs: Tensor, image_size: int, background: Tensor | None = None,
+                     repeats: int = 3) -> dict[str, Any]:
+    """Render the same coefficients with occ3d's rasteriser and with PyTorch3D's (notebook 01, section 5).
+
+    coeffs (B, 257) on the model's device. Returns ``{"occ3d": RenderOutput, "pytorch3d": RenderOutput,
+    "face_idx": {backend: (B, S, S) visible triangle per pixel}, "same_face": fraction of the pixels covered
+    by either backend where both see the same triangle, "max_abs_diff": largest |image difference|,
+    "seconds": {backend: median wall time of one render without gradients over ``repeats``, after one
+    untimed warm-up}}``.
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    out: dict[str, Any] = {"face_idx": {}, "seconds": {}}
+    for backend in ("occ3d", "pytorch3d"):
+        r = FaceRenderer(model, image_size, backend=backend)
+        times = []
+        with torch.no_grad():
+            verts = r.geometry(coeffs)["vertices"]
+            out["face_idx"][backend] = rasterize_vertices(verts, model.tri, image_size, backend=backend).face_idx
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                res = r(coeffs, background)
+                times.append(time.perf_counter() - t0)
+        out[backend], out["seconds"][backend] = res, statistics.median(times)
+    a, b = out["face_idx"]["occ3d"], out["face_idx"]["pytorch3d"]
+    either = (a >= 0) | (b >= 0)
+    out["same_face"] = float((a == b)[either].float().mean()) if bool(either.any()) else 1.0
+    out["max_abs_diff"] = float((out["occ3d"].image - out["pytorch3d"].image).abs().max())
+    return out
 
 
 def mean_face_coeffs(batch_size: int = 1, angle: Tensor | None = None, trans: Tensor | None = None,

@@ -50,7 +50,7 @@ def test_template_maps_to_itself() -> None:
     tf = align.estimate_alignment(q)
     assert tf.scale == pytest.approx(1.0, abs=1e-9)
     np.testing.assert_allclose(tf.points(q), q, atol=1e-9)
-    assert align.crop_centre(224) == (112.0, 111.0)
+    assert align.crop_centre(224) == (111.5, 111.5)
 
 
 def test_rendered_face_at_zero_pose_needs_almost_no_change() -> None:

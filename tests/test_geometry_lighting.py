@@ -32,13 +32,14 @@ def test_rotation_order_is_rz_ry_rx():
 def test_known_point_lands_on_hand_computed_pixel():
     p = torch.tensor([[[0.5, 0.25, 0.0], [0.0, 0.0, 0.0]]], dtype=torch.float64)
     s = geometry.project(p, 224)[0]
-    # u = 1015 * 0.5 / 10 + 112 = 162.75 ; v = 1015 * 0.25 / 10 + 112 = 137.375 ; row = 223 - v
-    assert s[0].tolist() == pytest.approx([162.75, 223 - 137.375, 10.0])
-    assert s[1].tolist() == pytest.approx([112.0, 111.0, 10.0])
-    # scaling the image scales focal and centre: same point at 112 px lands at half the coordinates (+ row offset)
+    # u = 1015 * 0.5 / 10 + 112 = 162.75 ; v = 1015 * 0.25 / 10 + 112 = 137.375 ;
+    # pixel (r, c) is centred at u = c + 0.5, v = 223.5 - r: column x = u - 0.5, row y = 223.5 - v
+    assert s[0].tolist() == pytest.approx([162.25, 223.5 - 137.375, 10.0])
+    assert s[1].tolist() == pytest.approx([111.5, 111.5, 10.0])  # the principal point is the image centre
+    # scaling the image scales focal and centre: u and v halve at 112 px
     s2 = geometry.project(p, 112)[0]
-    assert s2[0, 0].item() == pytest.approx(162.75 / 2)
-    assert s2[0, 1].item() == pytest.approx(111 - 137.375 / 2)
+    assert s2[0, 0].item() == pytest.approx(162.75 / 2 - 0.5)
+    assert s2[0, 1].item() == pytest.approx(111.5 - 137.375 / 2)
 
 
 def test_transform_rotates_then_translates():

@@ -1,4 +1,4 @@
-"""The pure-PyTorch rasteriser against a slow, obviously-correct reference and hand-computed cases."""
+"""The pure-PyTorch rasteriser against the slow reference (occ3d_lib.raster_reference) and hand-computed cases."""
 from __future__ import annotations
 
 import math
@@ -9,39 +9,7 @@ import torch
 from occ3d_lib import geometry, raster
 from occ3d_lib.facemodel import face_normals
 from occ3d_lib.raster import interpolate, rasterize, signed_area
-
-
-# ----------------------------------------------------------------------------- reference
-def reference_rasterize(screen: torch.Tensor, tri: torch.Tensor, size: int, cull: bool = False):
-    """Loop over images, pixels and triangles in float64: nearest covering triangle per pixel centre."""
-    scr = screen.detach().double()
-    bsz = scr.shape[0]
-    face = torch.full((bsz, size, size), -1, dtype=torch.long)
-    bary = torch.zeros(bsz, size, size, 3, dtype=torch.float64)
-    depth = torch.zeros(bsz, size, size, dtype=torch.float64)
-    for b in range(bsz):
-        for r in range(size):
-            for c in range(size):
-                best = math.inf
-                for f in range(tri.shape[0]):
-                    (x0, y0, z0), (x1, y1, z1), (x2, y2, z2) = [scr[b, int(i)].tolist() for i in tri[f]]
-                    if min(z0, z1, z2) <= 0:
-                        continue
-                    area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
-                    if abs(area) <= 1e-10 or (cull and area >= 0):
-                        continue
-                    l1 = ((c - x0) * (y2 - y0) - (r - y0) * (x2 - x0)) / area
-                    l2 = ((x1 - x0) * (r - y0) - (y1 - y0) * (c - x0)) / area
-                    l0 = 1 - l1 - l2
-                    if min(l0, l1, l2) < 0:
-                        continue
-                    d = 1 / (l0 / z0 + l1 / z1 + l2 / z2)
-                    if d < best:
-                        best = d
-                        face[b, r, c] = f
-                        bary[b, r, c] = torch.tensor([l0 / z0 * d, l1 / z1 * d, l2 / z2 * d])
-                        depth[b, r, c] = d
-    return face, bary, depth
+from occ3d_lib.raster_reference import reference_rasterize
 
 
 def random_mesh(seed: int, size: int, n_vert: int = 14, n_tri: int = 12, batch: int = 2,

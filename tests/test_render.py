@@ -52,12 +52,13 @@ def test_output_shapes_and_ranges():
 def test_mean_face_mask_is_the_projected_base_and_colour_is_hand_computed():
     r = FaceRenderer(pyramid_model(), S)
     out = r(mean_face_coeffs(1))
-    # the base square at z = 0 projects to [16 - 0.8 f / 10, 16 + 0.8 f / 10] with f = 1015 * 32 / 224
+    # the base square at z = 0 projects to u, v in [16 - 0.8 f / 10, 16 + 0.8 f / 10] with f = 1015 * 32 / 224;
+    # pixel (r, c) is sampled at u = c + 0.5, v = 31.5 - r
     f, c = geometry.camera_intrinsics(S)
-    lo, hi = c - 0.8 * f / 10, c + 0.8 * f / 10  # columns; rows are 31 - v, symmetric here
+    lo, hi = c - 0.8 * f / 10, c + 0.8 * f / 10
     idx = torch.arange(S, dtype=torch.float32)
-    inside = (idx >= lo) & (idx <= hi)
-    rows_in = ((S - 1 - idx) >= lo) & ((S - 1 - idx) <= hi)
+    inside = (idx + 0.5 >= lo) & (idx + 0.5 <= hi)
+    rows_in = ((S - 0.5 - idx) >= lo) & ((S - 0.5 - idx) <= hi)
     assert torch.equal(out.mask[0, 0].bool(), rows_in[:, None] & inside[None, :])
     # gamma = 0: irradiance is the DC term 0.8 * a0 * c0 whatever the normal; albedo 128/255
     expect = 128 / 255 * lighting.DC_OFFSET * lighting.A0 * lighting.C0
