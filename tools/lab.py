@@ -4,8 +4,10 @@
 random token, on port 8888 (or a free one), serving ``notebooks/``. When the server answers it
 prints one URL, which opens the series' first notebook with the project's kernel (the ``python3``
 kernelspec of the venv's ipykernel), and opens it in the desktop browser if there is one.
-The server prints only warnings and errors; its kernels get CurveZMQ keys from the kernel manager
-(see ``occ3d_lib.pipeline.kernel_manager_config``). Ctrl-C stops the server and its kernels.
+The server prints only warnings and errors, and none of the ones it would print otherwise at every
+start: its kernels get CurveZMQ keys from the kernel manager (``occ3d_lib.pipeline.kernel_manager_config``),
+the series' notebooks are signed as trusted, kernel websockets skip keep-alive pings (see :func:`lab_command`).
+Ctrl-C stops the server and its kernels.
 
     python tools/lab.py [--port N] [--no-browser]
 """
@@ -67,7 +69,11 @@ def lab_command(root_dir: Path, port: int, extra_args: Sequence[str] = ()) -> li
 
     args = [sys.executable, "-m", "jupyterlab", f"--ServerApp.ip={HOST}", f"--ServerApp.port={port}",
             "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root_dir}", "--ServerApp.open_browser=False",
-            "--ServerApp.log_level=WARN", "--LabApp.log_level=WARN"]
+            "--ServerApp.log_level=WARN", "--LabApp.log_level=WARN",
+            # Kernel websockets: jupyter_server's keep-alive pings need a pong timeout longer than their interval,
+            # which tornado >= 6.5 refuses with a warning at the first connection. On a server reached only from
+            # 127.0.0.1 no proxy drops idle connections, so no pings at all (and no warning).
+            f"--ServerApp.tornado_settings={json.dumps({'ws_ping_interval': 0})}"]
     for cls, traits in kernel_manager_config().items():
         args += [f"--{cls}.{name}={value}" for name, value in traits.items()]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -154,6 +160,16 @@ class LabServer:
         self.stop()
 
 
+def trust_notebooks(paths: Sequence[Path], env: Mapping[str, str]) -> None:
+    """Sign ``paths`` in the user's notebook trust store (``jupyter trust``), so that JupyterLab does
+    not warn "Notebook ... is not trusted" each time one is opened. They are the series' own notebooks,
+    kept without outputs but a few small checked text cells: the code they hold is what the learner
+    runs anyway. A failure to sign is not an error (JupyterLab then only warns)."""
+    if paths:
+        subprocess.run([sys.executable, "-m", "nbformat.sign", *map(str, paths)], env=dict(env),
+                       stdin=subprocess.DEVNULL, capture_output=True, check=False)
+
+
 def start_lab(root_dir: Path, *, port: int | None = None, token: str | None = None,
               env: Mapping[str, str] | None = None, extra_args: Sequence[str] = (), log_path: Path | None = None,
               new_session: bool = True, ready_timeout: float = 120.0) -> LabServer:
@@ -166,6 +182,7 @@ def start_lab(root_dir: Path, *, port: int | None = None, token: str | None = No
     port = port or free_port()
     token = token or secrets.token_hex(24)
     full_env = dict(os.environ if env is None else env, JUPYTER_TOKEN=token)
+    trust_notebooks(sorted(Path(root_dir).glob("*.ipynb")), full_env)
     log = open(log_path, "w") if log_path is not None else None  # noqa: SIM115 - closed by stop()
     proc = subprocess.Popen(lab_command(root_dir, port, extra_args), env=full_env, stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT if log else None, start_new_session=new_session)
