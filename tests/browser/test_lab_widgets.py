@@ -3,7 +3,7 @@
 Checks that the launcher offers the series and the project's kernel, that notebook 01's face explorer
 and notebook 02's occlusion explorer render as live widgets (no "Error displaying widget") with the
 installed ipywidgets / jupyterlab-widgets, and that moving a slider redraws the picture. Run with
-``make test-browser`` (about two minutes); screenshots go to runs/browser/ (``SCREENSHOTS=docs``
+``make test-browser`` (a few minutes); screenshots go to runs/browser/ (``SCREENSHOTS=docs``
 refreshes the ones the README shows). Every wait is on a DOM or kernel condition.
 """
 from __future__ import annotations
