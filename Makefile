@@ -1,16 +1,17 @@
 # occ3d: two commands do everything on a fresh machine.
 #   make run   - set up if needed, then run the whole notebook series headlessly (course profile)
 #   make test  - set up if needed, then library tests + nbval on every notebook (smoke profile)
-# Other targets: setup, lab, check-notebooks, strip-notebooks, bench, lock, clean.
+# Other targets: setup, lab, test-browser, check-notebooks, strip-notebooks, bench, lock, clean.
 
 PYTHON ?= python3
 VENV   ?= .venv
 PROFILE ?= course
+SCREENSHOTS ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.occ3d-setup-done
 SHELL  := /bin/bash
 
-.PHONY: refresh-notebooks setup run test test-lib test-notebooks lab check-notebooks strip-notebooks bench lock clean
+.PHONY: refresh-notebooks setup run test test-lib test-notebooks test-browser lab check-notebooks strip-notebooks bench lock clean
 
 setup: $(STAMP)
 
@@ -32,8 +33,16 @@ test-notebooks: setup
 	OCC3D_PROFILE=smoke OCC3D_PROGRESS=0 MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks/
 
+# JupyterLab from the venv on 127.0.0.1 with a token, at the series' first notebook (prints the URL).
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	@$(BIN)/python tools/lab.py
+
+# The series in JupyterLab, driven by a headless Chromium (installed with apt-get if missing): launcher,
+# kernel, notebook 01's and 02's explorers (widgets render, a slider redraws the face). Screenshots go to
+# runs/browser/; `make test-browser SCREENSHOTS=docs` refreshes the ones the README shows.
+test-browser: setup
+	@bash tools/install_browser.sh
+	OCC3D_SCREENSHOTS=$(SCREENSHOTS) $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
 
 check-notebooks: setup
 	$(BIN)/python tools/notebook_outputs.py --check notebooks/*.ipynb

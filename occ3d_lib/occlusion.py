@@ -964,7 +964,8 @@ def occlusion_explorer(image: Tensor, landmarks: Tensor, kinds: Sequence[str] = 
         for c in (kind, size, color, natural, pu, pv, seed):
             c.observe(draw, names="value")
         draw()
-        return w.VBox([w.HBox([kind, seed, natural]), w.HBox([size, color]), w.HBox([pu, pv]), out])
+        box = w.VBox([w.HBox([kind, seed, natural]), w.HBox([size, color]), w.HBox([pu, pv]), out])
+        return box.add_class("occ3d-occlusion-explorer")  # a stable hook for the browser test
 
     return viz.interactive_or_static(widget, static)
 

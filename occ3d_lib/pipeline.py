@@ -230,11 +230,24 @@ def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
     return None, ""
 
 
+def kernel_manager_config() -> dict[str, dict[str, str]]:
+    """Kernel-manager settings shared by ``make run`` (papermill) and ``make lab`` (``tools/lab.py``).
+
+    Kernels get CurveZMQ keys from their manager (the ipykernel kernelspec declares support), so
+    their local TCP sockets are encrypted and ipykernel does not warn on every start that they are
+    not. Empty where pyzmq was built without CurveZMQ.
+    """
+    import zmq
+
+    return {"KernelManager": {"transport_encryption": "auto"}} if zmq.has("curve") else {}
+
+
 def run(profile: str, only: Sequence[str] | None = None, start: str | None = None,
         overrides: dict[str, Any] | None = None, notebooks_dir: str | Path | None = None,
         runs_dir: str | Path | None = None, kernel_name: str = "python3", log=print) -> int:
     """Execute the selected notebooks in order; returns the exit code (0 ok, 1 failed, 2 usage)."""
     import papermill as pm
+    from traitlets.config import Config
 
     notebooks_dir = Path(notebooks_dir or REPO_ROOT / "notebooks")
     out_dir = Path(runs_dir or REPO_ROOT / "runs") / profile
@@ -262,7 +275,8 @@ def run(profile: str, only: Sequence[str] | None = None, start: str | None = Non
         try:
             pm.execute_notebook(str(info.path), str(partial), parameters=params, kernel_name=kernel_name,
                                 cwd=str(info.path.parent), progress_bar=sys.stderr.isatty(),
-                                log_output=False, request_save_on_cell_execute=False)
+                                log_output=False, request_save_on_cell_execute=False,
+                                config=Config(kernel_manager_config()))
         except Exception as e:  # papermill raises PapermillExecutionError for a failing cell
             secs = time.time() - t0
             if partial.exists():
