@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,9 +32,9 @@ from occ3d_lib.context import make_context  # noqa: E402
 from occ3d_lib.models import MultiOcclusionNet, ReconNet  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> None:
-    a = bench_args(__doc__, argv)
-    ctx = make_context(a.profile, None, progress=False)
+def measure(profile: Any, reps: int) -> dict[str, Any]:
+    """Median times (s) of the MOPI step and its label paths for ``profile`` (a name or a Profile)."""
+    ctx = make_context(profile, None, progress=False)
     p = ctx.profile
     b, w = p.mopi_batch_identities, p.n_occlusion_variants
     torch.manual_seed(0)
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     emb = E.freeze_embedder(E.FaceEmbedder(input_size=E.embedder_input_size(p)))
     split = ctx.dataset.train
     online = mopi.mopi_batch_fn(split, sopi, emb, ctx.renderer, b, w)
-    pool = mopi.build_label_pool(online, a.reps + 1, seed=0)
+    pool = mopi.build_label_pool(online, reps + 1, seed=0)
     pooled = mopi.pooled_batch_fn(pool, split, b)
     net = MultiOcclusionNet(p.backbone, n_heads=w).init_from_reconnet(sopi)
     opt = torch.optim.Adam(net.parameters(), 1e-4)
@@ -65,10 +66,20 @@ def main(argv: list[str] | None = None) -> None:
         opt2.step()
 
     counter = itertools.count()
-    t_bare = median_time(run_bare, a.reps)
-    t_step = median_time(run_step, a.reps)
-    t_online = median_time(lambda: online(0, g), a.reps)
-    t_pooled = median_time(lambda: pooled(next(counter) % (a.reps + 1), g), a.reps)
+    t_bare = median_time(run_bare, reps)
+    t_step = median_time(run_step, reps)
+    t_online = median_time(lambda: online(0, g), reps)
+    t_pooled = median_time(lambda: pooled(next(counter) % (reps + 1), g), reps)
+    shared = t_step + t_pooled + t_online / 3
+    return {"profile": p, "identities": b, "variants": w, "images": b * w, "bare": t_bare, "step": t_step,
+            "online": t_online, "pooled": t_pooled, "pooled_shared": shared, "pooled_shared_ratio": shared / t_bare}
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = bench_args(__doc__, argv)
+    m = measure(a.profile, a.reps)
+    p, b, w = m["profile"], m["identities"], m["variants"]
+    t_bare, t_step, t_online, t_pooled = m["bare"], m["step"], m["online"], m["pooled"]
     print(f"profile {p.name}: {b} identities x {w} images, {p.image_size}px, {p.backbone}, "
           f"torch threads {torch.get_num_threads()}")
     print(f"bare backbone fwd+bwd+step on {b * w} images: {t_bare * 1e3:.0f} ms (the unit)")

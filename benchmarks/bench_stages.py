@@ -29,7 +29,7 @@ from occ3d_lib.render import FaceRenderer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    a = bench_args(__doc__, argv)
+    a = bench_args(__doc__, argv, extra=[("--no-mopi", "skip the MOPI step (benchmarks/bench_mopi.py)")])
     p = get_profile(a.profile)
     model = load_or_build_procedural(p.mesh)
     r = FaceRenderer(model, p.image_size)
@@ -63,13 +63,15 @@ def main(argv: list[str] | None = None) -> None:
         loss.backward()
         opt.step()
 
-    t_step = stages.teacher_step_fn(r, stages.TeacherSettings())
+    def teacher_step_with(photometric: bool):
+        t_step = stages.teacher_step_fn(r, stages.TeacherSettings(photometric=photometric))
 
-    def teacher_step():
-        loss = t_step(trainee, b0)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        def teacher_step():
+            loss = t_step(trainee, b0)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return teacher_step
 
     s_step = stages.sopi_step_fn(labels, occ, "se")
 
@@ -90,14 +92,25 @@ def main(argv: list[str] | None = None) -> None:
         opt.step()
 
     tb = median_time(bare, a.reps)
-    rows = [("bare trainee fwd+bwd+step", tb), ("teacher step", median_time(teacher_step, a.reps)),
+    chosen = "all RNet losses" if p.teacher_photometric else "no photometric"
+    rows = [("bare trainee fwd+bwd+step", tb),
+            (f"teacher step, {chosen} (the profile's)", median_time(teacher_step_with(p.teacher_photometric), a.reps)),
+            (f"teacher step, {'no photometric' if p.teacher_photometric else 'all RNet losses'}",
+             median_time(teacher_step_with(not p.teacher_photometric), a.reps)),
             ("SOPI step (cached labels)", median_time(sopi_step, a.reps)),
             ("SOPI step (teacher forward every step)", median_time(sopi_live_teacher, a.reps))]
     print(f"profile {p.name}: batch {n} at {p.image_size}px, {p.backbone}, {model.n_triangles} triangles, "
           f"{torch.get_num_threads()} threads")
     for name, t in rows:
-        print(f"  {name:<40s} {t * 1000:8.1f} ms   {t / tb:5.2f}x bare")
-    print("target: SOPI step <= 1.5x bare (issue 5)")
+        print(f"  {name:<48s} {t * 1000:8.1f} ms  {t / tb:5.2f}x bare  {n / t:6.1f} images/s")
+    print("target: SOPI step <= 1.5x bare")
+    if not a.no_mopi:
+        from bench_mopi import measure
+
+        m = measure(p, a.reps)
+        print(f"  MOPI step, labels pooled, pool shared by the Table 7 variants: {m['pooled_shared'] * 1000:8.1f} ms  "
+              f"{m['pooled_shared_ratio']:5.2f}x seven bare passes ({m['images']} images)  "
+              f"{m['images'] / m['pooled_shared']:6.1f} images/s   (target <= 3x)")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,19 @@ weights, steps, ...) and records, every ``--eval-every`` steps, the landmark ME 
 the dense 3D error (mm) on the *validation* identities, against the CPU-seconds spent training
 (``time.process_time`` of this process, evaluation excluded) and the wall-clock seconds. The test
 identities are never touched. One JSON file per run goes to ``--out`` (default
-``runs/study/``); ``--summary`` turns all of them into a markdown table and a figure.
+``runs/study/``); ``--summary`` turns all of them into a markdown page with a table and a figure.
+``--sopi-steps N`` instead trains SOPI from a set-up's teacher and records its validation ME under
+each occlusion kind (records in ``<out>/sopi/``).
 
-Run (one set-up per process; two single-threaded runs share a 2-core machine fairly):
+Run one set-up per process, alone on the machine (the records in docs/course_study/ were made
+this way, each with torch's default two threads on 2 cores, the machine otherwise quiet):
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/study_course.py --setup current --steps 600
-    .venv/bin/python benchmarks/study_course.py --summary
+    .venv/bin/python benchmarks/study_course.py --setup "resnet18, no photometric" --steps 400 \
+        --eval-every 100 --out docs/course_study
+    .venv/bin/python benchmarks/study_course.py --setup "resnet18, no photometric" --steps 400 \
+        --sopi-steps 400 --eval-every 100 --out docs/course_study
+    .venv/bin/python benchmarks/study_course.py --summary --out docs/course_study \
+        --figure docs/course_study/study.png > docs/course_study.md
 
 The set-ups are :data:`SETUPS`; each is a set of profile fields and teacher settings.
 """
@@ -31,15 +38,26 @@ from occ3d_lib.artifacts import write_json  # noqa: E402
 from occ3d_lib.coeffs import split_coeffs  # noqa: E402
 from occ3d_lib.context import make_context  # noqa: E402
 from occ3d_lib.evaluation import mean_face_like  # noqa: E402
+from occ3d_lib.occlusion import load_or_build_eval_sets  # noqa: E402
+from occ3d_lib.study import load_sopi_study, load_study, plot_study, sopi_markdown, study_markdown  # noqa: E402
 
-#: name -> (profile overrides, TeacherSettings overrides). "current" is the course teacher before
-#: the study: coefficient supervision only, RNet's landmark weight.
+#: name -> (profile overrides, TeacherSettings overrides) on top of the course profile. Every set-up
+#: keeps the coefficient-supervision term; "all RNet losses" also renders each batch for the
+#: photometric and reflectance terms.
 SETUPS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "current": ({}, {}),
-    "landmark x30": ({}, {"landmark_scale": 30.0}),
-    "shape": ({}, {"shape_weight": 0.02}),
-    "shape + landmark x30": ({}, {"shape_weight": 0.02, "landmark_scale": 30.0}),
+    "resnet18, all RNet losses": ({"backbone": "resnet18"}, {"photometric": True}),
+    "resnet18, no photometric": ({"backbone": "resnet18"}, {"photometric": False}),
+    "resnet18, no photometric, shape + landmark x30": ({"backbone": "resnet18"}, {
+        "photometric": False, "shape_weight": 0.02, "landmark_scale": 30.0}),
+    "regnet_y_400mf, no photometric": ({"backbone": "regnet_y_400mf"}, {"photometric": False}),
+    "resnet18, no photometric, batch 64": ({"backbone": "resnet18", "teacher_batch_size": 64,
+                                            "teacher_lr": 2e-3}, {"photometric": False}),
 }
+
+
+def slug(setup: str) -> str:
+    """A file-name form of a set-up's name ("resnet18, no photometric" -> "resnet18-no-photometric")."""
+    return "-".join("".join(ch if ch.isalnum() or ch == "_" else " " for ch in setup.replace("+", "and")).split())
 
 
 def val_errors(ctx: Any, model: torch.nn.Module, n: int = 200) -> dict[str, float]:
@@ -62,13 +80,53 @@ def val_errors(ctx: Any, model: torch.nn.Module, n: int = 200) -> dict[str, floa
                 "baseline_dense_mm": dense(base)}
 
 
+def sopi_val_errors(ctx: Any, model: torch.nn.Module, eval_sets: dict[str, Any]) -> dict[str, float]:
+    """SOPI's landmark ME (px at 224) on the validation identities' fixed occluded sets, per kind, with
+    the mean face at the true pose as ``baseline_<kind>``."""
+    me = stages.landmark_me_by_kind({"sopi": model}, eval_sets, ctx.dataset.val, ctx.renderer)
+    return {**me["sopi"], **{f"baseline_{k}": v for k, v in me["baseline"].items()}}
+
+
+def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, out: Path) -> Path:
+    """Train SOPI (Eq. 6, the course mix) for ``sopi_steps`` from the set-up's teacher of ``teacher_steps``
+    and record its validation ME under each square kind against CPU-seconds (a SOPI record)."""
+    overrides, teacher_kw = SETUPS[setup]
+    ctx = make_context("course", run_dir=out / "runs" / slug(setup), progress=False, teacher_steps=teacher_steps,
+                       sopi_steps=sopi_steps, **overrides)
+    teacher = stages.train_teacher(ctx, stages.TeacherSettings(**teacher_kw), progress=False)
+    eval_sets = load_or_build_eval_sets(ctx, kinds=("none", "dsofi", "dhofi", "shofi", "random_pattern"),
+                                        n=min(200, len(ctx.dataset.val)), split="val")
+    points: list[dict[str, float]] = [{"step": 0, "cpu_s": 0.0, "wall_s": 0.0,
+                                       **sopi_val_errors(ctx, teacher, eval_sets)}]
+    print(json.dumps(points[-1]), flush=True)
+    clock = {"cpu": 0.0, "wall": 0.0, "t_cpu": time.process_time(), "t_wall": time.time()}
+
+    def callback(trainer: Any, rec: dict[str, float]) -> None:
+        clock["cpu"] += time.process_time() - clock["t_cpu"]
+        clock["wall"] += time.time() - clock["t_wall"]
+        if trainer.step % eval_every == 0 or trainer.step == sopi_steps:
+            errs = sopi_val_errors(ctx, trainer.model, eval_sets)
+            trainer.model.train()
+            points.append({"step": trainer.step, "cpu_s": round(clock["cpu"], 2), "wall_s": round(clock["wall"], 2),
+                           "loss": rec["loss"], **errs})
+            print(json.dumps(points[-1]), flush=True)
+        clock["t_cpu"], clock["t_wall"] = time.process_time(), time.time()
+
+    stages.train_sopi(ctx, teacher, progress=False, callback=callback)
+    result = {"stage": "sopi", "setup": setup, "teacher_steps": teacher_steps, "steps": sopi_steps,
+              "threads": torch.get_num_threads(), "profile": ctx.profile.to_dict(), "points": points}
+    path = out / "sopi" / f"{slug(setup)}-teacher{teacher_steps}-sopi{sopi_steps}.json"
+    write_json(path, result)
+    return path
+
+
 def run(setup: str, steps: int, eval_every: int, out: Path, threads: int | None) -> Path:
     if setup not in SETUPS:
         raise SystemExit(f"unknown set-up {setup!r}; valid: {', '.join(SETUPS)}")
     if threads:
         torch.set_num_threads(threads)
     overrides, teacher_kw = SETUPS[setup]
-    run_dir = out / "runs" / setup.replace(" ", "_").replace("+", "and")
+    run_dir = out / "runs" / slug(setup)
     ctx = make_context("course", run_dir=run_dir, progress=False, teacher_steps=steps, **overrides)
     settings = stages.TeacherSettings(**teacher_kw)
     ctx.dataset  # build or load before the clock starts
@@ -89,22 +147,76 @@ def run(setup: str, steps: int, eval_every: int, out: Path, threads: int | None)
     stages.train_teacher(ctx, settings, progress=False, callback=callback)
     result = {"setup": setup, "steps": steps, "threads": torch.get_num_threads(), "profile": ctx.profile.to_dict(),
               "teacher_settings": teacher_kw, "points": points}
-    path = out / f"{setup.replace(' ', '_').replace('+', 'and')}-{steps}.json"
+    path = out / f"{slug(setup)}-{steps}.json"
     write_json(path, result)
     return path
 
 
-def summary(out: Path) -> str:
-    rows = ["| set-up | steps | CPU min | val ME px | x baseline | dense mm | x baseline |", "|---|---|---|---|---|---|---|"]
-    for p in sorted(out.glob("*.json")):
-        r = json.loads(p.read_text())
-        if not r.get("points"):
-            continue
-        last = r["points"][-1]
-        rows.append(f"| {r['setup']} | {r['steps']} | {last['cpu_s'] / 60:.1f} | {last['me']:.2f} | "
-                    f"{last['me'] / last['baseline_me']:.2f} | {last['dense_mm']:.2f} | "
-                    f"{last['dense_mm'] / last['baseline_dense_mm']:.2f} |")
-    return "\n".join(rows)
+#: Candidates screened for speed only (``--speed``): (backbone, input px, channels_last, bf16 autocast).
+SPEED_CANDIDATES = [("resnet18", 64, False, False), ("resnet18", 64, True, False), ("resnet18", 64, False, True),
+                    ("resnet18", 96, False, False), ("resnet18", 128, False, False), ("resnet34", 64, False, False),
+                    ("regnet_y_400mf", 64, False, False), ("mobilenet_v3_large", 64, False, False),
+                    ("efficientnet_b0", 64, False, False)]
+
+
+def speed(batch: int = 32, reps: int = 4) -> str:
+    """Median wall ms of one forward + backward + Adam step of each :data:`SPEED_CANDIDATES` trunk (257
+    outputs) on a random batch: the price per step of a set-up before any accuracy is measured."""
+    import statistics
+
+    import torchvision
+
+    rows = ["| backbone | input px | channels_last | bf16 autocast | ms / step | x resnet18 @ 64 |",
+            "|---|---|---|---|---|---|"]
+    base = None
+    for name, size, cl, bf16 in SPEED_CANDIDATES:
+        torch.manual_seed(0)
+        m = getattr(torchvision.models, name)(num_classes=257)
+        x = torch.rand(batch, 3, size, size)
+        if cl:
+            m, x = m.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(m.parameters(), 1e-4)
+        ts = []
+        for i in range(reps + 1):
+            t = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                y = m(x)
+            opt.zero_grad()
+            y.float().square().mean().backward()
+            opt.step()
+            if i:
+                ts.append(time.perf_counter() - t)
+        ms = 1000 * statistics.median(ts)
+        base = base or ms
+        rows.append(f"| {name} | {size} | {'yes' if cl else 'no'} | {'yes' if bf16 else 'no'} | {ms:.0f} | {ms / base:.2f} |")
+    cap = torch.backends.cpu.get_cpu_capability()
+    return "\n".join(rows) + f"\n\nbatch {batch}, {torch.get_num_threads()} threads, CPU capability {cap}"
+
+
+def summary(out: Path, figure: Path | None = None) -> str:
+    """The records in ``out`` as a markdown page: the teacher table, the SOPI table when there are SOPI
+    records, and the figure (saved to ``figure`` when given, linked relative to ``out``'s parent)."""
+    records = load_study(out)
+    text = ["# The course study: learning per CPU-second", "",
+            "Written by `benchmarks/study_course.py --summary` from the records in "
+            f"`{out.as_posix()}/` (one JSON file per run). Validation identities only; landmark ME in pixels at",
+            "224, dense 3D error in mm over all vertices of the unposed shape; `x mean face` divides by the",
+            "mean face placed at the true pose. CPU-minutes are the training process's CPU time (two threads",
+            "on 2 cores), evaluation excluded.", "", "## The teacher", "", study_markdown(records), ""]
+    if figure is not None:
+        import matplotlib
+        matplotlib.use("Agg")
+        plot_study(records).savefig(figure, dpi=110)
+        text += [f"![validation error against CPU-minutes]({figure.relative_to(out.parent).as_posix()})", ""]
+    if (out / "speed.md").is_file():
+        text += ["## Price per step of other trunks and settings (speed only)", "",
+                 "`study_course.py --speed > " + (out / "speed.md").as_posix() + "`: one forward + backward + Adam step",
+                 "on random data, before any accuracy is measured.", "", (out / "speed.md").read_text().strip(), ""]
+    if (out / "sopi").is_dir():
+        text += ["## SOPI from the chosen teacher", "",
+                 "Validation ME under each occlusion kind (ratio to the clean ME in brackets); step 0 is the",
+                 "teacher SOPI starts from.", "", sopi_markdown(load_sopi_study(out)), ""]
+    return "\n".join(text)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,13 +225,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--sopi-steps", type=int, default=0,
+                    help="instead of the teacher study: train SOPI this long from the set-up's teacher of --steps")
     ap.add_argument("--out", type=Path, default=Path("runs/study"))
-    ap.add_argument("--summary", action="store_true")
+    ap.add_argument("--summary", action="store_true", help="print the table of the records in --out")
+    ap.add_argument("--speed", action="store_true", help="time one training step of each candidate trunk")
+    ap.add_argument("--figure", type=Path, default=None, help="with --summary: also save the figure here")
     a = ap.parse_args(argv)
-    if a.summary:
-        print(summary(a.out))
+    if a.speed:
+        print(speed())
         return
-    print(run(a.setup, a.steps, a.eval_every, a.out, a.threads))
+    if a.summary:
+        print(summary(a.out, a.figure))
+        return
+    if a.setup not in SETUPS:
+        raise SystemExit(f"unknown set-up {a.setup!r}; valid: {', '.join(SETUPS)}")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.sopi_steps:
+        print(run_sopi(a.setup, a.steps, a.sopi_steps, a.eval_every, a.out))
+    else:
+        print(run(a.setup, a.steps, a.eval_every, a.out, a.threads))
 
 
 if __name__ == "__main__":

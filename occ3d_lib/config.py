@@ -20,7 +20,7 @@ from typing import Any, Mapping
 PROFILE_ENV = "OCC3D_PROFILE"
 DEFAULT_PROFILE = "course"
 
-_BACKBONES = ("resnet18", "resnet34", "resnet50")
+_BACKBONES = ("resnet18", "resnet34", "resnet50", "regnet_y_400mf")
 _MESHES = ("light", "dense")
 _RENDER_BACKENDS = ("occ3d", "pytorch3d", "auto")  # occ3d_lib.render.BACKENDS (config imports nothing of the library)
 
@@ -73,6 +73,12 @@ class Profile:
     # rasteriser of the renders made while training: "occ3d" (pure PyTorch, fast on a CPU), "pytorch3d"
     # or "auto" (PyTorch3D on CUDA, else occ3d); see occ3d_lib.render.BACKENDS (notebook 01, section 5)
     render_backend: str = "occ3d"
+    # the teacher's losses: True = all of RNet's (each batch rendered for the photometric term);
+    # False = the terms that need no rasterisation (notebook 03, section 2; the course study)
+    teacher_photometric: bool = True
+    # retrains off the main line (notebook 03's SE-vs-L1 SOPI ablation, notebook 04's oracle
+    # selection): on in smoke (so CI runs their code) and paper, off in course (class time)
+    ablations: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -109,6 +115,9 @@ class Profile:
         if self.render_backend not in _RENDER_BACKENDS:
             raise ValueError(f"profile {self.name!r}: render_backend must be one of {_RENDER_BACKENDS}, "
                              f"got {self.render_backend!r}")
+        for k in ("imagenet_init", "teacher_photometric", "ablations"):
+            if not isinstance(getattr(self, k), bool):
+                raise ValueError(f"profile {self.name!r}: {k} must be True or False, got {getattr(self, k)!r}")
         if self.image_size % 8 != 0:
             raise ValueError(f"profile {self.name!r}: image_size must be a multiple of 8, got {self.image_size}")
 
@@ -155,13 +164,18 @@ PROFILES: dict[str, Profile] = {
         name="course", image_size=64, mesh="light",
         n_train_identities=1000, n_val_identities=50, n_test_identities=100, views_per_identity=8,
         backbone="resnet18", imagenet_init=False,
-        teacher_steps=1200, teacher_batch_size=32, teacher_lr=1e-3,
-        sopi_steps=7200, sopi_batch_size=32, sopi_lr=3e-4,
-        embedder_steps=800, embedder_batch_size=64, embedder_image_size=64,
-        # MOPI fine-tunes the trained SOPI: on the validation identities, label-only MOPI after 300 steps
-        # had ME 4.50 at lr 1e-4 and 4.31 at 3e-5 against SOPI's 4.25 (notebook 04, section 8).
+        # chosen in the course study on the validation identities (benchmarks/study_course.py, records in
+        # docs/course_study/, notebook 03 section 2): ResNet-18 at 64 px learned the most per CPU-second of the
+        # set-ups measured, and the teacher without the photometric term learned as much per step for less
+        # CPU; the step counts fit the whole series into a class (about half an hour on 2 cores)
+        teacher_steps=400, teacher_batch_size=32, teacher_lr=1e-3,
+        sopi_steps=400, sopi_batch_size=32, sopi_lr=3e-4,
+        embedder_steps=400, embedder_batch_size=64, embedder_image_size=64,
+        # MOPI fine-tunes the trained SOPI at a small rate (chosen on the validation identities: a larger
+        # one pulled label-only MOPI away from SOPI; notebook 04, section 8)
         mopi_steps=300, mopi_batch_identities=4, mopi_lr=3e-5,
-        eval_samples=200, bootstrap=1000, checkpoint_every=200, log_every=20, num_workers=0,
+        eval_samples=200, bootstrap=1000, checkpoint_every=100, log_every=20, num_workers=0,
+        teacher_photometric=False, ablations=False,
     ),
     "paper": Profile(
         name="paper", image_size=224, mesh="dense",

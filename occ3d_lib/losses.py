@@ -240,6 +240,32 @@ def teacher_losses(out, images: Tensor, gt_landmarks: Tensor, coeffs: Tensor, sk
     return terms
 
 
+def geometric_teacher_losses(landmarks: Tensor, shape: Tensor, gt_landmarks: Tensor, coeffs: Tensor, image_size: int,
+                             weights: RNetLossWeights = RNetLossWeights(), gt_coeffs: Tensor | None = None,
+                             coeff_weight: float = 0.0, coeff_group_weights: Mapping[str, float] | None = None,
+                             gt_shape: Tensor | None = None, shape_weight: float = 0.0) -> dict[str, Tensor]:
+    """The teacher's terms that need no rasterised image (notebook 03, section 2).
+
+    RNet's landmark loss on the projected landmarks (B, 68, 2) and its coefficient and gamma priors,
+    plus the optional coefficient supervision and dense shape supervision (``shape`` (B, N, 3), the
+    unposed prediction) of :func:`teacher_losses`; the photometric and reflectance terms are left
+    out. Returns the weighted terms and ``total``, like :func:`teacher_losses`.
+    """
+    terms = {
+        "landmark": weights.landmark * landmark_loss(landmarks, gt_landmarks, image_size),
+        "reg": weights.reg * coeff_regularizer(coeffs),
+        "gamma": weights.gamma * gamma_loss(coeffs),
+    }
+    if gt_coeffs is not None and coeff_weight > 0:
+        terms["coeff"] = coeff_weight * coeff_supervision_loss(coeffs, gt_coeffs, coeff_group_weights)
+    if gt_shape is not None and shape_weight > 0:
+        terms["shape"] = shape_weight * shape_supervision_loss(shape, gt_shape)
+    dtype = landmarks.dtype
+    terms = {k: v.to(dtype) for k, v in terms.items()}
+    terms["total"] = torch.stack(list(terms.values())).sum()
+    return terms
+
+
 # --------------------------------------------------------------------------- SOPI distillation (Eq. 6)
 def se_loss(pred: Tensor, target: Tensor) -> Tensor:
     """Eq. 6 squared-error loss: ``mean_b (1/M) sum_m (v_u - v)_m^2`` with M = 257 (notebook 03).

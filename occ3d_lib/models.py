@@ -19,11 +19,14 @@ from torch import Tensor, nn
 from .coeffs import N_COEFFS
 
 HEAD_SIZES = (80, 64, 80, 3, 27, 2, 1)
-_FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+#: backbone name -> width of its pooled features. The ResNets are RNet's (Deep3DFaceRecon uses
+#: resnet50); regnet_y_400mf is a lighter torchvision trunk measured in the course study
+#: (benchmarks/study_course.py, notebook 03 section 2).
+_FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "regnet_y_400mf": 440}
 
 
 def make_backbone(name: str, imagenet_init: bool = False) -> tuple[nn.Module, int]:
-    """A torchvision ResNet without its classifier (``fc = Identity``) and its feature width.
+    """A torchvision ResNet (or RegNet) without its classifier (``fc = Identity``) and its feature width.
 
     ``imagenet_init`` loads torchvision's ImageNet weights, which must already be in
     ``$TORCH_HOME/hub/checkpoints`` (no downloads here); otherwise a clear error says so.
@@ -34,7 +37,8 @@ def make_backbone(name: str, imagenet_init: bool = False) -> tuple[nn.Module, in
     if imagenet_init:
         weights = {"resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
                    "resnet34": torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
-                   "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1}[name]
+                   "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
+                   "regnet_y_400mf": torchvision.models.RegNet_Y_400MF_Weights.IMAGENET1K_V1}[name]
         fname = weights.url.rsplit("/", 1)[-1]
         path = torch.hub.get_dir() + "/checkpoints/" + fname
         import os

@@ -27,7 +27,7 @@ SOPI (Single Occlusion Per Identity)
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import torch
@@ -64,13 +64,20 @@ class TeacherSettings:
     coeff_weight: float = 1.0  # weight of the coefficient-supervision term (0 = RNet's losses only)
     landmark_scale: float = 1.0  # multiplies RNet's landmark weight (1.6e-3)
     shape_weight: float = 0.0  # weight of the dense shape-supervision term (mm^2; 0 = off)
+    #: render every batch and add RNet's image-space terms (photometric, reflectance); False keeps only
+    #: the terms that need no rasterisation (landmarks are projected vertices), about a third cheaper
+    #: per step on a CPU (notebook 03, section 2; benchmarks/study_course.py). None: the profile's
+    #: ``teacher_photometric``
+    photometric: bool | None = None
     schedule: str = "cosine"  # learning-rate schedule of the run (occ3d_lib.train.TrainConfig)
     coeff_group_weights: Mapping[str, float] = field(default_factory=lambda: dict(COEFF_SUPERVISION_WEIGHTS))
 
     def __post_init__(self) -> None:
         import math
 
-        for name in ("coeff_weight", "landmark_scale"):
+        if self.photometric is not None and not isinstance(self.photometric, bool):
+            raise ValueError(f"TeacherSettings.photometric must be True, False or None, got {self.photometric!r}")
+        for name in ("coeff_weight", "landmark_scale", "shape_weight"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"TeacherSettings.{name} must be a finite number >= 0, got {v!r}")
@@ -149,19 +156,33 @@ def teacher_step_fn(renderer: Any, settings: TeacherSettings) -> Callable[[nn.Mo
     from . import losses
     from .coeffs import split_coeffs
 
+    if settings.photometric is None:
+        raise ValueError("teacher_step_fn needs TeacherSettings.photometric set; fill it from the profile with "
+                         "resolve_teacher_settings(profile, settings)")
     skin = renderer.model.skin_mask
     weights = losses.RNetLossWeights(landmark=losses.RNetLossWeights().landmark * settings.landmark_scale)
 
     def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         images = batch["image"]
         pred = model(images).float()
-        with full_precision():  # the rasteriser stays float32 under the Trainer's bf16 autocast
-            out = renderer(pred, background=images)
         gt_shape = None
         if settings.shape_weight > 0:
             with torch.no_grad():
                 gt = split_coeffs(batch["coeffs"].to(renderer.model.dtype))
                 gt_shape = renderer.model.shape(gt.id, gt.exp)
+        if not settings.photometric:
+            with full_precision():
+                geo = renderer.geometry(pred)
+            terms = dict(losses.geometric_teacher_losses(geo["landmarks"], geo["shape"], batch["landmarks"], pred,
+                                                         images.shape[-1], weights=weights, gt_coeffs=batch["coeffs"],
+                                                         coeff_weight=settings.coeff_weight,
+                                                         coeff_group_weights=settings.coeff_group_weights,
+                                                         gt_shape=gt_shape, shape_weight=settings.shape_weight))
+            total = terms.pop("total")
+            terms["loss"] = total
+            return terms
+        with full_precision():  # the rasteriser stays float32 under the Trainer's bf16 autocast
+            out = renderer(pred, background=images)
         terms = dict(losses.teacher_losses(out, images, batch["landmarks"], pred, skin, weights=weights,
                                            gt_coeffs=batch["coeffs"],
                                            coeff_weight=settings.coeff_weight,
@@ -174,13 +195,22 @@ def teacher_step_fn(renderer: Any, settings: TeacherSettings) -> Callable[[nn.Mo
     return step
 
 
-def teacher_config(ctx: Any, settings: TeacherSettings = TeacherSettings()) -> TrainConfig:
+def resolve_teacher_settings(profile: Profile, settings: TeacherSettings | None = None) -> TeacherSettings:
+    """``settings`` (default ``TeacherSettings()``) with the fields left to the profile filled in from it."""
+    settings = TeacherSettings() if settings is None else settings
+    if settings.photometric is None:
+        settings = replace(settings, photometric=profile.teacher_photometric)
+    return settings
+
+
+def teacher_config(ctx: Any, settings: TeacherSettings | None = None) -> TrainConfig:
     """The TrainConfig of the teacher run (its hash names the checkpoint folder).
 
     On CUDA the network runs under bf16 autocast; the rasteriser stays float32 (its z-buffer keys
     need float32 depths; :func:`occ3d_lib.train.full_precision` in :func:`teacher_step_fn`).
     """
     p = ctx.profile
+    settings = resolve_teacher_settings(p, settings)
     key = {"stage": "teacher", "settings": asdict(settings), "backbone": p.backbone, "imagenet": p.imagenet_init,
            "batch": p.teacher_batch_size, "data": ctx.dataset.meta.get("key"), "face_model": ctx.face_model_spec}
     return TrainConfig(steps=p.teacher_steps, lr=p.teacher_lr, checkpoint_every=p.checkpoint_every,
@@ -188,9 +218,10 @@ def teacher_config(ctx: Any, settings: TeacherSettings = TeacherSettings()) -> T
                        key=key, schedule=settings.schedule)
 
 
-def train_teacher(ctx: Any, settings: TeacherSettings = TeacherSettings(), progress: bool | None = None,
+def train_teacher(ctx: Any, settings: TeacherSettings | None = None, progress: bool | None = None,
                   callback: Callable | None = None) -> ReconNet:
     """Train (or load the cached) teacher on clean synthetic faces; returns it frozen. Notebook 03 sec. 2."""
+    settings = resolve_teacher_settings(ctx.profile, settings)
     cfg = teacher_config(ctx, settings)
     out_dir = ctx.stage_dir("teacher", {"hash": cfg.hash()})
     model = build_reconnet(ctx.profile, seed=cfg.seed)
@@ -204,7 +235,7 @@ def train_teacher(ctx: Any, settings: TeacherSettings = TeacherSettings(), progr
     return freeze(model)
 
 
-def get_teacher(ctx: Any, settings: TeacherSettings = TeacherSettings(), **kw: Any) -> ReconNet:
+def get_teacher(ctx: Any, settings: TeacherSettings | None = None, **kw: Any) -> ReconNet:
     """The frozen teacher of this context: a real Deep3DFaceRecon checkpoint or one trained here."""
     if ctx.teacher_spec != "train":
         from .checkpoints import load_deep3d_checkpoint

@@ -1,0 +1,135 @@
+"""The course set-up's levers: the teacher without the photometric term, the RegNet trunk, the
+profile's teacher and ablation switches, and the study records notebook 03 reads."""
+import json
+
+import pytest
+import torch
+
+from occ3d_lib import losses, stages, study
+from occ3d_lib.config import get_profile
+from occ3d_lib.models import ReconNet
+from occ3d_lib.procedural import load_or_build_procedural
+from occ3d_lib.render import FaceRenderer
+
+
+def _batch(r: FaceRenderer, b: int = 3):
+    g = torch.Generator().manual_seed(0)
+    gt = torch.randn(b, 257, generator=g) * 0.1
+    gt[:, 254:256] = 0.0
+    with torch.no_grad():
+        out = r(gt, background=torch.full((b, 3, r.image_size, r.image_size), 0.3))
+    return {"image": out.image, "landmarks": out.landmarks, "coeffs": gt}
+
+
+class _Fixed(torch.nn.Module):
+    """A 'network' that returns fixed coefficients (with a parameter, so gradients can be checked)."""
+
+    def __init__(self, c: torch.Tensor):
+        super().__init__()
+        self.c = torch.nn.Parameter(c.clone())
+
+    def forward(self, images):
+        return self.c
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    return FaceRenderer(load_or_build_procedural("light"), 32)
+
+
+def test_geometric_terms_equal_the_full_losses_without_the_image_terms(renderer):
+    batch = _batch(renderer)
+    pred = (batch["coeffs"] + 0.05 * torch.randn(3, 257, generator=torch.Generator().manual_seed(1)))
+    net = _Fixed(pred)
+    full = stages.teacher_step_fn(renderer, stages.TeacherSettings(photometric=True, shape_weight=0.01))(net, batch)
+    geo = stages.teacher_step_fn(renderer, stages.TeacherSettings(photometric=False, shape_weight=0.01))(net, batch)
+    assert set(full) - set(geo) == {"photo", "reflectance"}
+    for k in ("landmark", "reg", "gamma", "coeff", "shape"):
+        torch.testing.assert_close(geo[k], full[k])
+    torch.testing.assert_close(geo["loss"], full["loss"] - full["photo"] - full["reflectance"])
+    geo["loss"].backward()
+    assert torch.isfinite(net.c.grad).all() and net.c.grad[:, 224:227].abs().sum() > 0  # angles get a gradient
+
+
+def test_geometric_landmark_term_is_zero_at_the_truth_and_grows_with_a_shift(renderer):
+    batch = _batch(renderer)
+    step = stages.teacher_step_fn(renderer, stages.TeacherSettings(photometric=False, coeff_weight=0.0))
+    assert float(step(_Fixed(batch["coeffs"]), batch)["landmark"].detach()) < 1e-8
+    shifted = batch["coeffs"].clone()
+    shifted[:, 254] += 0.02  # x translation: every landmark moves by the same amount
+    assert float(step(_Fixed(shifted), batch)["landmark"].detach()) > 1e-3
+
+
+def test_photometric_comes_from_the_profile_unless_set():
+    course, paper = get_profile("course"), get_profile("paper")
+    assert stages.resolve_teacher_settings(course).photometric is course.teacher_photometric
+    assert stages.resolve_teacher_settings(paper).photometric is True
+    assert stages.resolve_teacher_settings(course, stages.TeacherSettings(photometric=True)).photometric is True
+    with pytest.raises(ValueError, match="resolve_teacher_settings"):
+        stages.teacher_step_fn(None, stages.TeacherSettings())
+    with pytest.raises(ValueError, match="photometric"):
+        stages.TeacherSettings(photometric="false")
+
+
+@pytest.mark.parametrize("field", ["teacher_photometric", "ablations"])
+def test_profile_switches_must_be_booleans(field):
+    with pytest.raises(ValueError, match=field):
+        get_profile("smoke", **{field: "false"})
+
+
+def test_course_runs_no_off_line_retrains_but_smoke_and_paper_do():
+    assert get_profile("course").ablations is False
+    assert get_profile("smoke").ablations is True and get_profile("paper").ablations is True
+
+
+def test_regnet_reconnet_starts_at_the_mean_face():
+    net = ReconNet("regnet_y_400mf")
+    out = net(torch.rand(2, 3, 64, 64))
+    assert out.shape == (2, 257) and out.abs().max() == 0
+
+
+def _record(setup, points):
+    return {"setup": setup, "steps": points[-1]["step"], "points": points}
+
+
+def _pt(step, cpu_s, me, dense, base_me=4.0, base_dense=5.0):
+    return {"step": step, "cpu_s": cpu_s, "wall_s": cpu_s / 2, "me": me, "dense_mm": dense,
+            "baseline_me": base_me, "baseline_dense_mm": base_dense}
+
+
+def test_study_table_reads_the_last_point_and_divides_by_the_mean_face(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(_record("A", [_pt(100, 60, 8.0, 6.0), _pt(200, 120, 3.0, 4.0)])))
+    (tmp_path / "b.json").write_text(json.dumps(_record("B", [_pt(100, 30, 2.0, 2.5)])))
+    rows = study.study_rows(study.load_study(tmp_path))
+    assert [r["setup"] for r in rows] == ["A", "B"]
+    assert rows[0]["cpu_min"] == 2.0 and rows[0]["me_ratio"] == 0.75 and rows[0]["dense_ratio"] == 0.8
+    assert rows[0]["ms_per_step"] == 300.0
+    assert rows[1]["me_ratio"] == 0.5 and rows[1]["dense_ratio"] == 0.5
+    md = study.study_markdown(study.load_study(tmp_path))
+    assert "| A | 200 | 2.0 | 300 | 3.00 | 0.75 | 4.00 | 0.80 |" in md
+
+
+def test_study_records_missing_or_damaged_are_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="study_course.py"):
+        study.load_study(tmp_path)
+    (tmp_path / "a.json").write_text('{"setup": "A", "steps": 1, "points": [{"step": 1}]}')
+    with pytest.raises(ValueError, match="not a study record"):
+        study.load_study(tmp_path)
+    (tmp_path / "a.json").write_text('{"setup": ')
+    with pytest.raises(ValueError, match="not valid JSON"):
+        study.load_study(tmp_path)
+
+
+def test_sopi_table_gives_ratios_to_clean_and_the_baseline_row(tmp_path):
+    pts = [{"step": 0, "cpu_s": 0.0, "clean": 4.0, "dsofi": 6.0, "baseline_clean": 4.5, "baseline_dsofi": 4.4},
+           {"step": 100, "cpu_s": 120.0, "clean": 4.0, "dsofi": 5.0, "baseline_clean": 4.5, "baseline_dsofi": 4.4}]
+    (tmp_path / "sopi").mkdir()
+    (tmp_path / "sopi" / "a.json").write_text(json.dumps({"stage": "sopi", "setup": "A", "teacher_steps": 50,
+                                                          "steps": 100, "points": pts}))
+    md = study.sopi_markdown(study.load_sopi_study(tmp_path), kinds=("clean", "dsofi"))
+    assert "| teacher (50 steps) | 0 | 0.0 | 4.00 | 6.00 (1.50) |" in md
+    assert "| SOPI | 100 | 2.0 | 4.00 | 5.00 (1.25) |" in md
+    assert md.splitlines()[-1] == "| mean face at the true pose | | | 4.50 | 4.40 |"
+    (tmp_path / "sopi" / "a.json").write_text(json.dumps({"setup": "A", "points": pts}))
+    with pytest.raises(ValueError, match="not a SOPI study record"):
+        study.load_sopi_study(tmp_path)
