@@ -25,10 +25,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import bench_args, median_time  # noqa: E402
-from occ3d_lib import embedder as E  # noqa: E402
-from occ3d_lib import mopi  # noqa: E402
-from occ3d_lib.context import make_context  # noqa: E402
-from occ3d_lib.models import MultiOcclusionNet, ReconNet  # noqa: E402
+from occ3d_lib.nets.facenet import FaceEmbedder, freeze_embedder  # noqa: E402
+from occ3d_lib.training import embedder as E  # noqa: E402
+from occ3d_lib.training import mopi  # noqa: E402
+from occ3d_lib.data.context import make_context  # noqa: E402
+from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     b, w = p.mopi_batch_identities, p.n_occlusion_variants
     torch.manual_seed(0)
     sopi = ReconNet(p.backbone).eval()
-    emb = E.freeze_embedder(E.FaceEmbedder(input_size=E.embedder_input_size(p)))
+    emb = freeze_embedder(FaceEmbedder(input_size=E.embedder_input_size(p)))
     split = ctx.dataset.train
     online = mopi.mopi_batch_fn(split, sopi, emb, ctx.renderer, b, w)
     pool = mopi.build_label_pool(online, a.reps + 1, seed=0)

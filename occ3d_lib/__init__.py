@@ -16,28 +16,28 @@ __version__ = "0.1.0"
 # public name -> submodule that defines it
 _EXPORTS = {
     # config / artifacts
-    "Profile": "config", "get_profile": "config", "profile_names": "config", "config_hash": "config",
-    "cache_dir": "artifacts",
+    "Profile": "core.config", "get_profile": "core.config", "profile_names": "core.config", "config_hash": "core.config",
+    "cache_dir": "core.artifacts",
     # face model, coefficients, geometry, lighting
-    "FaceModel": "facemodel", "vertex_normals": "facemodel",
-    "Coeffs": "coeffs", "split_coeffs": "coeffs", "join_coeffs": "coeffs", "N_COEFFS": "coeffs",
-    "rotation_matrix": "geometry", "project": "geometry", "camera_intrinsics": "geometry",
-    "sh_basis": "lighting", "shade": "lighting",
-    "procedural_face_model": "procedural", "load_or_build_procedural": "procedural", "COMPONENT_NAMES": "procedural",
-    "load_bfm_front": "bfm",
+    "FaceModel": "face.facemodel", "vertex_normals": "face.facemodel",
+    "Coeffs": "face.coeffs", "split_coeffs": "face.coeffs", "join_coeffs": "face.coeffs", "N_COEFFS": "face.coeffs",
+    "rotation_matrix": "render.camera", "project": "render.camera", "camera_intrinsics": "render.camera",
+    "sh_basis": "render.lighting", "shade": "render.lighting",
+    "procedural_face_model": "face.procedural", "load_or_build_procedural": "face.procedural", "COMPONENT_NAMES": "face.procedural",
+    "load_bfm_front": "face.bfm",
     # rendering and data
-    "rasterize": "raster", "interpolate": "raster", "FaceRenderer": "render", "RenderOutput": "render",
-    "rasterize_vertices": "render", "rasterize_pytorch3d": "raster_pytorch3d", "reference_rasterize": "raster_reference",
-    "load_or_build_synthetic": "datasets", "Context": "context", "make_context": "context",
+    "rasterize": "render.raster", "interpolate": "render.raster", "FaceRenderer": "render.renderer", "RenderOutput": "render.renderer",
+    "rasterize_vertices": "render.renderer", "rasterize_pytorch3d": "render.raster_pytorch3d", "reference_rasterize": "render.raster_reference",
+    "load_or_build_synthetic": "data.synthetic", "Context": "data.context", "make_context": "data.context",
     # occlusion
-    "occlude": "occlusion", "multi_occlusion_set": "occlusion", "TrainingOccluder": "occlusion",
-    "load_or_build_eval_sets": "occlusion",
+    "occlude": "occlusion.occlude", "multi_occlusion_set": "occlusion.occlude", "TrainingOccluder": "occlusion.occlude",
+    "load_or_build_eval_sets": "occlusion.occlude",
     # networks and stages
-    "ReconNet": "models", "MultiOcclusionNet": "models", "FaceEmbedder": "embedder",
-    "get_teacher": "stages", "get_sopi": "stages", "get_mopi": "mopi", "get_embedder": "embedder",
+    "ReconNet": "nets.models", "MultiOcclusionNet": "nets.models", "FaceEmbedder": "training.embedder",
+    "get_teacher": "training.stages", "get_sopi": "training.stages", "get_mopi": "training.mopi", "get_embedder": "training.embedder",
     # training, losses, metrics, evaluation
-    "Trainer": "train", "TrainConfig": "train", "se_loss": "losses", "perceptual_loss": "losses",
-    "label_loss": "losses", "composite_loss": "losses", "landmark_me": "metrics", "run_evaluation": "evaluation",
+    "Trainer": "training.train", "TrainConfig": "training.train", "se_loss": "training.losses", "perceptual_loss": "training.losses",
+    "label_loss": "training.losses", "composite_loss": "training.losses", "landmark_me": "core.metrics", "run_evaluation": "evaluation.evaluate",
 }
 
 

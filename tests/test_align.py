@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from occ3d_lib import align
-from occ3d_lib.geometry import project
+from occ3d_lib.data import align
+from occ3d_lib.render.camera import project
 
 
 def _rot(a: float, b: float, c: float) -> np.ndarray:

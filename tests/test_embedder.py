@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from occ3d_lib import embedder as E
-from occ3d_lib.facemodel import FaceModel, build_point_buf
+from occ3d_lib.core import external
+from occ3d_lib.nets import facenet
+from occ3d_lib.training import embedder as E
+from occ3d_lib.face.facemodel import FaceModel, build_point_buf
 
 
 def toy_face_model(n: int = 9) -> FaceModel:
@@ -48,8 +50,8 @@ def test_standardization_matches_facenet_pytorch():
     from facenet_pytorch import fixed_image_standardization
 
     x = torch.rand(2, 3, 8, 8)
-    torch.testing.assert_close(E.fixed_image_standardization(x), fixed_image_standardization(x * 255))
-    assert E.fixed_image_standardization(torch.zeros(1)).item() == pytest.approx(-127.5 / 128)
+    torch.testing.assert_close(facenet.fixed_image_standardization(x), fixed_image_standardization(x * 255))
+    assert facenet.fixed_image_standardization(torch.zeros(1)).item() == pytest.approx(-127.5 / 128)
 
 
 def test_embedder_resizes_standardises_and_normalises():
@@ -60,7 +62,7 @@ def test_embedder_resizes_standardises_and_normalises():
             seen["x"] = x
             return torch.tensor([[3.0, 4.0]]).expand(x.shape[0], 2)
 
-    e = E.FaceEmbedder(Spy(), input_size=20)
+    e = facenet.FaceEmbedder(Spy(), input_size=20)
     out = e(torch.full((3, 3, 12, 12), 0.5))
     assert seen["x"].shape == (3, 3, 20, 20)
     torch.testing.assert_close(seen["x"], torch.full((3, 3, 20, 20), (0.5 * 255 - 127.5) / 128))
@@ -68,28 +70,28 @@ def test_embedder_resizes_standardises_and_normalises():
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         e(torch.rand(3, 12, 12))
     with pytest.raises(ValueError, match="at least 80"):
-        E.FaceEmbedder(input_size=64)
+        facenet.FaceEmbedder(input_size=64)
 
 
 def test_default_net_is_inception_resnet_with_unit_embeddings():
     from facenet_pytorch import InceptionResnetV1
 
     torch.manual_seed(0)
-    e = E.FaceEmbedder(input_size=E.MIN_INPUT_SIZE).eval()
+    e = facenet.FaceEmbedder(input_size=facenet.MIN_INPUT_SIZE).eval()
     assert isinstance(e.net, InceptionResnetV1)
     with torch.no_grad():
         f = e(torch.rand(2, 3, 64, 64))
-    assert f.shape == (2, E.EMBEDDING_DIM)
+    assert f.shape == (2, facenet.EMBEDDING_DIM)
     torch.testing.assert_close(f.norm(dim=1), torch.ones(2))
 
 
 def test_missing_pretrained_weights_say_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    assert E.facenet_weights_path("vggface2") == tmp_path / "checkpoints" / "20180402-114759-vggface2.pt"
+    assert external.facenet_weights_path("vggface2") == tmp_path / "checkpoints" / "20180402-114759-vggface2.pt"
     with pytest.raises(FileNotFoundError, match=r"20180402-114759-vggface2\.pt.*checkpoints"):
-        E.load_pretrained_embedder("vggface2")
+        facenet.load_pretrained_embedder("vggface2")
     with pytest.raises(ValueError, match="unknown FaceNet"):
-        E.facenet_weights_path("arcface")
+        external.facenet_weights_path("arcface")
 
 
 def test_pretrained_weights_are_loaded_from_torch_home(tmp_path, monkeypatch):
@@ -101,7 +103,7 @@ def test_pretrained_weights_are_loaded_from_torch_home(tmp_path, monkeypatch):
     net.logits = nn.Linear(512, 10575)
     (tmp_path / "checkpoints").mkdir()
     torch.save(net.state_dict(), tmp_path / "checkpoints" / "20180408-102900-casia-webface.pt")
-    e = E.load_pretrained_embedder("casia-webface")
+    e = facenet.load_pretrained_embedder("casia-webface")
     assert e.input_size == 160 and not e.training
     assert all(not p.requires_grad for p in e.parameters())
     torch.testing.assert_close(e.net.last_linear.weight, net.last_linear.weight)
@@ -133,8 +135,8 @@ def test_supcon_gradcheck_float64():
 def test_embedder_uses_the_trainers_cosine_schedule():
     from types import SimpleNamespace
 
-    from occ3d_lib.config import get_profile
-    from occ3d_lib.train import TrainConfig
+    from occ3d_lib.core.config import get_profile
+    from occ3d_lib.training.train import TrainConfig
 
     # the schedule the embedder trains with is TrainConfig's: same values as the former helper
     cfg = TrainConfig(steps=101, lr=1e-3, schedule="cosine", final_lr_fraction=0.1)
@@ -179,12 +181,12 @@ def test_verification_report_perfect_separation():
     ident = torch.tensor([0, 0, 1, 1, 2, 2, 3])
     images = torch.zeros(7, 3, 8, 8)
     images[:, 0, 0, 0] = ident.float() * 64 / 255
-    r = E.verification_report(E.FaceEmbedder(Lookup(), input_size=8), images, ident)
+    r = E.verification_report(facenet.FaceEmbedder(Lookup(), input_size=8), images, ident)
     assert (r["n_same"], r["n_diff"], r["n_images"]) == (3, 18, 7)
     assert r["accuracy"] == 1.0 and r["auc"] == 1.0
     assert r["mean_cos_same"] == pytest.approx(1.0) and r["mean_cos_diff"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="labels"):
-        E.verification_report(E.FaceEmbedder(Lookup(), input_size=8), images, ident[:5])
+        E.verification_report(facenet.FaceEmbedder(Lookup(), input_size=8), images, ident[:5])
 
 
 def test_synthetic_batch_fn_is_deterministic_and_labelled():
@@ -208,7 +210,7 @@ def test_embedder_step_runs_and_learns_direction():
     s = E.EmbedderSettings(views=2, occluded=0.0, black_background=0.0)
     batch = E.synthetic_identity_batch_fn(fm, 24, 8, s)(0, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    model = E.FaceEmbedder(TinyNet(), input_size=24)
+    model = facenet.FaceEmbedder(TinyNet(), input_size=24)
     step = E.embedder_step_fn(0.1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = None

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib.facemodel import FaceModel, build_point_buf, face_normals, vertex_normals
+from occ3d_lib.face.facemodel import FaceModel, build_point_buf, face_normals, vertex_normals
 
 
 def tiny_model(n_id=2, n_exp=1, n_tex=2):

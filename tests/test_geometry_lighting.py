@@ -3,7 +3,9 @@ import math
 import pytest
 import torch
 
-from occ3d_lib import coeffs, geometry, lighting
+from occ3d_lib.face import coeffs
+from occ3d_lib.render import camera as geometry
+from occ3d_lib.render import lighting
 
 
 def test_rotation_is_orthonormal_with_det_one():

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from occ3d_lib import metrics as M
+from occ3d_lib.core import metrics as M
 
 
 def _gen(seed=0):

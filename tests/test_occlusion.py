@@ -1,4 +1,4 @@
-"""Tests of occ3d_lib.occlusion / occluders (issue 4): kinds, coverage, masks, fills, sets, occluder state.
+"""Tests of occ3d_lib.occlusion.occlude / occluders (issue 4): kinds, coverage, masks, fills, sets, occluder state.
 
 Fixtures are canonical iBUG-68 layouts (occlusion.canonical_landmarks) jittered in scale, roll and
 shift; no renderer needed.
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib import occluders as oc
-from occ3d_lib import occlusion as O
+from occ3d_lib.occlusion import shapes as oc
+from occ3d_lib.occlusion import occlude as O
 
 S = 64
 
@@ -390,7 +390,7 @@ def test_eval_set_save_load_round_trip(tmp_path):
 
 
 def _fake_ctx(n_images: int = 10, eval_samples: int = 6, seed: int = 0):
-    from occ3d_lib.datasets import SyntheticSplit
+    from occ3d_lib.data.synthetic import SyntheticSplit
 
     lm = jittered_landmarks(n_images, seed=5).numpy()
     imgs = (faces(n_images, seed=5) * 255).round().to(torch.uint8).numpy()

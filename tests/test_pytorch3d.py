@@ -12,12 +12,14 @@ import torch
 from pytorch3d.ops import corresponding_points_alignment
 from pytorch3d.transforms import euler_angles_to_matrix
 
-from occ3d_lib import datasets, geometry, metrics
-from occ3d_lib.coeffs import N_EXP, N_ID, N_TEX, join_coeffs
-from occ3d_lib.config import get_profile
-from occ3d_lib.raster_pytorch3d import cameras, pytorch3d_available, rasterize_pytorch3d
-from occ3d_lib.raster_reference import reference_rasterize
-from occ3d_lib.render import FaceRenderer, compare_backends, rasterize_vertices, resolve_backend
+from occ3d_lib.data import synthetic as datasets
+from occ3d_lib.render import camera as geometry
+from occ3d_lib.core import metrics
+from occ3d_lib.face.coeffs import N_EXP, N_ID, N_TEX, join_coeffs
+from occ3d_lib.core.config import get_profile
+from occ3d_lib.render.raster_pytorch3d import cameras, pytorch3d_available, rasterize_pytorch3d
+from occ3d_lib.render.raster_reference import reference_rasterize
+from occ3d_lib.render.renderer import FaceRenderer, compare_backends, rasterize_vertices, resolve_backend
 
 
 def unproject(screen: torch.Tensor, size: int) -> torch.Tensor:
@@ -123,7 +125,7 @@ def test_random_meshes_match_pytorch3d_and_the_loop_reference(seed, cull):
 
 @pytest.fixture(scope="module")
 def face_model():
-    from occ3d_lib.procedural import load_or_build_procedural
+    from occ3d_lib.face.procedural import load_or_build_procedural
 
     return load_or_build_procedural("light", seed=0)  # 9088 triangles; shared with the notebooks' cache
 
@@ -199,7 +201,7 @@ def test_profiles_choose_the_backend():
     assert get_profile("smoke").render_backend == "occ3d" and get_profile("course").render_backend == "occ3d"
     with pytest.raises(ValueError, match="render_backend must be one of"):
         get_profile("smoke", render_backend="opengl")
-    from occ3d_lib.context import Context
+    from occ3d_lib.data.context import Context
 
     ctx = Context(profile=get_profile("smoke", render_backend="pytorch3d"), run_dir=None)  # type: ignore[arg-type]
     ctx.__dict__["face_model"] = _toy_model()

@@ -15,13 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib import artifacts, checkpoints, datasets, pipeline, stages
-from occ3d_lib.artifacts import DamagedArtifact
-from occ3d_lib.config import get_profile
-from occ3d_lib.context import Context
-from occ3d_lib.models import MultiOcclusionNet, ReconNet, seeded
-from occ3d_lib.params import Declared, ParameterError, coerce
-from occ3d_lib.train import TrainConfig, Trainer
+from occ3d_lib.core import artifacts
+from occ3d_lib.nets import checkpoints
+from occ3d_lib.data import synthetic as datasets
+from occ3d_lib import pipeline
+from occ3d_lib.training import stages
+from occ3d_lib.core.artifacts import DamagedArtifact
+from occ3d_lib.core.config import get_profile
+from occ3d_lib.data.context import Context
+from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, seeded
+from occ3d_lib.core.params import Declared, ParameterError, coerce
+from occ3d_lib.training.train import TrainConfig, Trainer
 
 from test_facemodel import tiny_model
 
@@ -82,7 +86,7 @@ def test_network_construction_is_seeded_and_leaves_the_global_generator_alone():
     assert torch.equal(torch.get_rng_state(), state)
     w1, w2, w3 = (n.backbone.conv1.weight for n in (n1, n2, n3))
     assert torch.equal(w1, w2) and not torch.equal(w1, w3)
-    from occ3d_lib.mopi import build_mopi
+    from occ3d_lib.training.mopi import build_mopi
 
     m1, m2 = build_mopi(p, init="scratch", seed=3), build_mopi(p, init="scratch", seed=3)
     assert torch.equal(m1.backbone.conv1.weight, m2.backbone.conv1.weight)
@@ -162,7 +166,7 @@ def test_damaged_trained_model_or_checkpoint_is_retrained_to_the_same_weights(tm
 
 
 def test_damaged_teacher_labels_and_eval_set_are_rebuilt(tmp_path, monkeypatch):
-    from occ3d_lib import occlusion
+    from occ3d_lib.occlusion import occlude as occlusion
 
     path = tmp_path / "labels-train.pt"
     artifacts.torch_save(torch.ones(3, 257), path)
@@ -181,7 +185,7 @@ def test_damaged_teacher_labels_and_eval_set_are_rebuilt(tmp_path, monkeypatch):
 
 
 def test_truncated_face_model_npz_is_one_line_naming_the_file(tmp_path):
-    from occ3d_lib.facemodel import FaceModel
+    from occ3d_lib.face.facemodel import FaceModel
 
     path = tiny_model().save(tmp_path / "m.npz")
     truncate(path)
@@ -300,8 +304,8 @@ def _png(path, arr, mode=None):
 def test_photo_depths_and_modes_are_converted_losslessly(tmp_path):
     from PIL import Image
 
-    from occ3d_lib.align import as_pil_rgb
-    from occ3d_lib.realdata import load_rgb
+    from occ3d_lib.data.align import as_pil_rgb
+    from occ3d_lib.data.real import load_rgb
 
     g16 = np.full((16, 16), 32768, np.uint16)  # mid grey at 16 bits
     Image.fromarray(g16).save(tmp_path / "g16.png")
@@ -328,7 +332,7 @@ def test_photo_depths_and_modes_are_converted_losslessly(tmp_path):
 def test_one_bad_photo_never_aborts_the_folder(tmp_path, monkeypatch):
     from PIL import Image
 
-    from occ3d_lib.realdata import PhotoFolder
+    from occ3d_lib.data.real import PhotoFolder
 
     _png(tmp_path / "a_good.png", np.full((64, 64, 3), 120, np.uint8))
     _png(tmp_path / "b_huge.png", np.full((200, 200, 3), 120, np.uint8))
@@ -362,7 +366,7 @@ def test_networks_check_dtype_and_range_at_the_boundary(images, exc, message):
 
 
 def test_renderer_empty_batch_is_one_line():
-    from occ3d_lib.render import FaceRenderer
+    from occ3d_lib.render.renderer import FaceRenderer
 
     with pytest.raises(ValueError, match="empty batch"):
         FaceRenderer(tiny_model(n_id=80, n_exp=64, n_tex=80), 16)(torch.zeros(0, 257))

@@ -3,10 +3,10 @@ import pytest
 import torch
 from torch import nn
 
-from occ3d_lib import stages
-from occ3d_lib.config import get_profile
-from occ3d_lib.context import Context
-from occ3d_lib.stages import Claim, SopiSettings, predict_coeffs, sopi_claims
+from occ3d_lib.training import stages
+from occ3d_lib.core.config import get_profile
+from occ3d_lib.data.context import Context
+from occ3d_lib.training.stages import Claim, SopiSettings, predict_coeffs, sopi_claims
 
 from test_facemodel import tiny_model
 
@@ -133,7 +133,7 @@ def test_landmark_me_by_kind_is_zero_for_the_truth_and_names_clean(tiny_ctx):
 
 
 def test_error_with_true_groups_locates_the_wrong_group(tiny_ctx):
-    from occ3d_lib.coeffs import SLICES
+    from occ3d_lib.face.coeffs import SLICES
 
     b = tiny_ctx.dataset.test.batch(list(range(len(tiny_ctx.dataset.test))))
     gt = b["coeffs"]

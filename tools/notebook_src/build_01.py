@@ -47,8 +47,14 @@ cells = [
     from IPython.display import display
 
     import occ3d_lib
-    from occ3d_lib import coeffs, datasets, geometry, lighting, raster, render, viz
-    from occ3d_lib.render import FaceRenderer, compare_backends
+    from occ3d_lib.face import coeffs
+    from occ3d_lib.data import synthetic as datasets
+    from occ3d_lib.render import camera as geometry
+    from occ3d_lib.render import lighting
+    from occ3d_lib.render import raster
+    from occ3d_lib.render import renderer as render
+    from occ3d_lib.core import viz
+    from occ3d_lib.render.renderer import FaceRenderer, compare_backends
     """),
     md("""
     The next cell is tagged `parameters` (papermill overrides it). `OCC3D_PROFILE=smoke` makes the
@@ -66,7 +72,7 @@ cells = [
     seed = 0
     """),
     code("""
-    ctx = occ3d_lib.context.make_context(profile, run_dir, face_model=face_model, dataset=dataset,
+    ctx = occ3d_lib.make_context(profile, run_dir, face_model=face_model, dataset=dataset,
                                          teacher=teacher, facenet=facenet, seed=seed,
                                          progress=os.environ.get("OCC3D_PROGRESS", "1") != "0")
     model = ctx.face_model
@@ -89,7 +95,7 @@ cells = [
     \mathbb R^{64}$ the expression and $\boldsymbol\delta \in \mathbb R^{80}$ the albedo coefficients.
     The bases come from PCA of scanned faces (the Basel Face Model) and are stored pre-multiplied by
     their standard deviations, so each coefficient has the prior $\mathcal N(0, 1)$ and the components
-    are ordered by decreasing variance. The embedded **procedural** model (`occ3d_lib.procedural`) has
+    are ordered by decreasing variance. The embedded **procedural** model (`occ3d_lib.face.procedural`) has
     exactly BFM's layout: its first components are hand-written, named deformations (face width, mouth
     open, skin tone, ...) and the rest are smooth random fields, all orthogonalised and given decaying
     standard deviations like a PCA model.
@@ -247,7 +253,7 @@ cells = [
 
     After Eqs. 3-5 every vertex has a screen position $(x, y)$ (column, row), a camera depth $z'$ and a
     colour. The rasteriser decides, for every pixel centre, which triangle is visible there and where
-    inside it. `occ3d_lib.raster` does it in pure PyTorch, batched and without Python loops over pixels
+    inside it. `occ3d_lib.render.raster` does it in pure PyTorch, batched and without Python loops over pixels
     or triangles:
 
     1. **Bounding boxes.** Each triangle's box is clipped to the image; every (triangle, pixel-in-its-box)
@@ -265,7 +271,7 @@ cells = [
        hence to shape, pose and camera. The coverage mask itself is a hard decision.
 
     The tests check it against two references: a plain-loop rasteriser that is obviously right and
-    hopelessly slow (`occ3d_lib.raster_reference`), and PyTorch3D's rasteriser through the same camera
+    hopelessly slow (`occ3d_lib.render.raster_reference`), and PyTorch3D's rasteriser through the same camera
     (section 5) on random meshes and on the face mesh: triangle ids per pixel, barycentrics and depth.
 
     First on two overlapping triangles in a 16x16 image (the blue one is nearer):
@@ -385,7 +391,7 @@ cells = [
     (`backend="auto"`, the paper profile's choice, means PyTorch3D on CUDA and our rasteriser on a CPU).
 
     Only the rasterisation changes hands, so the camera of Eq. 5 has to be said in PyTorch3D's terms
-    (`occ3d_lib.raster_pytorch3d.cameras`): a `PerspectiveCameras` in screen space (`in_ndc=False`) with
+    (`occ3d_lib.render.raster_pytorch3d.cameras`): a `PerspectiveCameras` in screen space (`in_ndc=False`) with
     focal length $f$ and principal point $(c, H - c)$. PyTorch3D's view frame has $+X$ left, $+Y$ up and
     $+Z$ into the scene, and maps world points as $X_{view} = X_{world} R + T$, so $R = \mathrm{diag}(-1, 1, -1)$
     and $T = (0, 0, 10)$ give $X_{view} = (-x, y, 10 - z)$: its depth is our $z'$. Its screen frame has $x$ to
@@ -516,7 +522,7 @@ cells = [
     ## 8. The synthetic dataset
 
     Every later notebook trains on faces rendered from this model, with exact ground truth. The
-    dataset (`occ3d_lib.datasets`) draws identities from the prior and gives each several **views**:
+    dataset (`occ3d_lib.data.synthetic`) draws identities from the prior and gives each several **views**:
     a random expression, pose (yaw up to $\pm 50°$, pitch $\pm 20°$, roll $\pm 15°$), a small translation,
     a random near-white SH light, and a background that is a solid colour, a gradient, noise or a
     texture — a quarter of them skin-coloured, so that a network cannot find the face by colour alone.

@@ -16,7 +16,7 @@ cells = [
     faces partially or fully covered by squares, random patterns and natural-looking occluders, with
     arbitrary pixel values. Both of the paper's models learn from it: SOPI sees one occluded (or clean)
     image per face, MOPI sees seven differently occluded images of the same face. This notebook builds
-    that dataset with `occ3d_lib.occlusion`, a batched, seeded and tested module.
+    that dataset with `occ3d_lib.occlusion.occlude`, a batched, seeded and tested module.
 
     **In this notebook you will**
     - see why a regressor trained on clean faces breaks under occlusion (with a regressor that trains in a second);
@@ -39,7 +39,8 @@ cells = [
     from IPython.display import Markdown, display
 
     import occ3d_lib
-    from occ3d_lib import occlusion, viz
+    from occ3d_lib.occlusion import occlude as occlusion
+    from occ3d_lib.core import viz
     """),
     md("""
     The next cell is tagged `parameters` (papermill overrides it). `OCC3D_PROFILE=smoke` makes the
@@ -56,7 +57,7 @@ cells = [
     seed = 0
     """),
     code("""
-    ctx = occ3d_lib.context.make_context(profile, run_dir, face_model=face_model, dataset=dataset,
+    ctx = occ3d_lib.make_context(profile, run_dir, face_model=face_model, dataset=dataset,
                                          teacher=teacher, facenet=facenet, seed=seed,
                                          progress=os.environ.get("OCC3D_PROGRESS", "1") != "0")
     test = ctx.dataset.test   # built by notebook 01, or now (cached)
@@ -320,7 +321,7 @@ cells = [
     """),
     code("""
     eval_sets = occlusion.load_or_build_eval_sets(ctx)
-    cache = occ3d_lib.artifacts.cache_dir()
+    cache = occ3d_lib.cache_dir()
     display(Markdown(f"cached under `{cache}`:\\n\\n| kind | images | mean coverage | file |\\n|---|---|---|---|\\n"
                      + "\\n".join(f"| {k} | {len(s)} | {s.coverage.mean():.2f} | `{os.path.relpath(s.params['path'], cache)}` |"
                                   for k, s in eval_sets.items())))

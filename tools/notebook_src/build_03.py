@@ -36,8 +36,13 @@ cells = [
     from IPython.display import Markdown, display
 
     import occ3d_lib
-    from occ3d_lib import coeffs, losses, metrics, occlusion, stages, viz
-    from occ3d_lib.context import make_context
+    from occ3d_lib.face import coeffs
+    from occ3d_lib.training import losses
+    from occ3d_lib.core import metrics
+    from occ3d_lib.occlusion import occlude as occlusion
+    from occ3d_lib.training import stages
+    from occ3d_lib.core import viz
+    from occ3d_lib.data.context import make_context
     """),
     md("The next cell is tagged `parameters` (papermill and `make run` override it). `teacher` may be the "
        "path of a Deep3DFaceRecon `epoch_20.pth` to use the real RNet as the teacher (see `data/README.md`)."),
@@ -106,7 +111,7 @@ cells = [
     md("""
     ## 3. A training loop you can kill
 
-    Every model of the series trains through `occ3d_lib.train.Trainer`. It is seeded (every batch comes
+    Every model of the series trains through `occ3d_lib.training.train.Trainer`. It is seeded (every batch comes
     from the trainer's own `torch.Generator`), writes a checkpoint (model, optimiser, step, generator
     state, the on-the-fly occluder's state, history) atomically every `checkpoint_every` steps, and
     resumes from it after a kill with the **same final weights** as an uninterrupted run
@@ -295,7 +300,7 @@ cells = [
     every model).
     """),
     code("""
-    from occ3d_lib import evaluation
+    from occ3d_lib.evaluation import evaluate as evaluation
 
     clean_b = test.batch([int(i) for i in clean.params["indices"]])
     evaluation.colour_grid(models, clean_b["image"][0], clean_b["landmarks"][0], ctx.renderer, seed=P.seed)

@@ -34,9 +34,15 @@ cells = [
     import torch
     from IPython.display import Markdown, display
 
-    from occ3d_lib import embedder as E, losses, mopi, occlusion, stages, viz
-    from occ3d_lib.context import make_context
-    from occ3d_lib.models import MultiOcclusionNet
+    from occ3d_lib.nets import facenet
+    from occ3d_lib.training import embedder as E
+    from occ3d_lib.training import losses
+    from occ3d_lib.training import mopi
+    from occ3d_lib.occlusion import occlude as occlusion
+    from occ3d_lib.training import stages
+    from occ3d_lib.core import viz
+    from occ3d_lib.data.context import make_context
+    from occ3d_lib.nets.models import MultiOcclusionNet
     """),
     md("The next cell is tagged `parameters` (papermill and `make run` override it). `facenet` may be "
        "`vggface2` or `casia-webface` to use the published FaceNet weights from `$TORCH_HOME/checkpoints` "
@@ -92,7 +98,7 @@ cells = [
 
     The published FaceNet weights were trained on real photos (VGGFace2); our faces are synthetic,
     so the embedded default trains facenet-pytorch's `InceptionResnetV1` here
-    (`occ3d_lib.embedder`): each step draws fresh identities (identity + albedo coefficients), renders
+    (`occ3d_lib.training.embedder`): each step draws fresh identities (identity + albedo coefficients), renders
     four views of each with random expression, pose, light, background (sometimes black, like the
     renders it will compare) and occluders, and minimises a *supervised contrastive* loss that
     raises the cosine between views of one identity and lowers it between identities. Inputs are
@@ -137,7 +143,7 @@ cells = [
     ids = data.test.identities[:3]
     pick = [i for k in ids for i in (data.test.identity == k).nonzero()[0][:2]]
     few = data.test.batch(pick)
-    f = E.embed_images(embedder, few["image"])
+    f = facenet.embed_images(embedder, few["image"])
     sim = f @ f.T
     fig, axes = plt.subplots(1, 2, figsize=(8, 3), gridspec_kw={"width_ratios": [2, 1]})
     axes[0].imshow(torch.cat(list(few["image"]), dim=2).permute(1, 2, 0).numpy()); axes[0].axis("off")
@@ -229,7 +235,7 @@ cells = [
     SOPI, and training only has to improve on it (the paper starts from ImageNet and trains 500K
     steps on a GPU).
 
-    **One step** (`occ3d_lib.mopi`): draw identities, build their multi-occlusion sets, choose the
+    **One step** (`occ3d_lib.training.mopi`): draw identities, build their multi-occlusion sets, choose the
     Eq. 8 labels with the frozen SOPI and FaceNet, run the seven heads, render and embed their
     predictions for Eq. 7, combine with Eq. 9. Training goes through the same resumable loop as
     every model of the series.

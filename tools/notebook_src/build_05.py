@@ -38,8 +38,11 @@ cells = [
     import torch
     from IPython.display import Markdown, display
 
-    from occ3d_lib import evaluation, metrics, mopi, stages
-    from occ3d_lib.context import make_context
+    from occ3d_lib.evaluation import evaluate as evaluation
+    from occ3d_lib.core import metrics
+    from occ3d_lib.training import mopi
+    from occ3d_lib.training import stages
+    from occ3d_lib.data.context import make_context
     """),
     md("The next cell is tagged `parameters` (papermill and `make run` override it). `real_data` may be a "
        "dataset spec such as `\"celeba:/data/celeba\"` or `\"aflw2000:/data/AFLW2000\"` (section 10)."),
@@ -107,7 +110,7 @@ cells = [
               f"(min {s.coverage.min():.2f}, max {s.coverage.max():.2f})")
     """),
     code("""
-    from occ3d_lib import viz
+    from occ3d_lib.core import viz
 
     fig = viz.rows_grid({k: s.images[:6] for k, s in sets.items()}, suptitle="the same six test faces under each kind")
     plt.show()
@@ -328,7 +331,7 @@ cells = [
     (BFM + CelebA + a Deep3DFaceRecon teacher) is for.
     """),
     code("""
-    from occ3d_lib import realdata
+    from occ3d_lib.data import real as realdata
 
     try:
         demo = realdata.photo_demo()

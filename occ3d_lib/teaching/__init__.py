@@ -1,0 +1,1 @@
+"""Teaching aids for the notebooks: widgets, explorers and small probes."""
