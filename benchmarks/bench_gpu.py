@@ -60,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cuda and not torch.cuda.is_available():
         print("bench_gpu: skipped: no CUDA device here")
         return 0
-    from occ3d_lib.training import stages
     from occ3d_lib.core.config import get_profile
     from occ3d_lib.data.context import make_context
+    from occ3d_lib.training import stages
 
     paper = get_profile("paper")
     log_every = max(1, args.steps // 6)

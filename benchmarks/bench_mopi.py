@@ -25,11 +25,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import bench_args, median_time  # noqa: E402
+
+from occ3d_lib.data.context import make_context  # noqa: E402
 from occ3d_lib.nets.facenet import FaceEmbedder, freeze_embedder  # noqa: E402
+from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet  # noqa: E402
 from occ3d_lib.training import embedder as E  # noqa: E402
 from occ3d_lib.training import mopi  # noqa: E402
-from occ3d_lib.data.context import make_context  # noqa: E402
-from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,6 +35,7 @@ import torchvision
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import median_time  # noqa: E402
+
 from occ3d_lib.face.coeffs import N_EXP, N_ID, N_TEX, join_coeffs  # noqa: E402
 from occ3d_lib.face.facemodel import FaceModel, build_point_buf  # noqa: E402
 from occ3d_lib.render.raster import rasterize  # noqa: E402

@@ -21,13 +21,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import bench_args, median_time  # noqa: E402
-from occ3d_lib.data import synthetic as datasets  # noqa: E402
-from occ3d_lib.training import losses
-from occ3d_lib.training import stages
+
 from occ3d_lib.core.config import get_profile  # noqa: E402
-from occ3d_lib.occlusion.occlude import TrainingOccluder  # noqa: E402
+from occ3d_lib.data import synthetic as datasets  # noqa: E402
 from occ3d_lib.face.procedural import load_or_build_procedural  # noqa: E402
+from occ3d_lib.occlusion.occlude import TrainingOccluder  # noqa: E402
 from occ3d_lib.render.renderer import FaceRenderer  # noqa: E402
+from occ3d_lib.training import losses, stages
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,11 +27,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from occ3d_lib.core import metrics  # noqa: E402
-from occ3d_lib.training import stages
 from occ3d_lib.core.artifacts import write_json  # noqa: E402
-from occ3d_lib.face.coeffs import split_coeffs  # noqa: E402
 from occ3d_lib.data.context import make_context  # noqa: E402
 from occ3d_lib.evaluation.evaluate import mean_face_like  # noqa: E402
+from occ3d_lib.face.coeffs import split_coeffs  # noqa: E402
+from occ3d_lib.training import stages
 
 #: name -> (profile overrides, TeacherSettings overrides). "current" is the course teacher before
 #: the study: coefficient supervision only, RNet's landmark weight.

@@ -30,12 +30,14 @@ import sys
 import time
 from typing import Any, Sequence
 
-from occ3d_lib.training import distributed
 from occ3d_lib.core.config import PROFILES, get_profile
-from occ3d_lib.data.context import Context, make_context
 from occ3d_lib.core.envinfo import best_device
+from occ3d_lib.data.context import Context, make_context
 from occ3d_lib.pipeline import PipelineUsageError, parse_overrides
-from occ3d_lib.training import embedder as E, mopi as M, stages as S
+from occ3d_lib.training import distributed
+from occ3d_lib.training import embedder as E
+from occ3d_lib.training import mopi as M
+from occ3d_lib.training import stages as S
 
 STAGES = ("data", "teacher", "sopi", "embedder", "mopi", "all")
 EXIT_USAGE = 2

@@ -14,8 +14,8 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from occ3d_lib.training import distributed
 from occ3d_lib.core.artifacts import manifest_path
+from occ3d_lib.training import distributed
 from occ3d_lib.training.train import TrainConfig, Trainer
 
 GLOBAL_BATCH = 8

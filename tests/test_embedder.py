@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from occ3d_lib.core import external
+from occ3d_lib.face.facemodel import FaceModel, build_point_buf
 from occ3d_lib.nets import facenet
 from occ3d_lib.training import embedder as E
-from occ3d_lib.face.facemodel import FaceModel, build_point_buf
 
 
 def toy_face_model(n: int = 9) -> FaceModel:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib.evaluation import evaluate as E
-from occ3d_lib.face.coeffs import SLICES, join_coeffs
 from occ3d_lib.core.config import get_profile
 from occ3d_lib.data.synthetic import SyntheticSplit
+from occ3d_lib.evaluation import evaluate as E
+from occ3d_lib.face.coeffs import SLICES, join_coeffs
 from occ3d_lib.face.facemodel import FaceModel, build_point_buf
 from occ3d_lib.nets.models import ReconNet
 from occ3d_lib.occlusion.occlude import canonical_landmarks

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from occ3d_lib.training import losses as L
 from occ3d_lib.face.coeffs import SLICES, join_coeffs
+from occ3d_lib.training import losses as L
 
 
 def _gen(seed=0):

@@ -6,13 +6,12 @@ import json
 import pytest
 import torch
 
-from occ3d_lib.training import losses
-from occ3d_lib.training import mopi
 from occ3d_lib.core.config import get_profile
 from occ3d_lib.data.context import Context
 from occ3d_lib.data.synthetic import load_or_build_synthetic
-from occ3d_lib.training.embedder import FaceEmbedder
 from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet
+from occ3d_lib.training import losses, mopi
+from occ3d_lib.training.embedder import FaceEmbedder
 from tests.test_embedder import TinyNet, toy_face_model
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib.occlusion import shapes as oc
 from occ3d_lib.occlusion import occlude as O
+from occ3d_lib.occlusion import shapes as oc
 
 S = 64
 

@@ -12,11 +12,11 @@ import torch
 from pytorch3d.ops import corresponding_points_alignment
 from pytorch3d.transforms import euler_angles_to_matrix
 
-from occ3d_lib.data import synthetic as datasets
-from occ3d_lib.render import camera as geometry
 from occ3d_lib.core import metrics
-from occ3d_lib.face.coeffs import N_EXP, N_ID, N_TEX, join_coeffs
 from occ3d_lib.core.config import get_profile
+from occ3d_lib.data import synthetic as datasets
+from occ3d_lib.face.coeffs import N_EXP, N_ID, N_TEX, join_coeffs
+from occ3d_lib.render import camera as geometry
 from occ3d_lib.render.raster_pytorch3d import cameras, pytorch3d_available, rasterize_pytorch3d
 from occ3d_lib.render.raster_reference import reference_rasterize
 from occ3d_lib.render.renderer import FaceRenderer, compare_backends, rasterize_vertices, resolve_backend

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
+from occ3d_lib.face.facemodel import face_normals
 from occ3d_lib.render import camera as geometry
 from occ3d_lib.render import raster
-from occ3d_lib.face.facemodel import face_normals
 from occ3d_lib.render.raster import interpolate, rasterize, signed_area
 from occ3d_lib.render.raster_reference import reference_rasterize
 

@@ -9,11 +9,9 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
-from occ3d_lib.data import align
-from occ3d_lib.data import landmarks
 from occ3d_lib.core import external
+from occ3d_lib.data import align, landmarks
 from occ3d_lib.data import real as realdata
-
 
 
 def _face_points_224() -> np.ndarray:

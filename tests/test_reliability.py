@@ -14,20 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_facemodel import tiny_model
 
-from occ3d_lib.core import artifacts
-from occ3d_lib.nets import checkpoints
-from occ3d_lib.data import synthetic as datasets
 from occ3d_lib import pipeline
-from occ3d_lib.training import stages
+from occ3d_lib.core import artifacts
 from occ3d_lib.core.artifacts import DamagedArtifact
 from occ3d_lib.core.config import get_profile
-from occ3d_lib.data.context import Context
-from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, seeded
 from occ3d_lib.core.params import Declared, ParameterError, coerce
+from occ3d_lib.data import synthetic as datasets
+from occ3d_lib.data.context import Context
+from occ3d_lib.nets import checkpoints
+from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, seeded
+from occ3d_lib.training import stages
 from occ3d_lib.training.train import TrainConfig, Trainer
-
-from test_facemodel import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

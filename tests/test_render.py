@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from occ3d_lib.render import camera as geometry
-from occ3d_lib.render import lighting
 from occ3d_lib.face.coeffs import N_EXP, N_ID, N_TEX, join_coeffs
 from occ3d_lib.face.facemodel import FaceModel, build_point_buf, face_normals
+from occ3d_lib.render import camera as geometry
+from occ3d_lib.render import lighting
 from occ3d_lib.render.renderer import FaceRenderer, mean_face_coeffs
 
 S = 32

@@ -1,14 +1,13 @@
 """Teacher and SOPI stages: claims checker, batched prediction, tiny end-to-end training and caching."""
 import pytest
 import torch
+from test_facemodel import tiny_model
 from torch import nn
 
-from occ3d_lib.training import stages
 from occ3d_lib.core.config import get_profile
 from occ3d_lib.data.context import Context
+from occ3d_lib.training import stages
 from occ3d_lib.training.stages import Claim, SopiSettings, predict_coeffs, sopi_claims
-
-from test_facemodel import tiny_model
 
 
 def _me(baseline=9.0, t_clean=2.0, t=(3.0, 4.0, 5.0), s_clean=2.2, s=(2.4, 2.6, 3.0)):

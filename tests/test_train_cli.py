@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from occ3d_lib.training import distributed
-from occ3d_lib.training import stages
 from occ3d_lib.core.artifacts import REPO_ROOT
 from occ3d_lib.data.context import make_context
 from occ3d_lib.train_cli import main
+from occ3d_lib.training import distributed, stages
 
 SMALL = {"teacher_steps": 2, "sopi_steps": 2}
 
@@ -115,8 +114,8 @@ def test_sync_bn_on_cpu_is_one_line(monkeypatch, capsys):
 
 def test_rasteriser_stays_float32_under_bf16_autocast():
     # the Trainer runs each step under bf16 autocast on CUDA; CPU autocast exercises the same rule here
-    from occ3d_lib.training import mopi
     from occ3d_lib.render.renderer import FaceRenderer
+    from occ3d_lib.training import mopi
 
     ctx = make_context("smoke", progress=False, device="cpu")
     seen = []

@@ -10,6 +10,7 @@ import platform
 import sys
 from importlib import metadata
 from typing import Any
+
 from occ3d_lib.core.config import get_profile
 
 _PACKAGES = ("torch", "torchvision", "numpy", "scipy", "matplotlib", "papermill", "nbval",

@@ -7,7 +7,6 @@ so a test can check it without a display; notebooks end their cells with
 from __future__ import annotations
 
 import math
-
 import os
 import sys
 from typing import Any, Callable, Mapping, Sequence

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+
 from occ3d_lib.data.align import as_pil_rgb
 
 PREDICTOR_68 = "shape_predictor_68_face_landmarks.dat"

@@ -24,7 +24,6 @@ reported by :meth:`AlignedImageSet.collect`.
 from __future__ import annotations
 
 import math
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,8 @@ import torch
 from torch import Tensor
 
 from occ3d_lib.core.external import require_file, user_path
-from occ3d_lib.data import align
 from occ3d_lib.core.progress import progress_bar
+from occ3d_lib.data import align
 from occ3d_lib.data.landmarks import detect_landmarks68
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

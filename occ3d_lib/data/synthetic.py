@@ -31,11 +31,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from occ3d_lib.core.artifacts import DamagedArtifact, atomic_dir, cache_dir, remove_artifact, verify_dir
-from occ3d_lib.face.coeffs import join_coeffs
 from occ3d_lib.core.config import Profile, config_hash
+from occ3d_lib.core.progress import progress_bar
+from occ3d_lib.face.coeffs import join_coeffs
 from occ3d_lib.face.facemodel import FaceModel
 from occ3d_lib.render.renderer import RENDER_VERSION, FaceRenderer
-from occ3d_lib.core.progress import progress_bar
 
 DATASET_VERSION = 3
 SPLITS = ("train", "val", "test")

@@ -33,16 +33,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from occ3d_lib.data.context import Context
 from occ3d_lib.core import metrics as M
-from occ3d_lib.core.artifacts import write_json, write_text
-from occ3d_lib.face.coeffs import SLICES, mean_face_like, validate_coeffs
-from occ3d_lib.training.stages import predict_coeffs
-from occ3d_lib.core.artifacts import atomic_path
+from occ3d_lib.core.artifacts import atomic_path, write_json, write_text
 from occ3d_lib.core.viz import _np_image, rows_grid
 from occ3d_lib.data import real
+from occ3d_lib.data.context import Context
 from occ3d_lib.data.landmarks import batch_landmarks68
+from occ3d_lib.face.coeffs import SLICES, mean_face_like, validate_coeffs
 from occ3d_lib.occlusion.occlude import EVAL_KINDS, kind_seed, load_or_build_eval_sets, make_eval_set
+from occ3d_lib.training.stages import predict_coeffs
 
 MEAN_FACE = "mean-face"
 DEFAULT_ROLES: dict[str, str] = {"teacher": "teacher", "sopi": "sopi", "mopi": "mopi",
@@ -523,7 +522,7 @@ def tables_markdown(results: Mapping[str, Any], roles: Mapping[str, str] | None 
             "| method | ours | paper |", "|---|---|---|"]
     for label, model, role in (("RNet (teacher)", t, "teacher"), ("Ours (SOPI)", s, "sopi")):
         out.append(f"| {label} | {_fci(_get(nat, model, NATURAL_KIND, 'hist'), 3)} | {_paper(P['table4'][role])} |")
-    out += ["", f"### Table 5: landmark errors on random patterns, MOPI (Ours) vs RNet", ""]
+    out += ["", "### Table 5: landmark errors on random patterns, MOPI (Ours) vs RNet", ""]
     out += _landmark_table([("RNet (teacher)", t, PATTERN_KIND, P["table5"]["teacher"]),
                             ("Ours (MOPI)", m, PATTERN_KIND, P["table5"]["mopi"])], results, norm) + [""]
     out += ["### Table 6: histogram dissimilarity on random patterns", "",

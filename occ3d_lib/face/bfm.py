@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from occ3d_lib.face.facemodel import N_LANDMARKS, FaceModel
 from occ3d_lib.core.artifacts import atomic_path
 from occ3d_lib.core.external import user_path
+from occ3d_lib.face.facemodel import N_LANDMARKS, FaceModel
 
 N_ID, N_EXP, N_TEX = 80, 64, 80
 BFM09_N_VERTICES = 53490  # 01_MorphableModel.mat

@@ -16,7 +16,6 @@ builds BFM_model_front.mat from BFM 2009 (see :mod:`occ3d_lib.face.bfm`).
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
 from occ3d_lib.core.artifacts import DamagedArtifact, atomic_path
 
 N_LANDMARKS = 68

@@ -62,9 +62,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from occ3d_lib.face.facemodel import N_LANDMARKS, FaceModel, build_point_buf
 from occ3d_lib.core.artifacts import cache_dir, load_cached
 from occ3d_lib.core.config import config_hash
+from occ3d_lib.face.facemodel import N_LANDMARKS, FaceModel, build_point_buf
 
 VERSION = 1
 

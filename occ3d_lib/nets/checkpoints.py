@@ -19,9 +19,9 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from occ3d_lib.nets.models import ReconNet
 from occ3d_lib.core.artifacts import torch_load, torch_save
 from occ3d_lib.core.external import user_path
+from occ3d_lib.nets.models import ReconNet
 
 CHECKPOINT_KEY = "net_recon"
 DEFAULT_TEACHER_PATH = Path("data/deep3d/epoch_20.pth")

@@ -43,11 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from occ3d_lib.data.context import Context
-from occ3d_lib.occlusion import shapes as oc
+from occ3d_lib.core import viz
 from occ3d_lib.core.artifacts import cache_dir, load_cached, torch_load, torch_save
 from occ3d_lib.core.config import config_hash
-from occ3d_lib.core import viz
+from occ3d_lib.data.context import Context
+from occ3d_lib.occlusion import shapes as oc
 
 # ---------------------------------------------------------------------------------------------
 # Kinds

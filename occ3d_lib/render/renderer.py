@@ -20,13 +20,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from occ3d_lib.render import camera
-from occ3d_lib.render import lighting
 from occ3d_lib.core import metrics
-from occ3d_lib.face.coeffs import split_coeffs, validate_coeffs
+from occ3d_lib.face.coeffs import join_coeffs, split_coeffs, validate_coeffs
 from occ3d_lib.face.facemodel import FaceModel
+from occ3d_lib.render import camera, lighting
 from occ3d_lib.render.raster import Fragments, interpolate, rasterize
-from occ3d_lib.face.coeffs import join_coeffs
 
 #: Rasteriser backends: occ3d's pure-PyTorch rasteriser, PyTorch3D's, or "auto" (PyTorch3D on CUDA, else occ3d).
 BACKENDS = ("occ3d", "pytorch3d", "auto")

@@ -29,8 +29,8 @@ from typing import Any, Iterator, Mapping
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from occ3d_lib.core.envinfo import best_device
 
+from occ3d_lib.core.envinfo import best_device
 
 TIMEOUT_ENV = "OCC3D_DIST_TIMEOUT_MIN"
 DEFAULT_TIMEOUT_MIN = 180  # rank 0 may build a paper-size dataset while the others wait at a barrier

@@ -27,25 +27,23 @@ size and standardised like ``facenet_pytorch.fixed_image_standardization``:
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from occ3d_lib.data.context import Context
 from occ3d_lib.core.external import FACENET_WEIGHTS
-from occ3d_lib.nets.facenet import FaceEmbedder, MIN_INPUT_SIZE, embed_images, freeze_embedder, load_pretrained_embedder
-from occ3d_lib.training import distributed
-from occ3d_lib.nets.models import seeded
-from occ3d_lib.training.train import TrainConfig, Trainer
+from occ3d_lib.data.context import Context
 from occ3d_lib.data.synthetic import random_backgrounds, sample_identities, sample_views
+from occ3d_lib.nets.facenet import MIN_INPUT_SIZE, FaceEmbedder, embed_images, freeze_embedder, load_pretrained_embedder
+from occ3d_lib.nets.models import seeded
 from occ3d_lib.occlusion.occlude import PARTIAL_KINDS, occlude
-from occ3d_lib.render.renderer import FaceRenderer, RENDER_VERSION
+from occ3d_lib.render.renderer import RENDER_VERSION, FaceRenderer
+from occ3d_lib.training import distributed
+from occ3d_lib.training.train import TrainConfig, Trainer
+
 
 # ---------------------------------------------------------------------------------- metric learning
 def supervised_contrastive_loss(emb: Tensor, labels: Tensor, temperature: float = 0.1) -> Tensor:

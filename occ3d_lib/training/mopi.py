@@ -42,18 +42,15 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from occ3d_lib.data.context import Context
-from occ3d_lib.training import distributed
-from occ3d_lib.training import losses
-from occ3d_lib.training.embedder import weights_hash
-from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, seeded
-from occ3d_lib.occlusion.occlude import MOPI_KINDS, multi_occlusion_set, quantise
-from occ3d_lib.training.train import TrainConfig, Trainer, full_precision
 from occ3d_lib.core.artifacts import load_cached, torch_save
 from occ3d_lib.core.metrics import bootstrap_ci
-from occ3d_lib.occlusion.occlude import make_eval_set
-from occ3d_lib.training.embedder import freeze_embedder, get_embedder
+from occ3d_lib.data.context import Context
+from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, seeded
+from occ3d_lib.occlusion.occlude import MOPI_KINDS, make_eval_set, multi_occlusion_set, quantise
+from occ3d_lib.training import distributed, losses
+from occ3d_lib.training.embedder import freeze_embedder, get_embedder, weights_hash
 from occ3d_lib.training.stages import freeze, get_sopi, predict_coeffs
+from occ3d_lib.training.train import TrainConfig, Trainer, full_precision
 
 VARIANTS = tuple(losses.MOPI_ABLATIONS)  # ("both", "perceptual", "label")
 LABEL_MODES = ("auto", "pool", "online")

@@ -33,16 +33,15 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from occ3d_lib.data.context import Context
-from occ3d_lib.training import distributed
-from occ3d_lib.core.config import Profile
-from occ3d_lib.nets.models import ReconNet, seeded
-from occ3d_lib.training.train import TrainConfig, Trainer, full_precision, load_history
 from occ3d_lib.core.artifacts import load_cached, torch_save
+from occ3d_lib.core.config import Profile
+from occ3d_lib.data.context import Context
 from occ3d_lib.face.coeffs import SLICES, mean_face_like, split_coeffs, validate_coeffs
 from occ3d_lib.nets.checkpoints import load_deep3d_checkpoint
+from occ3d_lib.nets.models import ReconNet, seeded
 from occ3d_lib.occlusion.occlude import TrainingOccluder
-from occ3d_lib.training import losses
+from occ3d_lib.training import distributed, losses
+from occ3d_lib.training.train import TrainConfig, Trainer, full_precision, load_history
 
 #: Weights of the coefficient-supervision term per group. Coefficients of id/exp/tex are in prior
 #: standard deviations; angles in radians (0.1 rad error costs 1.0 x 100 / 100 ...); translations in

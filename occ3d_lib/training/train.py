@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,10 +31,10 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 import torch
 from torch import Tensor, nn
 
-from occ3d_lib.training import distributed
 from occ3d_lib.core.artifacts import load_cached, torch_save, write_json
 from occ3d_lib.core.config import config_hash
 from occ3d_lib.core.progress import progress_bar
+from occ3d_lib.training import distributed
 
 SCHEDULES = ("constant", "cosine")
 CHECKPOINT = "checkpoint.pt"
