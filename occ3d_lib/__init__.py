@@ -13,32 +13,33 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> submodule that defines it
-_EXPORTS = {
-    # config / artifacts
-    "Profile": "core.config", "get_profile": "core.config", "profile_names": "core.config", "config_hash": "core.config",
-    "cache_dir": "core.artifacts",
-    # face model, coefficients, geometry, lighting
-    "FaceModel": "face.facemodel", "vertex_normals": "face.facemodel",
-    "Coeffs": "face.coeffs", "split_coeffs": "face.coeffs", "join_coeffs": "face.coeffs", "N_COEFFS": "face.coeffs",
-    "rotation_matrix": "render.camera", "project": "render.camera", "camera_intrinsics": "render.camera",
-    "sh_basis": "render.lighting", "shade": "render.lighting",
-    "procedural_face_model": "face.procedural", "load_or_build_procedural": "face.procedural", "COMPONENT_NAMES": "face.procedural",
-    "load_bfm_front": "face.bfm",
-    # rendering and data
-    "rasterize": "render.raster", "interpolate": "render.raster", "FaceRenderer": "render.renderer", "RenderOutput": "render.renderer",
-    "rasterize_vertices": "render.renderer", "rasterize_pytorch3d": "render.raster_pytorch3d", "reference_rasterize": "render.raster_reference",
-    "load_or_build_synthetic": "data.synthetic", "Context": "data.context", "make_context": "data.context",
-    # occlusion
-    "occlude": "occlusion.occlude", "multi_occlusion_set": "occlusion.occlude", "TrainingOccluder": "occlusion.occlude",
-    "load_or_build_eval_sets": "occlusion.occlude",
-    # networks and stages
-    "ReconNet": "nets.models", "MultiOcclusionNet": "nets.models", "FaceEmbedder": "training.embedder",
-    "get_teacher": "training.stages", "get_sopi": "training.stages", "get_mopi": "training.mopi", "get_embedder": "training.embedder",
-    # training, losses, metrics, evaluation
-    "Trainer": "training.train", "TrainConfig": "training.train", "se_loss": "training.losses", "perceptual_loss": "training.losses",
-    "label_loss": "training.losses", "composite_loss": "training.losses", "landmark_me": "core.metrics", "run_evaluation": "evaluation.evaluate",
-}
+# public name -> submodule that defines it (the layers of docs/CONVENTIONS.md, bottom to top)
+_EXPORTS = {name: module for module, names in {
+    "core.config": ("Profile", "get_profile", "profile_names", "config_hash"),
+    "core.artifacts": ("cache_dir",),
+    "core.metrics": ("landmark_me",),
+    "face.facemodel": ("FaceModel", "vertex_normals"),
+    "face.coeffs": ("Coeffs", "split_coeffs", "join_coeffs", "N_COEFFS"),
+    "face.procedural": ("procedural_face_model", "load_or_build_procedural", "COMPONENT_NAMES"),
+    "face.bfm": ("load_bfm_front",),
+    "render.camera": ("rotation_matrix", "project", "camera_intrinsics"),
+    "render.lighting": ("sh_basis", "shade"),
+    "render.raster": ("rasterize", "interpolate"),
+    "render.renderer": ("FaceRenderer", "RenderOutput", "rasterize_vertices"),
+    "render.raster_pytorch3d": ("rasterize_pytorch3d",),
+    "render.raster_reference": ("reference_rasterize",),
+    "nets.models": ("ReconNet", "MultiOcclusionNet"),
+    "nets.facenet": ("FaceEmbedder",),
+    "data.synthetic": ("load_or_build_synthetic",),
+    "data.context": ("Context", "make_context"),
+    "occlusion.occlude": ("occlude", "multi_occlusion_set", "TrainingOccluder", "load_or_build_eval_sets"),
+    "training.embedder": ("get_embedder",),
+    "training.stages": ("get_teacher", "get_sopi"),
+    "training.mopi": ("get_mopi",),
+    "training.train": ("Trainer", "TrainConfig"),
+    "training.losses": ("se_loss", "perceptual_loss", "label_loss", "composite_loss"),
+    "evaluation.evaluate": ("run_evaluation",),
+}.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:

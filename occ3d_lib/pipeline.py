@@ -14,8 +14,8 @@ must be a parameter declared in the ``parameters`` cell of at least one selected
 notebook (papermill itself only warns): anything else is an error listing the
 valid names, exit code 2. Values are parsed and type-checked against the
 declared default (:mod:`occ3d_lib.core.params`) and profile fields (``seed``) against
-the profile, all before anything runs; the profile is chosen with ``--profile``. On a failing cell the run stops, prints the notebook
-and the cell, keeps the executed copy as ``<name>.failed.ipynb`` and exits 1.
+the profile, all before anything runs; the profile is chosen with ``--profile``. On a failing cell the
+run stops, prints the notebook and the cell, keeps the executed copy as ``<name>.failed.ipynb`` and exits 1.
 A notebook is written under a temporary name and renamed only when it
 finished, so ``runs/`` never holds a half-executed notebook under its real name.
 """

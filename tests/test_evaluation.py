@@ -209,7 +209,7 @@ def test_tables_markdown_has_paper_numbers_and_ours():
         assert paper_number in md, paper_number
     assert "6.00 [5.40, 6.60]" in md          # teacher SHOFI ME with its CI
     assert "n/a" in md                         # ablation models not in the results
-    line = next(l for l in md.splitlines() if l.startswith("| SHOFI / RNet"))
+    line = next(row for row in md.splitlines() if row.startswith("| SHOFI / RNet"))
     assert "| -- |" in line                    # the paper printed no RNet number for SHOFI
 
 

@@ -301,7 +301,8 @@ class AFLW2000(AlignedImageSet):
 
     def load_item(self, item: str) -> dict[str, Any]:
         pts, pose = read_aflw2000_mat(self.root / f"{item}.mat")
-        img_path = next((self.root / f"{item}{e}" for e in (".jpg", ".png", ".jpeg") if (self.root / f"{item}{e}").is_file()), None)
+        img_path = next((self.root / f"{item}{e}" for e in (".jpg", ".png", ".jpeg")
+                         if (self.root / f"{item}{e}").is_file()), None)
         if img_path is None:
             raise SkipImage(f"missing file: no image for {item}.mat in {self.root}")
         lm68 = pts[:, :2]

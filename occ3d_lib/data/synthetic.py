@@ -72,7 +72,8 @@ def _clipped_normal(shape: tuple[int, ...], std: float, clip: float, g: torch.Ge
     return (torch.randn(shape, generator=g) * std).clamp(-clip * std, clip * std)
 
 
-def sample_identities(n: int, model: FaceModel, g: torch.Generator, cfg: SamplingConfig = SamplingConfig()) -> tuple[Tensor, Tensor]:
+def sample_identities(n: int, model: FaceModel, g: torch.Generator,
+                      cfg: SamplingConfig = SamplingConfig()) -> tuple[Tensor, Tensor]:
     """Identity and albedo coefficients from the prior (clipped at 3 sigma). -> (n, K_id), (n, K_tex)."""
     return (_clipped_normal((n, model.n_id), cfg.id_std, cfg.clip, g),
             _clipped_normal((n, model.n_tex), cfg.tex_std, cfg.clip, g))
@@ -286,7 +287,8 @@ def load_or_build_synthetic(profile: Profile, model: FaceModel, root: str | Path
         if _interrupt_after is not None and done[0] >= _interrupt_after:
             raise KeyboardInterrupt("simulated interruption")
 
-    with atomic_dir(final, manifest=True) as tmp, progress_bar(total=total, desc="rendering synthetic faces", disable=not progress) as bar:
+    with atomic_dir(final, manifest=True) as tmp, \
+            progress_bar(total=total, desc="rendering synthetic faces", disable=not progress) as bar:
         offset = 0
         for i, name in enumerate(SPLITS):
             g = torch.Generator().manual_seed(profile.seed * 1000 + 17 + i)

@@ -133,7 +133,8 @@ def eval_sets_from_occlusion(sets: Mapping[str, Any], split: Any, dataset: str =
     return out
 
 
-def load_eval_sets(ctx: Context, kinds: Sequence[str] | None = None, n: int | None = None, split: str = "test") -> dict[str, EvalSet]:
+def load_eval_sets(ctx: Context, kinds: Sequence[str] | None = None, n: int | None = None,
+                   split: str = "test") -> dict[str, EvalSet]:
     """The run's fixed evaluation sets with ground truth (built once by the occlusion module, cached)."""
     sets = load_or_build_eval_sets(ctx, tuple(kinds or EVAL_KINDS), n=n, split=split)
     return eval_sets_from_occlusion(sets, ctx.dataset.split(split))
@@ -359,7 +360,8 @@ def colour_invariance(models: Mapping[str, Any], images: Tensor, landmarks: Tens
     out: dict[str, Any] = {"kind": kind, "seed": seed, "colours": [list(map(float, c)) for c in colours],
                            "n": int(images.shape[0]), "units": "8-bit levels (albedo x 255)", "models": {}}
     for name, model in models.items():
-        a = torch.stack([mean_skin_albedo(renderer, predict_coeffs(model, s.images.float(), batch_size, device)) for s in sets], 1)
+        a = torch.stack([mean_skin_albedo(renderer, predict_coeffs(model, s.images.float(), batch_size, device))
+                         for s in sets], 1)
         a_clean = mean_skin_albedo(renderer, predict_coeffs(model, images.float(), batch_size, device))
         spread = torch.linalg.vector_norm(a - a.mean(1, keepdim=True), dim=-1).mean(1) * 255
         vs_clean = torch.linalg.vector_norm(a - a_clean.unsqueeze(1), dim=-1).mean(1) * 255
@@ -466,7 +468,8 @@ def _landmark_cells(res: Mapping[str, Any] | None, norm_res: Mapping[str, Any] |
             _pair(_get(norm_res, model, kind, "nmse_x"), _get(norm_res, model, kind, "nmse_y"), 6)]
 
 
-def _landmark_table(rows: list[tuple[str, str | None, str, Any]], res: Mapping[str, Any], norm_res: Mapping[str, Any]) -> list[str]:
+def _landmark_table(rows: list[tuple[str, str | None, str, Any]], res: Mapping[str, Any],
+                    norm_res: Mapping[str, Any]) -> list[str]:
     head = ["| row | ME ours | ME paper | MSE (x, y) ours | MSE paper | norm. ME ours | norm. ME paper "
             "| norm. MSE (x, y) ours | norm. MSE paper |", "|---|---|---|---|---|---|---|---|---|"]
     for label, model, kind, p in rows:
@@ -506,7 +509,8 @@ def tables_markdown(results: Mapping[str, Any], roles: Mapping[str, str] | None 
         rows.append((f"{KIND_LABELS[k]} / RNet (teacher)", t, k, P["table1"][k]["teacher"]))
     out += _landmark_table(rows, results, norm) + [""]
     out += ["### Table 2: histogram dissimilarity (lower is better)", "",
-            f"| occlusion | method | ours ({src}) | paper CelebA | ours ({nsrc}) | paper AFLW2000-3D |", "|---|---|---|---|---|---|"]
+            f"| occlusion | method | ours ({src}) | paper CelebA | ours ({nsrc}) | paper AFLW2000-3D |",
+            "|---|---|---|---|---|---|"]
     for k in TABLE1_KINDS:
         for label, model, role in (("Ours (SOPI)", s, "sopi"), ("RNet (teacher)", t, "teacher")):
             p = P["table2"][k][role]

@@ -274,7 +274,8 @@ def _mean_depth(gr: _Grid) -> np.ndarray:
     z += 0.055 * _gauss2(ax, Y, 0.42, 0.0, 0.16, 0.15)                 # cheekbones
     # nasolabial folds: a shallow crease from the nose wings to the mouth corners
     d = (ax - 0.16 - (NOSE_TIP_Y - 0.06 - Y) * 0.35)
-    z -= 0.012 * _g(d, 0.025) * _smoothstep(Y, MOUTH_Y - 0.05, MOUTH_Y + 0.03) * (1 - _smoothstep(Y, NOSE_TIP_Y - 0.08, NOSE_TIP_Y))
+    z -= (0.012 * _g(d, 0.025) * _smoothstep(Y, MOUTH_Y - 0.05, MOUTH_Y + 0.03)
+          * (1 - _smoothstep(Y, NOSE_TIP_Y - 0.08, NOSE_TIP_Y)))
     z += 0.012 * _gauss2(X, Y, 0, (SUBNASALE_Y + MOUTH_Y) / 2 + 0.02, 0.02, 0.05)  # philtrum ridge
     upper, lower, p = _lip_curves(X)
     lipx = np.exp(-(X / 0.23) ** 4)
@@ -331,13 +332,15 @@ def _id_fields(gr: _Grid, z: np.ndarray) -> list[np.ndarray]:
         "face height": _vec(dy=(Y - 0.0) / 0.95, n=n),
         "face depth": _vec(dz=(z - z.min()) / (z.max() - z.min()), n=n),
         "jaw width": _vec(dx=X / 0.7 * lower_face, n=n),
-        "cheek fullness": _vec(dx=0.5 * sx * _gauss2(ax, Y, 0.45, -0.1, 0.2, 0.2), dz=_gauss2(ax, Y, 0.42, -0.1, 0.18, 0.18), n=n),
+        "cheek fullness": _vec(dx=0.5 * sx * _gauss2(ax, Y, 0.45, -0.1, 0.2, 0.2),
+                               dz=_gauss2(ax, Y, 0.42, -0.1, 0.18, 0.18), n=n),
         "chin length": _vec(dy=-_sigmoid((MOUTH_Y - 0.12 - Y) / 0.06) * _g(X, 0.5), n=n),
         "nose length": _vec(dy=-_g(X, 0.13) * np.where(Y > NOSE_TIP_Y, np.clip((0.3 - Y) / (0.3 - NOSE_TIP_Y), 0, 1),
                                                      _g(NOSE_TIP_Y - Y, 0.12)), n=n),
         "nose projection": _vec(dz=_g(X, 0.09) * np.where(Y > NOSE_TIP_Y, np.clip((0.3 - Y) / (0.3 - NOSE_TIP_Y), 0, 1),
                                                          _g(NOSE_TIP_Y - Y, 0.08)), n=n),
-        "brow height": _vec(dy=_gauss2(ax, Y, 0.3, BROW_Y + 0.02, 0.3, 0.08), dz=0.4 * _gauss2(ax, Y, 0.3, BROW_Y, 0.3, 0.05), n=n),
+        "brow height": _vec(dy=_gauss2(ax, Y, 0.3, BROW_Y + 0.02, 0.3, 0.08),
+                            dz=0.4 * _gauss2(ax, Y, 0.3, BROW_Y, 0.3, 0.05), n=n),
         "forehead slope": _vec(dz=-(np.clip(Y - 0.3, 0, None) / 0.55) ** 2, n=n),
         "eye spacing": _vec(dx=np.tanh(X / 0.08) * _gauss2(ax, Y, EYE_X, EYE_Y, 0.18, 0.13), n=n),
         "nose width": _vec(dx=(X / 0.12) * _gauss2(X, Y, 0, NOSE_TIP_Y - 0.05, 0.15, 0.1), n=n),
@@ -588,7 +591,8 @@ def procedural_face_model(resolution: str = "light", seed: int = 0) -> FaceModel
     tri = gr.triangles()
     sq = np.sqrt(gr.n)
 
-    def build(named: list[np.ndarray], k: int, region: str, salt: int, tail_rms: float, decay: float) -> tuple[np.ndarray, np.ndarray]:
+    def build(named: list[np.ndarray], k: int, region: str, salt: int, tail_rms: float,
+              decay: float) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([int(seed), salt, VERSION])
         rand = _random_fields(gr, k - len(named), rng, region)
         norms = np.array([np.linalg.norm(f) for f in named])

@@ -197,7 +197,7 @@ def rasterize(screen: Tensor, tri: Tensor, image_size: int, cull_backfaces: bool
     winding: outward normals, i.e. clockwise on screen because rows point down).
     """
     _check_inputs(screen, tri, image_size)
-    bsz, s, f = screen.shape[0], image_size, tri.shape[0]
+    bsz, s = screen.shape[0], image_size
     dev, dtype = screen.device, screen.dtype
     zkeys = torch.full((bsz * s * s,), _NO_HIT, dtype=torch.long, device=dev)
     with torch.no_grad():
