@@ -1,4 +1,4 @@
-"""Benchmark: a MOPI training step vs seven bare backbone forward+backward passes (issue 6).
+"""Benchmark: a MOPI training step vs seven bare backbone forward+backward passes.
 
 On the course profile's setting (procedural light mesh, 64x64 px, ResNet-18, B identities x 7
 occluded images) times, as medians of a few repetitions in one run:
@@ -9,7 +9,7 @@ occluded images) times, as medians of a few repetitions in one run:
   frozen SOPI on the 7 images, render and embed its 7 predictions and the clean image, Eq. 8 pick);
 - labels pooled: serving the same batch from the run's label pool (how the course run trains:
   the labels are selected once and shared by the three Table 7 variants).
-Target (issue 6): a MOPI step <= 3x the bare unit. Prints ratios measured in this run, the
+Target: a MOPI step <= 3x the bare unit. Prints ratios measured in this run, the
 online one, the pooled one and the pool's cost amortised over the three variants; no assertions.
 
 Run: ``.venv/bin/python benchmarks/bench_mopi.py [--profile course] [--reps 5]``.

@@ -1,4 +1,4 @@
-"""Benchmark: teacher and SOPI training steps vs the bare trainee forward+backward (issue 5).
+"""Benchmark: teacher and SOPI training steps vs the bare trainee forward+backward.
 
 On the course profile's setting (procedural light mesh, 64x64 px, batch 32, ResNet-18) times,
 as medians of a few repetitions in one run:
@@ -7,7 +7,7 @@ as medians of a few repetitions in one run:
 - SOPI step as trained here: batch from the dataset, on-the-fly occlusion, label lookup (teacher
   outputs cached once per training image, Eq. 1), trainee forward/backward/step;
 - SOPI step with the teacher forward done every step instead of cached (for comparison).
-Target (issue 5): SOPI step <= 1.5x bare. Prints ratios measured in this run; no assertions.
+Target: SOPI step <= 1.5x bare. Prints ratios measured in this run; no assertions.
 
 Run: ``.venv/bin/python benchmarks/bench_stages.py [--profile course] [--reps 5]``.
 """
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{torch.get_num_threads()} threads")
     for name, t in rows:
         print(f"  {name:<40s} {t * 1000:8.1f} ms   {t / tb:5.2f}x bare")
-    print("target: SOPI step <= 1.5x bare (issue 5)")
+    print("target: SOPI step <= 1.5x bare")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ assert out.shape == (2, 257) and torch.all(out == 0)  # zero heads: the mean fac
 # ## 2. Training the teacher on clean faces
 #
 # RNet is trained *weakly*: nobody tells it the coefficients; it renders what it predicted and
-# compares with the photo. The terms (reference sec. 7, weights as Deep3DFaceRecon):
+# compares with the photo. The terms (docs/facts.md §7, weights as Deep3DFaceRecon):
 #
 # - photometric: $1.92 \cdot \frac{1}{|M|}\sum_{i\in M} \lVert I_i - \hat I_i \rVert_2$ over the rendered face mask $M$;
 # - landmarks: $1.6\cdot10^{-3} \cdot \frac{1}{68}\sum_k w_k \lVert q_k - \hat q_k\rVert^2$ (at 224-pixel scale, $w_k =
@@ -168,7 +168,7 @@ display(Markdown("| teacher's prediction with ... | ME (px @224) |\n|---|---|\n"
                             for k, v in parts.items())))
 
 # %% [markdown]
-# The issue this notebook answers asks for a teacher at most one third of the baseline's error.
+# This notebook asks for a teacher at most one third of the baseline's error.
 # On the course budget (ResNet-18, 64 px, 1200 steps on two CPU cores) it does not get there; what
 # was tried, always measured on the **validation** identities, never on the test set:
 #

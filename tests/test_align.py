@@ -1,4 +1,4 @@
-"""5-point alignment to the 224 crop (reference sec. 8) and MTCNN detection."""
+"""5-point alignment to the 224 crop (docs/facts.md §8) and MTCNN detection."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Tests of occ3d_lib.occlusion.occlude / occluders (issue 4): kinds, coverage, masks, fills, sets, occluder state.
+"""Tests of occ3d_lib.occlusion.occlude / shapes: kinds, coverage, masks, fills, sets, occluder state.
 
 Fixtures are canonical iBUG-68 layouts (occlusion.canonical_landmarks) jittered in scale, roll and
 shift; no renderer needed.

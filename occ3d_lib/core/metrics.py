@@ -15,7 +15,7 @@ Units.
 - AFLW2000-3D NME (3DDFA protocol): mean Euclidean error / sqrt(w h) of the ground-truth landmark
   box, usually quoted in percent (x 100).
 - Mesh errors: model units are BFM's (1 unit = 100 mm: BFM09 stores micrometres and
-  ``BFM_model_front`` scales them by 1e-5; see reference sec. 2 and docs/CONVENTIONS.md), so
+  ``BFM_model_front`` scales them by 1e-5; see docs/facts.md §2 and docs/CONVENTIONS.md), so
   :data:`MM_PER_UNIT` = 100. The procedural model uses the same units (a face ~1.5 units wide).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Align a real photo to RNet's 224 crop from 5 facial points (reference sec. 8).
+"""Align a real photo to RNet's 224 crop from 5 facial points (docs/facts.md §8).
 
 Taught in notebook 05, section "Running on real data". Deep3DFaceRecon aligns
 every image the same way before RNet sees it, and so does this module:
@@ -137,7 +137,7 @@ def crop_centre(size: int = CROP_SIZE) -> tuple[float, float]:
 
 def estimate_alignment(lm5: np.ndarray, template: np.ndarray | None = None, size: int = CROP_SIZE,
                        rescale_factor: float = RESCALE_FACTOR) -> AlignTransform:
-    """The crop transform for 5 image points (5, 2) against a 3D template (5, 3) (reference sec. 8).
+    """The crop transform for 5 image points (5, 2) against a 3D template (5, 3) (docs/facts.md §8).
 
     scale = rescale_factor * (size / 224) / s_pos; the template origin goes to :func:`crop_centre`.
     Template y is up and image y is down, so the template's y is flipped before the fit.
@@ -239,7 +239,7 @@ def warp_to_crop(image: Any, tf: AlignTransform) -> np.ndarray:
 
 def align_face(image: Any, lm5: np.ndarray, template: np.ndarray | None = None, size: int = CROP_SIZE,
                lm68: np.ndarray | None = None) -> tuple[np.ndarray, AlignTransform, np.ndarray | None]:
-    """Align one photo to RNet's crop (reference sec. 8; notebook 05, real data).
+    """Align one photo to RNet's crop (docs/facts.md §8; notebook 05, real data).
 
     image: anything :func:`as_pil_rgb` takes; lm5 (5, 2) image points; template (5, 3) or the
     default; lm68 optional (68, 2) landmarks carried into the crop.
@@ -281,7 +281,7 @@ def detect_faces(image: Any, min_prob: float = 0.9, device: str = "cpu") -> list
         boxes, probs, points = _mtcnn(device).detect(im, landmarks=True)
     if boxes is None:
         return []
-    # under numpy 2 MTCNN returns object arrays: cast (reference sec. 9)
+    # under numpy 2 MTCNN returns object arrays: cast (docs/facts.md §9)
     boxes = np.asarray(boxes).astype(np.float64).reshape(-1, 4)
     probs = np.asarray(probs).astype(np.float64).reshape(-1)
     points = np.asarray(points).astype(np.float64).reshape(-1, 5, 2)

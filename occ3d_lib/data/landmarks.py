@@ -1,4 +1,4 @@
-"""dlib's 68-point landmark detector, the paper's evaluation detector (reference sec. 10).
+"""dlib's 68-point landmark detector, the paper's evaluation detector (docs/facts.md §10).
 
 Taught in notebook 05 (evaluation on real photos: landmarks of the input are
 compared with the 68 landmark vertices of the reconstruction, paper Tables 1-2).
@@ -6,7 +6,7 @@ dlib comes from the prebuilt ``dlib-bin`` wheel (imported as ``dlib``), the
 model ``shape_predictor_68_face_landmarks.dat`` from the ``face_recognition_models``
 package. That package's ``__init__`` needs ``pkg_resources`` (gone in
 setuptools >= 81), so it is never imported: the file is located with
-``importlib.util.find_spec`` (reference sec. 9b). dlib is imported lazily, on
+``importlib.util.find_spec`` (docs/facts.md §10). dlib is imported lazily, on
 the first detection, so importing this module costs nothing.
 
 Landmarks are (68, 2) float arrays in occ3d_lib's pixel frame (x = column,
@@ -56,7 +56,7 @@ def _to_uint8_rgb(image: Any) -> np.ndarray:
 def detect_face_box(image: Any, upsample: int = 1) -> tuple[np.ndarray, float] | None:
     """dlib's frontal face detector: the highest-scoring box (x1, y1, x2, y2) and its score, or None.
 
-    With ``upsample=1`` the detector also fires weakly on non-faces (reference sec. 9b),
+    With ``upsample=1`` the detector also fires weakly on non-faces (docs/facts.md §10),
     so only the best box is kept.
     """
     det, _ = _dlib_models()

@@ -1,9 +1,9 @@
-"""Real image sets for the real track: CelebA, AFLW2000-3D, any folder of photos (reference sec. 11).
+"""Real image sets for the real track: CelebA, AFLW2000-3D, any folder of photos (docs/facts.md §11).
 
 Taught in notebook 05, section "Running on real data" (and notebook 00,
 section 4, data tracks: ``dataset = "celeba:<root>" | "aflw2000:<root>" |
 "photos:<folder>"``). Every set yields faces aligned to RNet's crop exactly as
-Deep3DFaceRecon aligns them (:mod:`occ3d_lib.data.align`, reference sec. 8):
+Deep3DFaceRecon aligns them (:mod:`occ3d_lib.data.align`, docs/facts.md §8):
 
 - :class:`CelebA`: torchvision's folder layout, read by our own loader (no MD5
   check, so hand-made fixtures and partial copies work): ``<root>/celeba/``
@@ -286,7 +286,7 @@ def yaw_bin(yaw_deg: float) -> str:
 
 
 class AFLW2000(AlignedImageSet):
-    """AFLW2000-3D: images aligned from the 5 points of their 68 ground-truth landmarks (reference sec. 11).
+    """AFLW2000-3D: images aligned from the 5 points of their 68 ground-truth landmarks (docs/facts.md §11).
 
     Samples carry ``landmarks`` (68, 2) in crop pixels, ``yaw_deg`` from Pose_Para and
     ``box_size`` sqrt(w h) of the landmark box in crop pixels (NME normaliser).
@@ -399,7 +399,7 @@ def photo_demo(image: Any = None, size: int = align.CROP_SIZE, template: np.ndar
                with_dlib: bool = True) -> dict[str, Any]:
     """The real-photo path of notebook 05 on one photo (default: :func:`sample_photo`).
 
-    MTCNN detection -> 5-point alignment to the crop (reference sec. 8) -> dlib's 68
+    MTCNN detection -> 5-point alignment to the crop (docs/facts.md §8) -> dlib's 68
     landmarks (in the photo and carried into the crop). Returns a dict: ``photo``
     (H, W, 3) uint8, ``box`` (4,), ``prob``, ``points5`` (5, 2), ``crop`` (S, S, 3) uint8,
     ``transform`` (:class:`align.AlignTransform`), ``landmarks68`` (68, 2) in the photo or

@@ -55,7 +55,7 @@ class SamplingConfig:
     yaw_deg: float = 50.0
     pitch_deg: float = 20.0
     roll_deg: float = 15.0
-    # faces are aligned crops, as RNet sees them after 5-point alignment (reference sec. 8): a small
+    # faces are aligned crops, as RNet sees them after 5-point alignment (docs/facts.md §8): a small
     # residual shift (+-0.05 units = +-5 px at 224) and scale (+-3 %) remain
     trans_xy: float = 0.05
     trans_z: float = 0.3

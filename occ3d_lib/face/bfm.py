@@ -2,7 +2,7 @@
 
 Taught in notebook 01, section 1 (the real track) and notebook 00, section 4
 (data tracks). The real-track face model is Deep3DFaceRecon's
-``BFM_model_front.mat`` (reference sec. 2): a front-face crop of the Basel Face
+``BFM_model_front.mat`` (docs/facts.md §2): a front-face crop of the Basel Face
 Model 2009 (35709 vertices, 70789 triangles) with 80 identity, 64 expression
 (Guo et al.) and 80 albedo components, pre-multiplied by their standard
 deviations and scaled from micrometres to decimetres (1 unit = 100 mm).
@@ -98,7 +98,7 @@ def _index(a: np.ndarray, name: str, path: Path, upper: int) -> np.ndarray:
 
 
 def read_bfm_front_mat(path: str | Path) -> dict[str, np.ndarray]:
-    """Read and check every field of ``BFM_model_front.mat`` (reference sec. 2); indices made 0-based.
+    """Read and check every field of ``BFM_model_front.mat`` (docs/facts.md §2); indices made 0-based.
 
     Returns arrays: meanshape (N, 3) (not re-centred), idBase (3N, 80), exBase (3N, 64),
     meantex (N, 3), texBase (3N, 80), tri (F, 3), point_buf (N, 8) (padding = F),
@@ -188,7 +188,7 @@ def load_bfm_front(path: str | Path = DEFAULT_BFM_PATH, recenter: bool = True) -
 
 
 def read_exp_pca_bin(path: str | Path, n_vertices: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Read Guo et al.'s ``Exp_Pca.bin`` (reference sec. 2). -> (mean (3V,), PCs (3V, dim)), float32.
+    """Read Guo et al.'s ``Exp_Pca.bin`` (docs/facts.md §2). -> (mean (3V,), PCs (3V, dim)), float32.
 
     Layout (little-endian): int32 dim (79 in the real file); float32 mean, 3V values;
     float32 PCs, dim * 3V values, stored component after component (so reshaped
@@ -238,7 +238,7 @@ def build_bfm_front(bfm2009_mat: str | Path, exp_pca_bin: str | Path, index_dir:
                     out_path: str | Path = DEFAULT_BFM_PATH) -> Path:
     """Build ``BFM_model_front.mat`` from BFM 2009 (Deep3DFaceRecon's ``transferBFM09``; notebook 01, sec. 1).
 
-    Steps (reference sec. 2): idBase = shapePC * shapeEV / 1e5, first 80 columns;
+    Steps (docs/facts.md §2): idBase = shapePC * shapeEV / 1e5, first 80 columns;
     exBase = expPC * std_exp / 1e5, first 64; texBase = texPC * texEV, first 80;
     meanshape = shapeMU / 1e5; meantex = texMU. Vertices are selected per vertex (all
     three coordinates): the expression basis by ``BFM_front_idx.mat['idx']`` (1-based

@@ -157,7 +157,7 @@ class FaceModel:
         return verts[:, self.keypoints]
 
     def normals(self, verts: Tensor) -> Tensor:
-        """Unit vertex normals via point_buf (reference sec. 3). (B, N, 3) -> (B, N, 3).
+        """Unit vertex normals via point_buf (docs/facts.md §3). (B, N, 3) -> (B, N, 3).
 
         Face normal = normalize((v1 - v2) x (v2 - v3)) with a zero row appended
         for the padding index; vertex normal = normalize(sum of adjacent face normals).
@@ -213,7 +213,7 @@ def face_normals(verts: Tensor, tri: Tensor) -> Tensor:
 
 
 def vertex_normals(verts: Tensor, tri: Tensor, point_buf: Tensor) -> Tensor:
-    """Unit vertex normals from adjacent triangles (reference sec. 3). (B, N, 3) -> (B, N, 3)."""
+    """Unit vertex normals from adjacent triangles (docs/facts.md §3). (B, N, 3) -> (B, N, 3)."""
     fn = face_normals(verts, tri)
     fn = torch.cat([fn, torch.zeros_like(fn[:, :1])], dim=1)  # padding index F -> zero normal
     b, n = verts.shape[:2]

@@ -1,4 +1,4 @@
-"""A Deep3DFaceRecon ``epoch_20.pth`` as the teacher RNet (paper Eq. 2; reference sec. 6).
+"""A Deep3DFaceRecon ``epoch_20.pth`` as the teacher RNet (paper Eq. 2; docs/facts.md §6).
 
 Taught in notebook 03, section 1 (the teacher) and notebook 00, section 4 (data
 tracks: ``teacher = "<path to epoch_20.pth>"``). Deep3DFaceRecon saves a dict

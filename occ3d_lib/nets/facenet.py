@@ -19,7 +19,7 @@ from occ3d_lib.core.external import FACENET_RELEASE_URL, FACENET_WEIGHTS, facene
 
 EMBEDDING_DIM = 512
 PRETRAINED_INPUT_SIZE = 160
-"""Input size of the published FaceNet weights (reference sec. 9)."""
+"""Input size of the published FaceNet weights (docs/facts.md §9)."""
 MIN_INPUT_SIZE = 80
 """Smallest square input InceptionResnetV1 accepts (at 72 px its ``mixed_7a`` stage has no 3x3 map left)."""
 
@@ -89,7 +89,7 @@ def freeze_embedder(embedder: FaceEmbedder) -> FaceEmbedder:
 
 # ------------------------------------------------------------------------------- published weights
 def load_pretrained_embedder(name: str, device: str = "cpu") -> FaceEmbedder:
-    """The published FaceNet (reference sec. 9) as a frozen :class:`FaceEmbedder` at 160 px.
+    """The published FaceNet (docs/facts.md §9) as a frozen :class:`FaceEmbedder` at 160 px.
 
     Never downloads: a missing file raises ``FileNotFoundError`` saying which file to put where.
     """

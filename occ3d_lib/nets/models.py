@@ -2,7 +2,7 @@
 
 Taught in notebook 03 (ReconNet, teacher and SOPI) and notebook 04
 (MultiOcclusionNet). ReconNet follows Deep3DFaceRecon's layout key for key
-(reference sec. 6): a torchvision ResNet trunk under ``backbone.*`` and seven
+(docs/facts.md §6): a torchvision ResNet trunk under ``backbone.*`` and seven
 zero-initialised 1x1 convolution heads ``final_layers.{0..6}`` of sizes
 80, 64, 80, 3, 27, 2, 1 concatenated to 257 outputs. Input is RGB / 255
 (images in [0, 1], no mean/std normalisation).

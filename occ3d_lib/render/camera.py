@@ -1,4 +1,4 @@
-"""Pose and perspective projection (paper Eq. 5; reference sec. 5).
+"""Pose and perspective projection (paper Eq. 5; docs/facts.md §5).
 
 Taught in notebook 01, section 2. Angles are radians (x = pitch, y = yaw,
 z = roll); R = Rz Ry Rx; points are rotated then translated; the camera sits

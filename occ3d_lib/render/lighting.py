@@ -1,4 +1,4 @@
-"""Spherical-harmonics Lambertian shading (paper Eq. 4; reference sec. 4).
+"""Spherical-harmonics Lambertian shading (paper Eq. 4; docs/facts.md §4).
 
 Taught in notebook 01, section 2. Nine real SH basis functions of the unit
 normal, pre-multiplied by the Lambertian kernel's band factors a_l and the

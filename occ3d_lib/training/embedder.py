@@ -7,7 +7,7 @@ clean image. :class:`FaceEmbedder` wraps facenet-pytorch's ``InceptionResnetV1``
 package's own preprocessing, so the same object serves both tracks:
 
 - real track (``facenet='vggface2'`` or ``'casia-webface'``): the published weights, read from
-  ``$TORCH_HOME/checkpoints/<file>`` (reference sec. 9; never downloaded here);
+  ``$TORCH_HOME/checkpoints/<file>`` (docs/facts.md §9; never downloaded here);
 - embedded default (``facenet='synthetic'``): an ``InceptionResnetV1`` trained here on
   synthetic identities (identity = identity + albedo coefficients; views vary expression, pose,
   light, background and occlusion) with a metric-learning loss, cached under
@@ -240,7 +240,7 @@ def roc_curve(scores: Tensor, same: Tensor) -> dict[str, Any]:
 
 def verification_report(embedder: nn.Module, images: Tensor, identity: Tensor | np.ndarray,
                         batch_size: int = 64) -> dict[str, Any]:
-    """Face verification on labelled images (notebook 04, section 2; issue 6 asks >= 0.90 accuracy).
+    """Face verification on labelled images (notebook 04, section 2; the series asks >= 0.90 accuracy).
 
     Every unordered pair of distinct images is a trial; its score is the cosine similarity of the
     two embeddings. images (M, 3, S, S) in [0, 1], identity (M,) ints. Returns :func:`roc_curve`'s

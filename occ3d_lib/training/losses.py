@@ -60,7 +60,7 @@ def _same_shape(a: Tensor, b: Tensor, na: str, nb: str) -> None:
 
 # --------------------------------------------------------------------------- RNet (teacher) losses
 def photometric_loss(rendered: Tensor, target: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:
-    """RNet's photometric loss (reference sec. 7; notebook 03 section "Teacher").
+    """RNet's photometric loss (docs/facts.md §7; notebook 03 section "Teacher").
 
     Per-pixel colour distance ``sqrt(eps + sum_c (rendered - target)^2)`` averaged over the mask:
     ``sum(dist * mask) / max(sum(mask), 1)``. rendered, target (B, 3, S, S); mask (B, 1, S, S)
@@ -79,7 +79,7 @@ def photometric_loss(rendered: Tensor, target: Tensor, mask: Tensor, eps: float 
 
 
 def landmark_loss(pred: Tensor, gt: Tensor, image_size: int, weights: Tensor | None = None) -> Tensor:
-    """RNet's weighted landmark loss (reference sec. 7; notebook 03).
+    """RNet's weighted landmark loss (docs/facts.md §7; notebook 03).
 
     ``sum_{b,k} w_k |pred_bk - gt_bk|^2 / (B * 68)`` with both landmark sets first rescaled from
     pixels of an ``image_size`` image to pixels of a 224 x 224 image (multiplied by
@@ -100,7 +100,7 @@ def landmark_loss(pred: Tensor, gt: Tensor, image_size: int, weights: Tensor | N
 
 
 def coeff_regularizer(coeffs: Tensor, w_id: float = 1.0, w_exp: float = 0.8, w_tex: float = 1.7e-2) -> Tensor:
-    """RNet's coefficient prior (reference sec. 7): ``(w_id|id|^2 + w_exp|exp|^2 + w_tex|tex|^2) / B``.
+    """RNet's coefficient prior (docs/facts.md §7): ``(w_id|id|^2 + w_exp|exp|^2 + w_tex|tex|^2) / B``.
 
     coeffs (B, 257). Unweighted by the 3e-4 of :class:`RNetLossWeights`.
     """
@@ -112,7 +112,7 @@ def coeff_regularizer(coeffs: Tensor, w_id: float = 1.0, w_exp: float = 0.8, w_t
 def gamma_loss(coeffs: Tensor) -> Tensor:
     """RNet's monochromatic-light prior: mean squared deviation of gamma (B, 3, 9) from its RGB mean.
 
-    coeffs (B, 257) -> scalar (reference sec. 7: "variance of gamma across RGB").
+    coeffs (B, 257) -> scalar (docs/facts.md §7: "variance of gamma across RGB").
     """
     g = split_coeffs(coeffs).gamma.reshape(-1, 3, 9)
     return ((g - g.mean(dim=1, keepdim=True)) ** 2).mean()
@@ -186,7 +186,7 @@ def shape_supervision_loss(pred_shape: Tensor, gt_shape: Tensor, mm_per_unit: fl
 
 @dataclass(frozen=True)
 class RNetLossWeights:
-    """The teacher's loss weights (Deep3DFaceRecon defaults, reference sec. 7)."""
+    """The teacher's loss weights (Deep3DFaceRecon defaults, docs/facts.md §7)."""
 
     photo: float = 1.92
     landmark: float = 1.6e-3
@@ -202,7 +202,7 @@ def teacher_losses(out, images: Tensor, gt_landmarks: Tensor, coeffs: Tensor, sk
                    coeff_group_weights: Mapping[str, float] | None = None,
                    emb_pred: Tensor | None = None, emb_target: Tensor | None = None,
                    gt_shape: Tensor | None = None, shape_weight: float = 0.0) -> dict[str, Tensor]:
-    """All of RNet's training losses for one batch (reference sec. 7; notebook 03).
+    """All of RNet's training losses for one batch (docs/facts.md §7; notebook 03).
 
     out: :class:`occ3d_lib.render.renderer.RenderOutput` of ``coeffs`` (uses ``face``, ``mask``,
     ``landmarks``, ``albedo``); images (B, 3, S, S) targets in [0, 1]; gt_landmarks (B, 68, 2)

@@ -6,7 +6,7 @@ Teacher
     Trained here only on *unoccluded* synthetic faces with RNet's own weakly supervised losses
     through the differentiable renderer (:func:`occ3d_lib.training.losses.teacher_losses`: photometric
     with the face mask, 68-landmark loss with its weights, coefficient / gamma / reflectance
-    regularisers; reference sec. 7). Synthetic data has ground-truth coefficients, so a
+    regularisers; docs/facts.md §7). Synthetic data has ground-truth coefficients, so a
     *coefficient-supervision* term (weighted squared error per coefficient group,
     :data:`COEFF_SUPERVISION_WEIGHTS`) is added with weight ``TeacherSettings.coeff_weight``:
     weak supervision alone needs far more steps than a 2-core CPU affords to separate identity
@@ -309,7 +309,7 @@ class Claim:
 
 
 def sopi_claims(me: Mapping[str, Mapping[str, float]], occluded: tuple[str, ...] = ("dsofi", "dhofi", "shofi")) -> list[Claim]:
-    """Check issue 5's four claims on landmark ME (pixels at 224 scale).
+    """Check notebook 03's four claims on landmark ME (pixels at 224 scale).
 
     ``me[model][kind]`` with models 'baseline' (mean face at the true pose), 'teacher', 'sopi' and
     kinds 'clean' plus ``occluded``. Claims: teacher clean <= baseline clean / 3; teacher SHOFI >=
