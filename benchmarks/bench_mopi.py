@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import bench_args, median_time  # noqa: E402
 
 from occ3d_lib.data.context import make_context  # noqa: E402
-from occ3d_lib.nets.facenet import FaceEmbedder, freeze_embedder  # noqa: E402
-from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet  # noqa: E402
+from occ3d_lib.nets.facenet import FaceEmbedder  # noqa: E402
+from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, freeze  # noqa: E402
 from occ3d_lib.training import embedder as E  # noqa: E402
 from occ3d_lib.training import mopi  # noqa: E402
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     b, w = p.mopi_batch_identities, p.n_occlusion_variants
     torch.manual_seed(0)
     sopi = ReconNet(p.backbone).eval()
-    emb = freeze_embedder(FaceEmbedder(input_size=E.embedder_input_size(p)))
+    emb = freeze(FaceEmbedder(input_size=E.embedder_input_size(p)))
     split = ctx.dataset.train
     online = mopi.mopi_batch_fn(split, sopi, emb, ctx.renderer, b, w)
     pool = mopi.build_label_pool(online, a.reps + 1, seed=0)

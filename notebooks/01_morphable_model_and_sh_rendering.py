@@ -54,6 +54,7 @@ from occ3d_lib.render import camera as geometry
 from occ3d_lib.render import lighting, raster
 from occ3d_lib.render import renderer as render
 from occ3d_lib.render.renderer import FaceRenderer, compare_backends
+from occ3d_lib.teaching import explorers, probes
 
 # %% [markdown]
 # The next cell is tagged `parameters` (papermill overrides it). `OCC3D_PROFILE=smoke` makes the
@@ -126,20 +127,13 @@ for name, base in (("identity", model.id_base), ("expression", model.exp_base), 
 # %%
 names = model.info.get("component_names", {})
 studio = lighting.white_gamma(torch.tensor([[0.0, -0.2, 0.25, 0.25, 0, 0, 0, 0, 0]]))  # light from upper left
-grey = torch.full((3, 3, S_SHOW, S_SHOW), 0.85)
-
-def sweep(part, k, yaw=0.35):
-    c = torch.zeros(3, coeffs.N_COEFFS)
-    c[:, coeffs.SLICES[part].start + k] = torch.tensor([-3.0, 0.0, 3.0])
-    c[:, coeffs.SLICES["angle"]] = torch.tensor([0.0, yaw, 0.0])
-    c[:, coeffs.SLICES["gamma"]] = studio
-    return show(c, grey).image
 
 rows = {}
 for part, ks in (("id", [0, 1, 2, 9]), ("exp", [0, 1, 2, 7]), ("tex", [0, 1, 4])):
     for k in ks:
         label = names.get(part, [str(i) for i in range(300)])[k]
-        rows[f"{part} {k}: {label}"] = sweep(part, k, yaw=0.0 if part == "tex" else 0.35)
+        rows[f"{part} {k}: {label}"] = explorers.component_sweep(show, part, k, studio,
+                                                                 yaw=0.0 if part == "tex" else 0.35)
 viz.rows_grid(rows, col_titles=["-3 sigma", "mean", "+3 sigma"], size=1.5)
 plt.show()
 
@@ -231,15 +225,12 @@ plt.show()
 # from behind-right (a rim light), and a warm coloured light (different $\gamma$ per channel).
 
 # %%
-def light(sh9, tint=(1.0, 1.0, 1.0)):
-    return (torch.tensor(sh9).view(1, 1, 9) * torch.tensor(tint).view(1, 3, 1)).reshape(1, 27)
-
 lights = {
     "ambient (gamma = 0)": torch.zeros(1, 27),
-    "from the left": light([0.0, 0.0, 0.1, 0.45, 0, 0, 0, 0, 0]),
-    "from above": light([0.0, -0.45, 0.1, 0.0, 0, 0, 0, 0, 0]),
-    "rim, right": light([-0.3, 0.0, -0.3, -0.4, 0, 0, 0.1, 0, 0]),
-    "warm": light([0.1, -0.1, 0.2, 0.1, 0, 0, 0, 0, 0], tint=(1.2, 0.9, 0.6)),
+    "from the left": lighting.white_gamma(torch.tensor([[0.0, 0.0, 0.1, 0.45, 0, 0, 0, 0, 0]])),
+    "from above": lighting.white_gamma(torch.tensor([[0.0, -0.45, 0.1, 0.0, 0, 0, 0, 0, 0]])),
+    "rim, right": lighting.white_gamma(torch.tensor([[-0.3, 0.0, -0.3, -0.4, 0, 0, 0.1, 0, 0]])),
+    "warm": lighting.tinted_gamma(torch.tensor([[0.1, -0.1, 0.2, 0.1, 0, 0, 0, 0, 0]]), torch.tensor([1.2, 0.9, 0.6])),
 }
 c = coeffs.join_coeffs(angle=torch.tensor([[0.0, 0.3, 0.0]]).expand(5, -1), gamma=torch.cat(list(lights.values())))
 out = show(c, torch.full((5, 3, S_SHOW, S_SHOW), 0.2))
@@ -326,11 +317,8 @@ scr = torch.tensor([[[0.37, 0.21, 3.0], [6.63, 0.84, 4.0], [1.12, 6.71, 5.0], [7
 tri2 = torch.tensor([[0, 1, 2], [1, 3, 2]])
 col = torch.rand(1, 4, 3, dtype=torch.float64, generator=gen, requires_grad=True)
 
-def f(scr, col):
-    frags = raster.rasterize(scr, tri2, 8)
-    return raster.interpolate(col, tri2, frags), frags.depth
-
-ok = torch.autograd.gradcheck(f, (scr, col), eps=1e-6, atol=1e-6)
+ok = torch.autograd.gradcheck(lambda scr, col: probes.raster_colours_and_depth(scr, tri2, 8, col), (scr, col),
+                              eps=1e-6, atol=1e-6)
 print("gradcheck passed:", ok)
 
 # %% [markdown]
@@ -466,40 +454,7 @@ assert cmp["same_face"] > 0.999
 # shown instead.
 
 # %%
-def explore(face_width=0.0, face_height=0.0, nose=0.0, mouth_open=0.0, smile=0.0, brow_raise=0.0,
-            skin_tone=0.0, redness=0.0, light_x=0.25, light_y=0.2, yaw=0.3, pitch=0.0, roll=0.0):
-    c = torch.zeros(1, coeffs.N_COEFFS)
-    for part, k, v in (("id", 0, face_width), ("id", 1, face_height), ("id", 9, nose), ("exp", 0, mouth_open),
-                       ("exp", 1, smile), ("exp", 2, brow_raise), ("tex", 0, skin_tone), ("tex", 1, redness)):
-        c[0, coeffs.SLICES[part].start + k] = v
-    c[0, coeffs.SLICES["gamma"]] = lighting.white_gamma(torch.tensor([[0.0, -light_y, 0.2, light_x, 0, 0, 0, 0, 0]]))[0]
-    c[0, coeffs.SLICES["angle"]] = torch.tensor([pitch, yaw, roll])
-    return show(c, torch.full((1, 3, S_SHOW, S_SHOW), 0.85))
-
-def make_widget():
-    import ipywidgets as w
-
-    sl = lambda lo, hi, v=0.0: w.FloatSlider(value=v, min=lo, max=hi, step=0.1, continuous_update=False)
-
-    def draw(**kw):
-        out = explore(**kw)
-        viz.image_grid(out.image, ncols=1, landmarks=out.landmarks, size=4)
-        plt.show()
-
-    return w.interactive(draw, face_width=sl(-3, 3), face_height=sl(-3, 3), nose=sl(-3, 3),
-                         mouth_open=sl(-1, 3), smile=sl(-3, 3), brow_raise=sl(-3, 3), skin_tone=sl(-3, 3),
-                         redness=sl(-3, 3), light_x=sl(-0.6, 0.6, 0.25), light_y=sl(-0.6, 0.6, 0.2),
-                         yaw=sl(-1.2, 1.2, 0.3), pitch=sl(-0.6, 0.6), roll=sl(-0.8, 0.8))
-
-def make_static():
-    settings = {"default": {}, "wide face": {"face_width": 3.0}, "mouth open": {"mouth_open": 3.0},
-                "smile": {"smile": 3.0}, "darker skin": {"skin_tone": 2.5}, "light from right": {"light_x": -0.5},
-                "yaw -0.8": {"yaw": -0.8}, "pitch up, roll": {"pitch": -0.4, "roll": 0.3}}
-    imgs = torch.cat([explore(**kw).image for kw in settings.values()])
-    viz.image_grid(imgs, ncols=4, titles=list(settings), size=2.0)
-    plt.show()
-
-widget = viz.interactive_or_static(make_widget, make_static)
+widget = explorers.face_explorer(show)
 if widget is not None:
     display(widget)
 
@@ -575,7 +530,7 @@ assert torch.allclose(ctx.renderer.landmarks(b["coeffs"]), b["landmarks"], atol=
 # ## Exercises
 #
 # 1. Which identity component changes the face most in 3D? Rank the first ten by the RMS vertex
-#    displacement of a $+3\sigma$ change (`model.id_base`), then check visually with `sweep`.
+#    displacement of a $+3\sigma$ change (`model.id_base`), then check visually with `explorers.component_sweep`.
 # 2. Light a face from below (a "flashlight under the chin") by choosing $\gamma$; which basis function's
 #    sign do you need to flip?
 # 3. Render the mean face at yaw $90°$ with `FaceRenderer(model, 128, cull_backfaces=True)` and without:

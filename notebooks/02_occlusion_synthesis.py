@@ -45,8 +45,9 @@ import torch
 from IPython.display import Markdown, display
 
 import occ3d_lib
-from occ3d_lib.core import viz
+from occ3d_lib.core import metrics, viz
 from occ3d_lib.occlusion import occlude as occlusion
+from occ3d_lib.teaching import explorers, probes
 
 # %% [markdown]
 # The next cell is tagged `parameters` (papermill overrides it). `OCC3D_PROFILE=smoke` makes the
@@ -83,30 +84,32 @@ print(f"profile {ctx.profile.name}: {len(test)} test faces of {X.shape[-1]}x{X.s
 # then produces random poses and *ghost-like* faces (Sec. 4.1.1, Fig. 2).
 #
 # We can watch this happen with the smallest regressor there is: ridge regression from 16x16 grayscale
-# pixels to the 68 landmarks (`occlusion.fit_landmark_probe`, closed form, a second to fit). We fit one
+# pixels to the 68 landmarks (`probes.fit_landmark_probe`, closed form, a second to fit). We fit one
 # probe on clean training faces and one on faces occluded by the training-time occluder (section 8),
-# then measure the mean landmark error (pixels) on the test faces, clean and occluded.
+# then measure the mean landmark error on the test faces, clean and occluded, in pixels at 224 scale
+# (`metrics.landmark_me`, the landmark error of every notebook).
 
 # %%
 train = ctx.dataset.train
 n_fit = min(len(train), 2000)
 fit = train.batch(np.linspace(0, len(train) - 1, n_fit).round().astype(int))
-probe_clean = occlusion.fit_landmark_probe(fit["image"], fit["landmarks"], lam=10.0)
+probe_clean = probes.fit_landmark_probe(fit["image"], fit["landmarks"], lam=10.0)
 aug = occlusion.TrainingOccluder(seed=seed)(fit["image"], fit["landmarks"])
-probe_occ = occlusion.fit_landmark_probe(aug.images, fit["landmarks"], lam=10.0)
+probe_occ = probes.fit_landmark_probe(aug.images, fit["landmarks"], lam=10.0)
 
 n_stat = min(len(test), 400)   # the test faces used for statistics below
 all_test = test.batch(np.linspace(0, len(test) - 1, n_stat).round().astype(int))
+image_size = all_test["image"].shape[-1]  # the landmarks are pixels of this image size
 rows = []
 for kind in ["none", "dsofi", "dhofi", "shofi", "full", "sunglasses", "surgical_mask"]:
     occ = occlusion.occlude(all_test["image"], kind, seed, all_test["landmarks"], fill="solid")
-    e_clean = occlusion.landmark_error(probe_clean(occ.images), all_test["landmarks"]).mean().item()
-    e_occ = occlusion.landmark_error(probe_occ(occ.images), all_test["landmarks"]).mean().item()
+    e_clean = metrics.landmark_me(probe_clean(occ.images), all_test["landmarks"], image_size, "mean").item()
+    e_occ = metrics.landmark_me(probe_occ(occ.images), all_test["landmarks"], image_size, "mean").item()
     rows.append((kind, occ.coverage.mean().item(), e_clean, e_occ))
 mean_face = fit["landmarks"].mean(0, keepdim=True).expand_as(all_test["landmarks"])
-baseline = occlusion.landmark_error(mean_face, all_test["landmarks"]).mean().item()
-display(Markdown("| test images | mean coverage | error, probe fit on clean faces (px) | "
-                 "error, probe fit on occluded faces (px) |\n|---|---|---|---|\n"
+baseline = metrics.landmark_me(mean_face, all_test["landmarks"], image_size, "mean").item()
+display(Markdown("| test images | mean coverage | error, probe fit on clean faces (px at 224) | "
+                 "error, probe fit on occluded faces (px at 224) |\n|---|---|---|---|\n"
                  + "\n".join(f"| {k} | {c:.2f} | {a:.2f} | {b:.2f} |" for k, c, a, b in rows)
                  + f"\n| *no regressor: the mean training face* | - | {baseline:.2f} | {baseline:.2f} |"))
 
@@ -201,14 +204,10 @@ plt.show()
 # jittered frontal layouts).
 
 # %%
-def covered(masks, lm, idx):
-    p = lm[:, idx].round().long().clamp(0, masks.shape[-1] - 1)
-    return masks[torch.arange(len(lm))[:, None], 0, p[..., 1], p[..., 0]]
-
 sun = occlusion.occlude(all_test["image"], "sunglasses", seed, all_test["landmarks"])
 msk = occlusion.occlude(all_test["image"], "surgical_mask", seed, all_test["landmarks"])
-eyes = covered(sun.masks, all_test["landmarks"], list(range(36, 48))).float().mean().item()
-mouth = covered(msk.masks, all_test["landmarks"], [30] + list(range(48, 68))).float().mean().item()
+eyes = occlusion.landmarks_covered(sun.masks, all_test["landmarks"], list(range(36, 48))).float().mean().item()
+mouth = occlusion.landmarks_covered(msk.masks, all_test["landmarks"], [30] + list(range(48, 68))).float().mean().item()
 print(f"eye landmarks under the sunglasses: {eyes:.1%}; nose tip + mouth under the mask: {mouth:.1%}")
 assert eyes > 0.95 and mouth > 0.95
 
@@ -344,7 +343,7 @@ assert all(torch.equal(reloaded[k].images, eval_sets[k].images) for k in eval_se
 # In a headless run (papermill, nbval) a static figure of a few settings is shown instead.
 
 # %%
-explorer = occlusion.occlusion_explorer(X[0], LM[0])
+explorer = explorers.occlusion_explorer(X[0], LM[0])
 if isinstance(explorer, plt.Figure):
     plt.show()
 else:

@@ -9,41 +9,8 @@ import torch
 from torch import nn
 
 from occ3d_lib.core import external
-from occ3d_lib.face.facemodel import FaceModel, build_point_buf
 from occ3d_lib.nets import facenet
 from occ3d_lib.training import embedder as E
-
-
-def toy_face_model(n: int = 9) -> FaceModel:
-    """A dome of (n x n) vertices, about the face's size (1.5 units wide), with random bases of RNet's sizes."""
-    g = torch.Generator().manual_seed(0)
-    u = torch.linspace(-1, 1, n)
-    yy, xx = torch.meshgrid(u, u, indexing="ij")
-    z = 0.4 * (1 - 0.5 * (xx ** 2 + yy ** 2))
-    verts = torch.stack([0.75 * xx, 0.9 * yy, z], -1).reshape(-1, 3)
-    idx = torch.arange(n * n).view(n, n)
-    a, b, c, d = idx[:-1, :-1].flatten(), idx[:-1, 1:].flatten(), idx[1:, 1:].flatten(), idx[1:, :-1].flatten()
-    tri = torch.cat([torch.stack([a, b, c], 1), torch.stack([a, c, d], 1)])
-    nv = verts.shape[0]
-    kp = torch.linspace(0, nv - 1, 68).round().long()
-    return FaceModel(mean_shape=verts, id_base=0.01 * torch.randn(3 * nv, 80, generator=g),
-                     exp_base=0.005 * torch.randn(3 * nv, 64, generator=g),
-                     mean_tex=150 + 40 * torch.rand(nv, 3, generator=g),
-                     tex_base=3 * torch.randn(3 * nv, 80, generator=g), tri=tri,
-                     point_buf=build_point_buf(tri, nv), keypoints=kp, skin_mask=torch.ones(nv),
-                     info={"name": "toy-dome"})
-
-
-class TinyNet(nn.Module):
-    """A small stand-in for InceptionResnetV1: (B, 3, s, s) -> (B, 16)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, stride=2)
-        self.fc = nn.Linear(8, 16)
-
-    def forward(self, x):
-        return self.fc(self.conv(x).relu().mean((2, 3)))
 
 
 def test_standardization_matches_facenet_pytorch():
@@ -189,7 +156,7 @@ def test_verification_report_perfect_separation():
         E.verification_report(facenet.FaceEmbedder(Lookup(), input_size=8), images, ident[:5])
 
 
-def test_synthetic_batch_fn_is_deterministic_and_labelled():
+def test_synthetic_batch_fn_is_deterministic_and_labelled(toy_face_model):
     fm = toy_face_model()
     s = E.EmbedderSettings(views=3, occluded=0.5, black_background=0.5)
     fn = E.synthetic_identity_batch_fn(fm, 32, 9, s)
@@ -204,13 +171,13 @@ def test_synthetic_batch_fn_is_deterministic_and_labelled():
         E.synthetic_identity_batch_fn(fm, 32, 5, s)
 
 
-def test_embedder_step_runs_and_learns_direction():
+def test_embedder_step_runs_and_learns_direction(toy_face_model, tiny_net):
     """A few steps on a tiny net lower the contrastive loss of a fixed batch (the loss is trainable)."""
     fm = toy_face_model()
     s = E.EmbedderSettings(views=2, occluded=0.0, black_background=0.0)
     batch = E.synthetic_identity_batch_fn(fm, 24, 8, s)(0, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    model = facenet.FaceEmbedder(TinyNet(), input_size=24)
+    model = facenet.FaceEmbedder(tiny_net(), input_size=24)
     step = E.embedder_step_fn(0.1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = None

@@ -12,7 +12,6 @@ from occ3d_lib.data.synthetic import load_or_build_synthetic
 from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet
 from occ3d_lib.training import losses, mopi
 from occ3d_lib.training.embedder import FaceEmbedder
-from tests.test_embedder import TinyNet, toy_face_model
 
 
 def _random_heads(net: MultiOcclusionNet | ReconNet, seed: int) -> None:
@@ -79,7 +78,7 @@ def test_settings_weights_and_validation():
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def toy(toy_face_model, tiny_net, tmp_path_factory):
     root = tmp_path_factory.mktemp("mopi")
     fm = toy_face_model()
     prof = get_profile("smoke").replace(image_size=32, n_train_identities=4, n_val_identities=1, n_test_identities=2,
@@ -91,7 +90,7 @@ def toy(tmp_path_factory):
     torch.manual_seed(0)
     sopi = ReconNet("resnet18")
     _random_heads(sopi, 4)
-    emb = FaceEmbedder(TinyNet(), input_size=32)
+    emb = FaceEmbedder(tiny_net(), input_size=32)
     return ctx, sopi, emb
 
 

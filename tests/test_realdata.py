@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
-from occ3d_lib.core import external
+from occ3d_lib.core import external, metrics
 from occ3d_lib.data import align, landmarks
 from occ3d_lib.data import real as realdata
 
@@ -115,7 +115,7 @@ def test_aflw2000_landmarks_pose_and_bad_annotation(tmp_path: Path) -> None:
     s = ds[0]
     tf = align.estimate_alignment(p5)
     np.testing.assert_allclose(s["landmarks"].numpy(), tf.points(pts68[:2].T), atol=1e-4)
-    assert s["yaw_deg"] == pytest.approx(-40.107, abs=1e-3) and realdata.yaw_bin(s["yaw_deg"]) == "(30, 60]"
+    assert s["yaw_deg"] == pytest.approx(-40.107, abs=1e-3) and metrics.yaw_bin_label(s["yaw_deg"]) == "(30, 60]"
     lm = s["landmarks"].numpy()
     w, h = lm.max(0) - lm.min(0)
     assert s["box_size"] == pytest.approx(float(np.sqrt(w * h)), rel=1e-5)
@@ -123,7 +123,7 @@ def test_aflw2000_landmarks_pose_and_bad_annotation(tmp_path: Path) -> None:
     b = ds.collect()
     assert b.names == ["image00002"] and b.yaw_deg[0] == pytest.approx(-40.107, abs=1e-3)
     assert [w.split(":")[0] for _, w in b.skipped] == ["annotation", "missing file"]
-    assert [realdata.yaw_bin(a) for a in (0, -30, 30.5, 61)] == ["[0, 30]", "[0, 30]", "(30, 60]", "(60, 90]"]
+    assert [metrics.yaw_bin_label(a) for a in (0, -30, 30.5, 61)] == ["[0, 30]", "[0, 30]", "(30, 60]", "(60, 90]"]
     with pytest.raises(FileNotFoundError, match="3DDFA"):
         realdata.AFLW2000(tmp_path / "missing")
     (tmp_path / "empty").mkdir()

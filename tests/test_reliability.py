@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_facemodel import tiny_model
 
 from occ3d_lib import pipeline
 from occ3d_lib.core import artifacts
@@ -50,7 +49,7 @@ def truncate(path: Path, keep: float = 0.5) -> None:
 
 
 # ------------------------------------------------------------------ 1. same seed, same weights
-def small_ctx(tmp_path, monkeypatch, seed=0, name="run"):
+def small_ctx(tiny_model, tmp_path, monkeypatch, seed=0, name="run"):
     monkeypatch.setenv("OCC3D_CACHE", str(tmp_path / "cache"))
     p = get_profile("smoke").replace(image_size=32, n_train_identities=4, n_val_identities=1, n_test_identities=1,
                                      views_per_identity=2, teacher_steps=3, teacher_batch_size=4,
@@ -67,13 +66,13 @@ def weights(model):
     return [v.detach().clone() for v in model.state_dict().values()]
 
 
-def test_same_seed_same_teacher_weights_different_seed_different(tmp_path, monkeypatch):
+def test_same_seed_same_teacher_weights_different_seed_different(tiny_model, tmp_path, monkeypatch):
     # the global generator is left in a different state before each run: nothing may depend on it
     torch.manual_seed(1234)
-    a = weights(stages.train_teacher(small_ctx(tmp_path, monkeypatch, 0, "a")))
+    a = weights(stages.train_teacher(small_ctx(tiny_model, tmp_path, monkeypatch, 0, "a")))
     torch.rand(100)
-    b = weights(stages.train_teacher(small_ctx(tmp_path, monkeypatch, 0, "b")))
-    c = weights(stages.train_teacher(small_ctx(tmp_path, monkeypatch, 5, "c")))
+    b = weights(stages.train_teacher(small_ctx(tiny_model, tmp_path, monkeypatch, 0, "b")))
+    c = weights(stages.train_teacher(small_ctx(tiny_model, tmp_path, monkeypatch, 5, "c")))
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not all(torch.equal(x, y) for x, y in zip(a, c))
 
@@ -95,7 +94,7 @@ def test_network_construction_is_seeded_and_leaves_the_global_generator_alone():
 
 
 # ------------------------------------------------------------------ 2. damaged caches
-def tiny_dataset(tmp_path):
+def tiny_dataset(tiny_model, tmp_path):
     p = get_profile("smoke").replace(image_size=32, n_train_identities=2, n_val_identities=1, n_test_identities=1,
                                      views_per_identity=2)
     m = tiny_model(n_id=80, n_exp=64, n_tex=80)
@@ -105,8 +104,8 @@ def tiny_dataset(tmp_path):
 
 @pytest.mark.parametrize("damage, file", [(truncate, "images.npy"), (truncate, "coeffs.npy"),
                                           (flip_byte, "images.npy"), (flip_byte, "coeffs.npy")])
-def test_damaged_dataset_is_named_and_rebuilt(tmp_path, damage, file):
-    p, m = tiny_dataset(tmp_path)
+def test_damaged_dataset_is_named_and_rebuilt(tiny_model, tmp_path, damage, file):
+    p, m = tiny_dataset(tiny_model, tmp_path)
     ds = datasets.load_or_build_synthetic(p, m, root=tmp_path, progress=False)
     ref = np.array(ds.train.images), np.array(ds.train.coeffs)
     assert (ds.root / artifacts.DIR_MANIFEST).exists()
@@ -164,7 +163,7 @@ def test_damaged_trained_model_or_checkpoint_is_retrained_to_the_same_weights(tm
     assert all(torch.equal(x, y) for x, y in zip(want, weights(again.model)))
 
 
-def test_damaged_teacher_labels_and_eval_set_are_rebuilt(tmp_path, monkeypatch):
+def test_damaged_teacher_labels_and_eval_set_are_rebuilt(tiny_model, tmp_path, monkeypatch):
     from occ3d_lib.occlusion import occlude as occlusion
 
     path = tmp_path / "labels-train.pt"
@@ -174,7 +173,7 @@ def test_damaged_teacher_labels_and_eval_set_are_rebuilt(tmp_path, monkeypatch):
         assert artifacts.load_cached(path, torch.load) is None
     assert not path.exists()
 
-    ctx = small_ctx(tmp_path, monkeypatch)
+    ctx = small_ctx(tiny_model, tmp_path, monkeypatch)
     sets = occlusion.load_or_build_eval_sets(ctx, ["dsofi"], n=2, seed=0, root=tmp_path / "sets")
     f = tmp_path / "sets" / "dsofi.pt"
     flip_byte(f, offset=f.stat().st_size - 200)
@@ -183,7 +182,7 @@ def test_damaged_teacher_labels_and_eval_set_are_rebuilt(tmp_path, monkeypatch):
     assert torch.equal(again["dsofi"].images, sets["dsofi"].images)
 
 
-def test_truncated_face_model_npz_is_one_line_naming_the_file(tmp_path):
+def test_truncated_face_model_npz_is_one_line_naming_the_file(tiny_model, tmp_path):
     from occ3d_lib.face.facemodel import FaceModel
 
     path = tiny_model().save(tmp_path / "m.npz")
@@ -364,7 +363,7 @@ def test_networks_check_dtype_and_range_at_the_boundary(images, exc, message):
         one_line(str(e.value))
 
 
-def test_renderer_empty_batch_is_one_line():
+def test_renderer_empty_batch_is_one_line(tiny_model):
     from occ3d_lib.render.renderer import FaceRenderer
 
     with pytest.raises(ValueError, match="empty batch"):

@@ -125,11 +125,9 @@ def test_bad_coefficients_are_rejected():
         FaceRenderer(pyramid_model(), 0)
 
 
-def test_landmark_me_method_matches_metrics_by_hand():
+def test_landmark_me_method_matches_metrics_by_hand(toy_face_model):
     from occ3d_lib.core.metrics import landmark_me
     from occ3d_lib.render.renderer import FaceRenderer
-    from tests.test_embedder import toy_face_model
-
     r = FaceRenderer(toy_face_model(), 32)
     g = torch.Generator().manual_seed(0)
     c = torch.randn(3, 257, generator=g) * 0.1

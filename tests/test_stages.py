@@ -1,7 +1,6 @@
 """Teacher and SOPI stages: claims checker, batched prediction, tiny end-to-end training and caching."""
 import pytest
 import torch
-from test_facemodel import tiny_model
 from torch import nn
 
 from occ3d_lib.core.config import get_profile
@@ -67,7 +66,7 @@ def test_sopi_settings_are_validated():
 
 
 @pytest.fixture()
-def tiny_ctx(tmp_path, monkeypatch):
+def tiny_ctx(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("OCC3D_CACHE", str(tmp_path / "cache"))
     p = get_profile("smoke").replace(image_size=32, n_train_identities=4, n_val_identities=1, n_test_identities=1,
                                      views_per_identity=2, teacher_steps=3, teacher_batch_size=4, sopi_steps=3,

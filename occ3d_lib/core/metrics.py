@@ -116,6 +116,13 @@ def yaw_bin(yaw_rad: Tensor, edges_deg: Sequence[float] = YAW_EDGES_DEG) -> Tens
     return torch.bucketize(deg, inner, right=False)
 
 
+def yaw_bin_label(yaw_deg: float) -> str:
+    """The AFLW2000-3D |yaw| bin of one yaw in degrees, by :func:`yaw_bin`: '[0, 30]', '(30, 60]' or '(60, 90]'."""
+    e = YAW_EDGES_DEG
+    labels = [f"[{e[0]:g}, {e[1]:g}]"] + [f"({a:g}, {b:g}]" for a, b in zip(e[1:-1], e[2:])]
+    return labels[int(yaw_bin(torch.tensor([math.radians(yaw_deg)]))[0])]
+
+
 # --------------------------------------------------------------------------- histogram dissimilarity (Tables 2, 4, 6)
 def masked_color_histograms(images: Tensor, mask: Tensor, bins: int = 16) -> Tensor:
     """Per-channel colour histograms of the pixels inside ``mask``, each summing to 1.

@@ -279,12 +279,6 @@ def read_aflw2000_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return pts.T.copy(), pose
 
 
-def yaw_bin(yaw_deg: float) -> str:
-    """3DDFA protocol bins of |yaw|: '[0, 30]', '(30, 60]', '(60, 90]'."""
-    a = abs(yaw_deg)
-    return "[0, 30]" if a <= 30 else "(30, 60]" if a <= 60 else "(60, 90]"
-
-
 class AFLW2000(AlignedImageSet):
     """AFLW2000-3D: images aligned from the 5 points of their 68 ground-truth landmarks (docs/facts.md §11).
 

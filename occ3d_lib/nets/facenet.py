@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from occ3d_lib.core.artifacts import torch_load
 from occ3d_lib.core.external import FACENET_RELEASE_URL, FACENET_WEIGHTS, facenet_weights_path
+from occ3d_lib.nets.models import freeze
 
 EMBEDDING_DIM = 512
 PRETRAINED_INPUT_SIZE = 160
@@ -76,17 +77,6 @@ class FaceEmbedder(nn.Module):
         return F.normalize(self.net(self.preprocess(images)), dim=1)
 
 
-def freeze_embedder(embedder: FaceEmbedder) -> FaceEmbedder:
-    """Frozen for use as a loss network: eval mode (BatchNorm running stats), no parameter gradients.
-
-    Gradients still flow to the *input images* (Eq. 7 back-propagates through the renders).
-    """
-    embedder.eval()
-    for p in embedder.parameters():
-        p.requires_grad_(False)
-    return embedder
-
-
 # ------------------------------------------------------------------------------- published weights
 def load_pretrained_embedder(name: str, device: str = "cpu") -> FaceEmbedder:
     """The published FaceNet (docs/facts.md §9) as a frozen :class:`FaceEmbedder` at 160 px.
@@ -105,7 +95,7 @@ def load_pretrained_embedder(name: str, device: str = "cpu") -> FaceEmbedder:
     net = InceptionResnetV1(pretrained=None, classify=False)
     net.logits = nn.Linear(512, n_classes)  # present in the file; unused for embeddings
     net.load_state_dict(torch_load(path, f"download {FACENET_RELEASE_URL}{fname} again and copy it to {path.parent}/"))
-    return freeze_embedder(FaceEmbedder(net, PRETRAINED_INPUT_SIZE).to(device))
+    return freeze(FaceEmbedder(net, PRETRAINED_INPUT_SIZE).to(device))
 
 
 # --------------------------------------------------------------------------------------- evaluation

@@ -188,3 +188,13 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         yield
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """A fixed network (Eq. 2's teacher, the SOPI label maker, the FaceNet loss network): eval mode
+    (BatchNorm uses its running statistics) and no parameter gradients; gradients still flow to its
+    inputs. Returns the model."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -43,7 +43,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from occ3d_lib.core import viz
 from occ3d_lib.core.artifacts import cache_dir, load_cached, torch_load, torch_save
 from occ3d_lib.core.config import config_hash
 from occ3d_lib.data.context import Context
@@ -285,6 +284,14 @@ def _region_masks(regs: list[oc.Region], height: int, width: int, device: torch.
     m = ((cols >= r[:, 0, None, None]) & (cols <= r[:, 1, None, None])
          & (rows >= r[:, 2, None, None]) & (rows <= r[:, 3, None, None]))
     return m[:, None]
+
+
+def landmarks_covered(masks: Tensor, landmarks: Tensor, idx: Sequence[int]) -> Tensor:
+    """Whether landmarks ``idx`` of each face lie under its mask (the pixel nearest each point).
+    masks ``(B, 1, H, W)`` bool, landmarks ``(B, 68, 2)`` pixels -> ``(B, len(idx))`` bool. Notebook 02,
+    section 4 checks the natural occluders' placement with it."""
+    p = landmarks[:, list(idx)].round().long().clamp(0, masks.shape[-1] - 1)
+    return masks[torch.arange(len(landmarks))[:, None], 0, p[..., 1], p[..., 0]]
 
 
 def occlusion_coverage(masks: Tensor, boxes: Tensor) -> Tensor:
@@ -900,76 +907,6 @@ def load_or_build_eval_sets(ctx: Context, kinds: Sequence[str] = EVAL_KINDS, n: 
 # ---------------------------------------------------------------------------------------------
 # An occlusion explorer (notebook 02, section 10)
 # ---------------------------------------------------------------------------------------------
-def explore_one(image: Tensor, landmarks: Tensor, kind: str = "shofi", size: float | None = None,
-                color: Sequence[float] | None = None, position: tuple[float, float] | None = None,
-                seed: int = 0, fill: str = "natural") -> OcclusionResult:
-    """Occlude one face with explicit knobs: ``size`` (area fraction of each shape, squares /
-    'full' / patterns), ``color`` (RGB in [0, 1]), ``position`` (u, v) in [0, 1]^2, ``seed``.
-    image ``(3, H, W)``, landmarks ``(68, 2)`` -> a batch-of-one :class:`OcclusionResult`.
-    What the explorer widget calls. Taught in notebook 02, section 10."""
-    if not isinstance(image, Tensor) or image.ndim != 3:
-        raise ValueError(f"image must be one (C, H, W) tensor, got {getattr(image, 'shape', type(image))}")
-    cr = None if size is None else (float(size), float(size))
-    return occlude(image[None], kind, int(seed), landmarks[None], fill="solid" if color is not None else fill,
-                   color=color, coverage_range=cr, position=position)
-
-
-def occlusion_explorer(image: Tensor, landmarks: Tensor, kinds: Sequence[str] = ("shofi", "dsofi", "dhofi", "full",
-                                                                                 "star", "crown", "ellipse",
-                                                                                 "polygon", "scribble",
-                                                                                 *NATURAL_KINDS)) -> Any:
-    """An ipywidgets explorer (kind, size, colour, position, seed) over one face, or, headless
-    (``viz.headless()``), a static figure of a few settings: the same kind at three sizes, at
-    three positions and in three colours. image ``(3, H, W)``, landmarks ``(68, 2)``.
-    Taught in notebook 02, section 10 (paper Sec. 4.1.1: occluder size and colour)."""
-    kinds = list(kinds)
-
-    def static():
-        import matplotlib.pyplot as plt  # noqa: F401
-
-        settings = [("shofi", s, None, (0.5, 0.5)) for s in (0.3, 0.45, 0.6)]
-        settings += [("shofi", 0.3, None, p) for p in ((0.0, 0.0), (1.0, 0.0), (0.5, 1.0))]
-        settings += [("star", 0.2, c, (0.5, 0.4)) for c in ((1.0, 0.1, 0.1), (0.1, 0.8, 0.1), (0.1, 0.2, 1.0))]
-        imgs, titles = [], []
-        for kind, size, col, pos in settings:
-            r = explore_one(image, landmarks, kind, size, col, pos, seed=0)
-            imgs.append(r.images[0])
-            titles.append(f"{kind} size {size:.2f}\npos {pos}, cov {r.coverage[0]:.2f}")
-        return viz.image_grid(imgs, ncols=3, titles=titles, size=2.0,
-                              suptitle="occlusion explorer (static): size, position, colour")
-
-    def widget():
-        import ipywidgets as w
-        import matplotlib.pyplot as plt
-
-        out = w.Output()
-        kind = w.Dropdown(options=kinds, value=kinds[0], description="kind")
-        size = w.FloatSlider(value=0.3, min=0.02, max=0.8, step=0.01, description="size")
-        color = w.ColorPicker(value="#d03030", description="colour")
-        natural = w.Checkbox(value=False, description="natural colour")
-        pu = w.FloatSlider(value=0.5, min=0, max=1, step=0.05, description="position x")
-        pv = w.FloatSlider(value=0.5, min=0, max=1, step=0.05, description="position y")
-        seed = w.IntSlider(value=0, min=0, max=50, description="seed")
-
-        def draw(*_):
-            hexc = color.value.lstrip("#")
-            rgb = None if natural.value else tuple(int(hexc[i:i + 2], 16) / 255 for i in (0, 2, 4))
-            r = explore_one(image, landmarks, kind.value, size.value, rgb, (pu.value, pv.value), seed.value)
-            with out:
-                out.clear_output(wait=True)
-                fig = viz.image_grid([image, r.images[0], r.masks[0].float().expand(3, -1, -1)], ncols=3,
-                                     titles=["face", f"{kind.value}: coverage {r.coverage[0]:.2f}", "mask"], size=2.6)
-                plt.show(fig)
-
-        for c in (kind, size, color, natural, pu, pv, seed):
-            c.observe(draw, names="value")
-        draw()
-        box = w.VBox([w.HBox([kind, seed, natural]), w.HBox([size, color]), w.HBox([pu, pv]), out])
-        return box.add_class("occ3d-occlusion-explorer")  # a stable hook for the browser test
-
-    return viz.interactive_or_static(widget, static)
-
-
 # ---------------------------------------------------------------------------------------------
 # Teaching aids for notebook 02: tables, coverage statistics, a linear landmark probe
 # ---------------------------------------------------------------------------------------------
@@ -1027,50 +964,3 @@ def coverage_histograms(coverage: Mapping[str, Tensor], ranges: Mapping[str, tup
     axes.flat[0].set_xlabel("fraction of the face region covered", fontsize=7)
     fig.tight_layout()
     return fig
-
-
-@dataclass
-class LandmarkProbe:
-    """A ridge-regression landmark regressor on downsampled grayscale pixels: the smallest
-    "regressor trained on faces" there is. ``(B, 3, H, W)`` -> ``(B, 68, 2)`` pixels.
-    Fit with :func:`fit_landmark_probe`. Taught in notebook 02, section 1."""
-
-    weights: Tensor  # (F + 1, 136)
-    mean: Tensor  # (F,)
-    std: Tensor  # (F,)
-    size: int
-
-    def features(self, images: Tensor) -> Tensor:
-        x = _as_rgb_float(images).float().mean(1, keepdim=True)
-        x = F.adaptive_avg_pool2d(x, self.size).flatten(1)
-        return (x - self.mean) / self.std
-
-    def __call__(self, images: Tensor) -> Tensor:
-        f = self.features(images)
-        f = torch.cat([f, torch.ones(len(f), 1)], 1)
-        return (f @ self.weights).view(-1, 68, 2)
-
-
-def fit_landmark_probe(images: Tensor, landmarks: Tensor, lam: float = 1.0, size: int = 16) -> LandmarkProbe:
-    """Fit a :class:`LandmarkProbe` by ridge regression (closed form, ``(F^T F + lam I) W = F^T Y``)
-    from ``images (B, C, H, W)`` to ``landmarks (B, 68, 2)``. A stand-in for RNet that takes a
-    second to train: notebook 02, section 1 shows it fails on occluded faces when trained on clean
-    ones and degrades less when trained on occluded ones (the idea behind SOPI, paper Sec. 3.1.1)."""
-    if lam < 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
-    lm = _check_landmarks(landmarks, int(images.shape[0]))
-    x = _as_rgb_float(images).float().mean(1, keepdim=True)
-    feats = F.adaptive_avg_pool2d(x, size).flatten(1).double()
-    mean = feats.mean(0)
-    std = feats.std(0).clamp_min(1e-3) if len(feats) > 1 else torch.ones(feats.shape[1], dtype=torch.float64)
-    f = torch.cat([(feats - mean) / std, torch.ones(len(feats), 1, dtype=torch.float64)], 1)
-    reg = lam * torch.eye(f.shape[1], dtype=torch.float64)
-    reg[-1, -1] = 0.0  # do not shrink the bias
-    w = torch.linalg.solve(f.T @ f + reg, f.T @ lm.double().flatten(1))
-    return LandmarkProbe(weights=w.float(), mean=mean.float(), std=std.float(), size=size)
-
-
-def landmark_error(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean Euclidean distance between 68 predicted and true landmarks, per image.
-    ``(B, 68, 2)``, ``(B, 68, 2)`` -> ``(B,)`` pixels. Taught in notebook 02, section 1."""
-    return (pred - target).norm(dim=-1).mean(-1)

@@ -56,3 +56,10 @@ def shade(albedo: Tensor, normals: Tensor, gamma: Tensor) -> Tensor:
 def white_gamma(sh9: Tensor) -> Tensor:
     """The paper's white light (gamma in R^9) as RNet's 27 values (equal RGB rows). (B, 9) -> (B, 27)."""
     return sh9.unsqueeze(1).expand(-1, 3, -1).reshape(-1, 27)
+
+
+def tinted_gamma(sh9: Tensor, tint: Tensor) -> Tensor:
+    """A coloured light: the nine coefficients ``sh9`` (B, 9) scaled per colour by ``tint`` (B, 3) or (3,)
+    -> (B, 27). ``tint = (1, 1, 1)`` is :func:`white_gamma`. Notebook 01, section 3."""
+    tint = torch.as_tensor(tint, dtype=sh9.dtype).reshape(-1, 3)
+    return (sh9.unsqueeze(1) * tint.unsqueeze(-1)).reshape(-1, 27)

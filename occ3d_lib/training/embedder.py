@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from occ3d_lib.core.external import FACENET_WEIGHTS
 from occ3d_lib.data.context import Context
 from occ3d_lib.data.synthetic import random_backgrounds, sample_identities, sample_views
-from occ3d_lib.nets.facenet import MIN_INPUT_SIZE, FaceEmbedder, embed_images, freeze_embedder, load_pretrained_embedder
-from occ3d_lib.nets.models import seeded
+from occ3d_lib.nets.facenet import MIN_INPUT_SIZE, FaceEmbedder, embed_images, load_pretrained_embedder
+from occ3d_lib.nets.models import freeze, seeded
 from occ3d_lib.occlusion.occlude import PARTIAL_KINDS, occlude
 from occ3d_lib.render.renderer import RENDER_VERSION, FaceRenderer
 from occ3d_lib.training import distributed
@@ -197,7 +197,7 @@ def train_embedder(ctx: Context, settings: EmbedderSettings = EmbedderSettings()
     trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback, desc="FaceNet (synthetic)")
     model.history = trainer.history  # type: ignore[attr-defined]
     model.out_dir = out_dir  # type: ignore[attr-defined]
-    return freeze_embedder(model)
+    return freeze(model)
 
 
 def get_embedder(ctx: Context, settings: EmbedderSettings = EmbedderSettings(), **kw: Any) -> FaceEmbedder:

@@ -45,11 +45,11 @@ from torch import Tensor, nn
 from occ3d_lib.core.artifacts import load_cached, torch_save
 from occ3d_lib.core.metrics import bootstrap_ci
 from occ3d_lib.data.context import Context
-from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, seeded
+from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, freeze, seeded
 from occ3d_lib.occlusion.occlude import MOPI_KINDS, make_eval_set, multi_occlusion_set, quantise
 from occ3d_lib.training import distributed, losses
-from occ3d_lib.training.embedder import freeze_embedder, get_embedder, weights_hash
-from occ3d_lib.training.stages import freeze, get_sopi, predict_coeffs
+from occ3d_lib.training.embedder import get_embedder, weights_hash
+from occ3d_lib.training.stages import get_sopi, predict_coeffs
 from occ3d_lib.training.train import TrainConfig, Trainer, full_precision
 
 VARIANTS = tuple(losses.MOPI_ABLATIONS)  # ("both", "perceptual", "label")
@@ -347,7 +347,7 @@ def train_mopi(ctx: Context, variant: str = "both", sopi: nn.Module | None = Non
     elif settings.variant != variant:
         raise ValueError(f"variant {variant!r} disagrees with settings.variant {settings.variant!r}")
     sopi = freeze(sopi if sopi is not None else get_sopi(ctx)).to(ctx.device)
-    embedder = freeze_embedder(embedder if embedder is not None else get_embedder(ctx)).to(ctx.device)
+    embedder = freeze(embedder if embedder is not None else get_embedder(ctx)).to(ctx.device)
     cfg = mopi_config(ctx, settings, weights_hash(sopi), weights_hash(embedder))
     out_dir = ctx.stage_dir(f"mopi-{settings.variant}", {"hash": cfg.hash()})
     model = build_mopi(ctx.profile, sopi if settings.init == "sopi" else None, settings.init, seed=cfg.seed)
@@ -377,10 +377,7 @@ def train_mopi(ctx: Context, variant: str = "both", sopi: nn.Module | None = Non
                 desc=f"MOPI ({settings.variant})")
     model.history = trainer.history  # type: ignore[attr-defined]
     model.out_dir = out_dir  # type: ignore[attr-defined]
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return freeze(model)
 
 
 def get_mopi(ctx: Context, variant: str = "both", **kw: Any) -> MultiOcclusionNet:

@@ -38,7 +38,7 @@ from occ3d_lib.core.config import Profile
 from occ3d_lib.data.context import Context
 from occ3d_lib.face.coeffs import SLICES, mean_face_like, split_coeffs, validate_coeffs
 from occ3d_lib.nets.checkpoints import load_deep3d_checkpoint
-from occ3d_lib.nets.models import ReconNet, seeded
+from occ3d_lib.nets.models import ReconNet, freeze, seeded
 from occ3d_lib.occlusion.occlude import TrainingOccluder
 from occ3d_lib.training import distributed, losses
 from occ3d_lib.training.train import TrainConfig, Trainer, full_precision, load_history
@@ -106,14 +106,6 @@ def build_reconnet(profile: Profile, seed: int | None = None) -> ReconNet:
     its random initialisation drawn from ``seed`` (default ``profile.seed``)."""
     with seeded(profile.seed if seed is None else seed):
         return ReconNet(profile.backbone, imagenet_init=profile.imagenet_init)
-
-
-def freeze(model: nn.Module) -> nn.Module:
-    """Eq. 2: the teacher's weights are fixed (no gradients, eval mode). Returns the model."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 @torch.no_grad()
