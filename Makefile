@@ -1,7 +1,7 @@
 # occ3d: two commands do everything on a fresh machine.
 #   make run   - set up if needed, then run the whole notebook series headlessly (course profile)
 #   make test  - set up if needed, then library tests + nbval on every notebook (smoke profile)
-# Other targets: setup, lab, test-browser, check-notebooks, strip-notebooks, bench, lock, clean.
+# Other targets: setup, lint, notebooks, lab, test-browser, check-notebooks, strip-notebooks, bench, lock, clean.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.occ3d-setup-done
 SHELL  := /bin/bash
 
-.PHONY: refresh-notebooks setup run test test-lib test-notebooks test-browser lab check-notebooks strip-notebooks bench lock clean
+.PHONY: refresh-notebooks setup run test lint notebooks test-lib test-notebooks test-browser lab check-notebooks strip-notebooks bench lock clean
 
 setup: $(STAMP)
 
@@ -23,8 +23,18 @@ run: setup
 	@$(BIN)/python -m occ3d_lib.pipeline --profile $(PROFILE)
 
 test: setup
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory test-lib
 	@$(MAKE) --no-print-directory test-notebooks
+
+# ruff (configuration in pyproject.toml) on the library, tests, tools, benchmarks and the notebook sources.
+lint: setup
+	$(BIN)/ruff check .
+
+# Notebooks are authored as jupytext percent-format scripts notebooks/NN_*.py; this rebuilds the .ipynb
+# (keeping the stored outputs of unchanged cells). tests/test_notebook_sources.py fails when they disagree.
+notebooks: setup
+	$(BIN)/python tools/notebooks.py build
 
 test-lib: setup
 	$(BIN)/python -m pytest -q tests

@@ -18,9 +18,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import bench_args, median_time  # noqa: E402
-from occ3d_lib import artifacts, datasets  # noqa: E402
-from occ3d_lib.config import get_profile  # noqa: E402
-from occ3d_lib.procedural import load_or_build_procedural  # noqa: E402
+
+from occ3d_lib.core import artifacts  # noqa: E402
+from occ3d_lib.core.config import get_profile  # noqa: E402
+from occ3d_lib.data import synthetic as datasets
+from occ3d_lib.face.procedural import load_or_build_procedural  # noqa: E402
 
 
 def _read_all(root: Path) -> int:

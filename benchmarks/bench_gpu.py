@@ -36,7 +36,7 @@ def rasteriser_agreement(face_model: Any, coeffs: torch.Tensor, image_size: int,
                          device: str = "cuda") -> dict[str, float]:
     """Render ``coeffs`` (B, 257) on the CPU and on ``device``: max |image difference| where both face
     masks cover the pixel, fraction of pixels whose face mask differs, max landmark difference (px)."""
-    from occ3d_lib.render import FaceRenderer
+    from occ3d_lib.render.renderer import FaceRenderer
 
     cpu = FaceRenderer(face_model, image_size)(coeffs.cpu())
     dev = FaceRenderer(face_model, image_size).to(device)(coeffs.to(device))
@@ -60,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cuda and not torch.cuda.is_available():
         print("bench_gpu: skipped: no CUDA device here")
         return 0
-    from occ3d_lib import stages
-    from occ3d_lib.config import get_profile
-    from occ3d_lib.context import make_context
+    from occ3d_lib.core.config import get_profile
+    from occ3d_lib.data.context import make_context
+    from occ3d_lib.training import stages
 
     paper = get_profile("paper")
     log_every = max(1, args.steps // 6)
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"| {r['paper_hours_one_gpu']} |")
     print("rasteriser CUDA vs CPU:", json.dumps(results["rasteriser_cuda_vs_cpu"]))
     if args.json:
-        from occ3d_lib.artifacts import write_json
+        from occ3d_lib.core.artifacts import write_json
 
         write_json(args.json, results)
     return 0

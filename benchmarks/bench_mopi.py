@@ -1,4 +1,4 @@
-"""Benchmark: a MOPI training step vs seven bare backbone forward+backward passes (issue 6).
+"""Benchmark: a MOPI training step vs seven bare backbone forward+backward passes.
 
 On the course profile's setting (procedural light mesh, 64x64 px, ResNet-18, B identities x 7
 occluded images) times, as medians of a few repetitions in one run:
@@ -9,7 +9,7 @@ occluded images) times, as medians of a few repetitions in one run:
   frozen SOPI on the 7 images, render and embed its 7 predictions and the clean image, Eq. 8 pick);
 - labels pooled: serving the same batch from the run's label pool (how the course run trains:
   the labels are selected once and shared by the three Table 7 variants).
-Target (issue 6): a MOPI step <= 3x the bare unit. Prints ratios measured in this run, the
+Target: a MOPI step <= 3x the bare unit. Prints ratios measured in this run, the
 online one, the pooled one and the pool's cost amortised over the three variants; no assertions.
 
 Run: ``.venv/bin/python benchmarks/bench_mopi.py [--profile course] [--reps 5]``.
@@ -26,10 +26,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import bench_args, median_time  # noqa: E402
-from occ3d_lib import embedder as E  # noqa: E402
-from occ3d_lib import mopi  # noqa: E402
-from occ3d_lib.context import make_context  # noqa: E402
-from occ3d_lib.models import MultiOcclusionNet, ReconNet  # noqa: E402
+
+from occ3d_lib.data.context import make_context  # noqa: E402
+from occ3d_lib.nets.facenet import FaceEmbedder  # noqa: E402
+from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, freeze  # noqa: E402
+from occ3d_lib.training import embedder as E  # noqa: E402
+from occ3d_lib.training import mopi  # noqa: E402
 
 
 def measure(profile: Any, reps: int) -> dict[str, Any]:
@@ -39,7 +41,7 @@ def measure(profile: Any, reps: int) -> dict[str, Any]:
     b, w = p.mopi_batch_identities, p.n_occlusion_variants
     torch.manual_seed(0)
     sopi = ReconNet(p.backbone).eval()
-    emb = E.freeze_embedder(E.FaceEmbedder(input_size=E.embedder_input_size(p)))
+    emb = freeze(FaceEmbedder(input_size=E.embedder_input_size(p)))
     split = ctx.dataset.train
     online = mopi.mopi_batch_fn(split, sopi, emb, ctx.renderer, b, w)
     pool = mopi.build_label_pool(online, reps + 1, seed=0)

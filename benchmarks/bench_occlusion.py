@@ -23,7 +23,8 @@ import torchvision
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import median_time  # noqa: E402
-from occ3d_lib.occlusion import TrainingOccluder, canonical_landmarks, occlude  # noqa: E402
+
+from occ3d_lib.occlusion.occlude import TrainingOccluder, canonical_landmarks, occlude  # noqa: E402
 
 TARGET = 0.05
 

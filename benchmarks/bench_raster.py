@@ -1,14 +1,14 @@
 """Benchmark: the pure-PyTorch renderer vs one ResNet training step on the same batch.
 
-Times :class:`occ3d_lib.render.FaceRenderer` (Eqs. 3-5 + rasterisation + interpolation,
-forward and forward+backward) and :func:`occ3d_lib.raster.rasterize` alone, against
+Times :class:`occ3d_lib.render.renderer.FaceRenderer` (Eqs. 3-5 + rasterisation + interpolation,
+forward and forward+backward) and :func:`occ3d_lib.render.raster.rasterize` alone, against
 torchvision ResNets with a 257-output fc (one training step = forward + backward + Adam):
 
 * 32 images at 64 px, light mesh vs a ResNet-18 step (the course profile);
 * 8 images at 224 px, dense mesh vs a ResNet-50 step (the paper profile);
 * 1 image at 224 px, dense mesh vs one ResNet-50 forward (targets: render forward
   <= 0.5x, forward+backward <= 1x);
-* synthetic-dataset generation (:func:`occ3d_lib.datasets.generate_split`, 512 images at the
+* synthetic-dataset generation (:func:`occ3d_lib.data.synthetic.generate_split`, 512 images at the
   course resolution) extrapolated to the course profile's size (target: < 10 % of the course run);
 * PyTorch3D beside occ3d (``FaceRenderer(backend="pytorch3d")`` vs ``"occ3d"``, same camera, same
   output): on the CPU one image of the light mesh at 64 px (PyTorch3D's CPU rasteriser is the naive
@@ -16,7 +16,7 @@ torchvision ResNets with a 257-output fc (one training step = forward + backward
   mesh at 224 px (the paper's size), where PyTorch3D's binned coarse-to-fine rasteriser runs. Without
   CUDA the GPU part prints that it was skipped.
 
-The mesh is the procedural face model when ``occ3d_lib.procedural`` exists, else a
+The mesh is the procedural face model when ``occ3d_lib.face.procedural`` exists, else a
 face-sized hemisphere grid of similar size (light ~8k, dense ~70k triangles). Prints the
 ratios measured in this run; no assertions. Run with one thread for fair ratios:
 ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_raster.py`` (notebook 01, section 4);
@@ -35,10 +35,11 @@ import torchvision
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import median_time  # noqa: E402
-from occ3d_lib.coeffs import N_EXP, N_ID, N_TEX, join_coeffs  # noqa: E402
-from occ3d_lib.facemodel import FaceModel, build_point_buf  # noqa: E402
-from occ3d_lib.raster import rasterize  # noqa: E402
-from occ3d_lib.render import FaceRenderer  # noqa: E402
+
+from occ3d_lib.face.coeffs import N_EXP, N_ID, N_TEX, join_coeffs  # noqa: E402
+from occ3d_lib.face.facemodel import FaceModel, build_point_buf  # noqa: E402
+from occ3d_lib.render.raster import rasterize  # noqa: E402
+from occ3d_lib.render.renderer import FaceRenderer  # noqa: E402
 
 
 def hemisphere_model(n: int) -> FaceModel:
@@ -69,7 +70,7 @@ def hemisphere_model(n: int) -> FaceModel:
 def face_model(kind: str) -> FaceModel:
     if "--hemisphere" not in sys.argv:
         try:
-            from occ3d_lib.procedural import load_or_build_procedural
+            from occ3d_lib.face.procedural import load_or_build_procedural
 
             return load_or_build_procedural(kind, 0)
         except Exception as e:  # noqa: BLE001 - the procedural model may be missing or broken
@@ -159,7 +160,7 @@ def _synced(fn, cuda: bool):
 
 def bench_backends(label: str, kind: str, batch: int, size: int, device: str, reps: int) -> None:
     """occ3d's rasteriser and PyTorch3D's on the same renders: times and the PyTorch3D / occ3d ratios."""
-    from occ3d_lib.render import rasterize_vertices
+    from occ3d_lib.render.renderer import rasterize_vertices
 
     model = face_model(kind).to(device)
     c = coeffs(batch).to(device)
@@ -202,8 +203,8 @@ def bench_pytorch3d(quick: bool) -> None:
 
 
 def bench_dataset(n_ids: int = 64) -> None:
-    from occ3d_lib.config import get_profile
-    from occ3d_lib.datasets import generate_split
+    from occ3d_lib.core.config import get_profile
+    from occ3d_lib.data.synthetic import generate_split
 
     p = get_profile("course")
     model = face_model(p.mesh)

@@ -1,4 +1,4 @@
-"""Benchmark: teacher and SOPI training steps vs the bare trainee forward+backward (issue 5).
+"""Benchmark: teacher and SOPI training steps vs the bare trainee forward+backward.
 
 On the course profile's setting (procedural light mesh, 64x64 px, batch 32, ResNet-18) times,
 as medians of a few repetitions in one run:
@@ -7,7 +7,7 @@ as medians of a few repetitions in one run:
 - SOPI step as trained here: batch from the dataset, on-the-fly occlusion, label lookup (teacher
   outputs cached once per training image, Eq. 1), trainee forward/backward/step;
 - SOPI step with the teacher forward done every step instead of cached (for comparison).
-Target (issue 5): SOPI step <= 1.5x bare. Prints ratios measured in this run; no assertions.
+Target: SOPI step <= 1.5x bare. Prints ratios measured in this run; no assertions.
 
 Run: ``.venv/bin/python benchmarks/bench_stages.py [--profile course] [--reps 5]``.
 """
@@ -21,11 +21,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import bench_args, median_time  # noqa: E402
-from occ3d_lib import datasets, losses, stages  # noqa: E402
-from occ3d_lib.config import get_profile  # noqa: E402
-from occ3d_lib.occlusion import TrainingOccluder  # noqa: E402
-from occ3d_lib.procedural import load_or_build_procedural  # noqa: E402
-from occ3d_lib.render import FaceRenderer  # noqa: E402
+
+from occ3d_lib.core.config import get_profile  # noqa: E402
+from occ3d_lib.data import synthetic as datasets  # noqa: E402
+from occ3d_lib.face.procedural import load_or_build_procedural  # noqa: E402
+from occ3d_lib.occlusion.occlude import TrainingOccluder  # noqa: E402
+from occ3d_lib.render.renderer import FaceRenderer  # noqa: E402
+from occ3d_lib.training import losses, stages
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,13 +33,14 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from occ3d_lib import metrics, stages  # noqa: E402
-from occ3d_lib.artifacts import write_json  # noqa: E402
-from occ3d_lib.coeffs import split_coeffs  # noqa: E402
-from occ3d_lib.context import make_context  # noqa: E402
-from occ3d_lib.evaluation import mean_face_like  # noqa: E402
-from occ3d_lib.occlusion import load_or_build_eval_sets  # noqa: E402
-from occ3d_lib.study import load_sopi_study, load_study, plot_study, sopi_markdown, study_markdown  # noqa: E402
+from occ3d_lib.core import metrics  # noqa: E402
+from occ3d_lib.core.artifacts import write_json  # noqa: E402
+from occ3d_lib.data.context import make_context  # noqa: E402
+from occ3d_lib.evaluation.evaluate import mean_face_like  # noqa: E402
+from occ3d_lib.face.coeffs import split_coeffs  # noqa: E402
+from occ3d_lib.evaluation.study import load_sopi_study, load_study, plot_study, sopi_markdown, study_markdown  # noqa: E402,E501
+from occ3d_lib.occlusion.occlude import load_or_build_eval_sets  # noqa: E402
+from occ3d_lib.training import stages  # noqa: E402
 
 #: name -> (profile overrides, TeacherSettings overrides) on top of the course profile. Every set-up
 #: keeps the coefficient-supervision term; "all RNet losses" also renders each batch for the

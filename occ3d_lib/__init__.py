@@ -13,32 +13,33 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> submodule that defines it
-_EXPORTS = {
-    # config / artifacts
-    "Profile": "config", "get_profile": "config", "profile_names": "config", "config_hash": "config",
-    "cache_dir": "artifacts",
-    # face model, coefficients, geometry, lighting
-    "FaceModel": "facemodel", "vertex_normals": "facemodel",
-    "Coeffs": "coeffs", "split_coeffs": "coeffs", "join_coeffs": "coeffs", "N_COEFFS": "coeffs",
-    "rotation_matrix": "geometry", "project": "geometry", "camera_intrinsics": "geometry",
-    "sh_basis": "lighting", "shade": "lighting",
-    "procedural_face_model": "procedural", "load_or_build_procedural": "procedural", "COMPONENT_NAMES": "procedural",
-    "load_bfm_front": "bfm",
-    # rendering and data
-    "rasterize": "raster", "interpolate": "raster", "FaceRenderer": "render", "RenderOutput": "render",
-    "rasterize_vertices": "render", "rasterize_pytorch3d": "raster_pytorch3d", "reference_rasterize": "raster_reference",
-    "load_or_build_synthetic": "datasets", "Context": "context", "make_context": "context",
-    # occlusion
-    "occlude": "occlusion", "multi_occlusion_set": "occlusion", "TrainingOccluder": "occlusion",
-    "load_or_build_eval_sets": "occlusion",
-    # networks and stages
-    "ReconNet": "models", "MultiOcclusionNet": "models", "FaceEmbedder": "embedder",
-    "get_teacher": "stages", "get_sopi": "stages", "get_mopi": "mopi", "get_embedder": "embedder",
-    # training, losses, metrics, evaluation
-    "Trainer": "train", "TrainConfig": "train", "se_loss": "losses", "perceptual_loss": "losses",
-    "label_loss": "losses", "composite_loss": "losses", "landmark_me": "metrics", "run_evaluation": "evaluation",
-}
+# public name -> submodule that defines it (the layers of docs/CONVENTIONS.md, bottom to top)
+_EXPORTS = {name: module for module, names in {
+    "core.config": ("Profile", "get_profile", "profile_names", "config_hash"),
+    "core.artifacts": ("cache_dir",),
+    "core.metrics": ("landmark_me",),
+    "face.facemodel": ("FaceModel", "vertex_normals"),
+    "face.coeffs": ("Coeffs", "split_coeffs", "join_coeffs", "N_COEFFS"),
+    "face.procedural": ("procedural_face_model", "load_or_build_procedural", "COMPONENT_NAMES"),
+    "face.bfm": ("load_bfm_front",),
+    "render.camera": ("rotation_matrix", "project", "camera_intrinsics"),
+    "render.lighting": ("sh_basis", "shade"),
+    "render.raster": ("rasterize", "interpolate"),
+    "render.renderer": ("FaceRenderer", "RenderOutput", "rasterize_vertices"),
+    "render.raster_pytorch3d": ("rasterize_pytorch3d",),
+    "render.raster_reference": ("reference_rasterize",),
+    "nets.models": ("ReconNet", "MultiOcclusionNet"),
+    "nets.facenet": ("FaceEmbedder",),
+    "data.synthetic": ("load_or_build_synthetic",),
+    "data.context": ("Context", "make_context"),
+    "occlusion.occlude": ("occlude", "multi_occlusion_set", "TrainingOccluder", "load_or_build_eval_sets"),
+    "training.embedder": ("get_embedder",),
+    "training.stages": ("get_teacher", "get_sopi"),
+    "training.mopi": ("get_mopi",),
+    "training.train": ("Trainer", "TrainConfig"),
+    "training.losses": ("se_loss", "perceptual_loss", "label_loss", "composite_loss"),
+    "evaluation.evaluate": ("run_evaluation",),
+}.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:

@@ -13,9 +13,9 @@ runs sharing a runs folder keep each other's entries). Every ``-p key=value``
 must be a parameter declared in the ``parameters`` cell of at least one selected
 notebook (papermill itself only warns): anything else is an error listing the
 valid names, exit code 2. Values are parsed and type-checked against the
-declared default (:mod:`occ3d_lib.params`) and profile fields (``seed``) against
-the profile, all before anything runs; the profile is chosen with ``--profile``. On a failing cell the run stops, prints the notebook
-and the cell, keeps the executed copy as ``<name>.failed.ipynb`` and exits 1.
+declared default (:mod:`occ3d_lib.core.params`) and profile fields (``seed``) against
+the profile, all before anything runs; the profile is chosen with ``--profile``. On a failing cell the
+run stops, prints the notebook and the cell, keeps the executed copy as ``<name>.failed.ipynb`` and exits 1.
 A notebook is written under a temporary name and renamed only when it
 finished, so ``runs/`` never holds a half-executed notebook under its real name.
 """
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .artifacts import REPO_ROOT, write_json
-from .config import PROFILE_ENV, get_profile, profile_names
-from .params import Declared, ParameterError, coerce, parse_cell, split_items
+from occ3d_lib.core.artifacts import REPO_ROOT, write_json
+from occ3d_lib.core.config import PROFILE_ENV, get_profile, profile_names
+from occ3d_lib.core.params import Declared, ParameterError, coerce, parse_cell, split_items
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
 EXIT_USAGE = 2
@@ -154,7 +154,7 @@ def plan(notebooks_dir: str | Path, profile: str, only: Sequence[str] | None = N
 
 
 #: Notebook parameters that are fields of a settings object, checked by constructing it before anything runs.
-SETTINGS_PARAMETERS: dict[str, tuple[str, str]] = {"coeff_weight": ("occ3d_lib.stages", "TeacherSettings")}
+SETTINGS_PARAMETERS: dict[str, tuple[str, str]] = {"coeff_weight": ("occ3d_lib.training.stages", "TeacherSettings")}
 
 
 def _validate_values(profile: str, values: dict[str, Any]) -> None:

@@ -1,24 +1,24 @@
 """The training command: train a stage of the series outside a notebook, in one process or under torchrun.
 
-Taught in README "Scaling out". Usage (``python -m occ3d_lib.train`` runs :func:`main`)::
+Taught in README "Scaling out". Usage (``python -m occ3d_lib.train_cli`` runs :func:`main`)::
 
-    python -m occ3d_lib.train teacher --profile paper                     # one process (GPU if present)
-    torchrun --nproc_per_node=8 -m occ3d_lib.train sopi --profile paper   # 8 GPUs (or CPU processes)
-    python -m occ3d_lib.train mopi --profile course --variant all -p seed=1
-    python -m occ3d_lib.train all --profile paper                          # what notebooks 03-05 use
+    python -m occ3d_lib.train_cli teacher --profile paper                     # one process (GPU if present)
+    torchrun --nproc_per_node=8 -m occ3d_lib.train_cli sopi --profile paper   # 8 GPUs (or CPU processes)
+    python -m occ3d_lib.train_cli mopi --profile course --variant all -p seed=1
+    python -m occ3d_lib.train_cli all --profile paper                          # what notebooks 03-05 use
 
 Stages: ``data`` (face model and synthetic dataset only), ``teacher``, ``sopi``, ``embedder``,
 ``mopi``, ``all``. A stage builds the stages it needs first (``sopi`` trains or loads the
 teacher). Each stage is trained by the very function the notebooks call
-(:func:`occ3d_lib.stages.get_teacher`, :func:`~occ3d_lib.stages.get_sopi`,
-:func:`occ3d_lib.embedder.get_embedder`, :func:`occ3d_lib.mopi.get_mopi`) with the context
-the notebooks build (:func:`occ3d_lib.context.make_context`), so it writes its ``final.pt``,
+(:func:`occ3d_lib.training.stages.get_teacher`, :func:`~occ3d_lib.training.stages.get_sopi`,
+:func:`occ3d_lib.training.embedder.get_embedder`, :func:`occ3d_lib.training.mopi.get_mopi`) with the context
+the notebooks build (:func:`occ3d_lib.data.context.make_context`), so it writes its ``final.pt``,
 ``history.json`` and ``checkpoint.pt`` into the same ``runs/<profile>/checkpoints/<stage>-<hash>``
 folder that the notebooks then find and load instead of training. ``-p key=value`` takes the
 notebooks' parameters (``seed``, ``face_model``, ``dataset``, ``teacher``, ``facenet``,
 ``coeff_weight``, ``run_dir``: give a notebook the same values to reuse the models) and any
 profile field (e.g. ``-p sopi_steps=1000``; a notebook reuses such a model only when run with
-the same field, e.g. from :func:`occ3d_lib.context.make_context`). A bad launch (unknown stage,
+the same field, e.g. from :func:`occ3d_lib.data.context.make_context`). A bad launch (unknown stage,
 profile or parameter, a world size that does not divide a batch) prints one line
 ``occ3d train: error: ...`` and exits with code 2.
 """
@@ -30,8 +30,14 @@ import sys
 import time
 from typing import Any, Sequence
 
-from . import distributed
-from .config import PROFILES, get_profile
+from occ3d_lib.core.config import PROFILES, get_profile
+from occ3d_lib.core.envinfo import best_device
+from occ3d_lib.data.context import Context, make_context
+from occ3d_lib.pipeline import PipelineUsageError, parse_overrides
+from occ3d_lib.training import distributed
+from occ3d_lib.training import embedder as E
+from occ3d_lib.training import mopi as M
+from occ3d_lib.training import stages as S
 
 STAGES = ("data", "teacher", "sopi", "embedder", "mopi", "all")
 EXIT_USAGE = 2
@@ -59,8 +65,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m occ3d_lib.train``."""
-    ap = _Parser(prog="python -m occ3d_lib.train", description=__doc__.split("\n\n")[0])
+    """The command line of ``python -m occ3d_lib.train_cli``."""
+    ap = _Parser(prog="python -m occ3d_lib.train_cli", description=__doc__.split("\n\n")[0])
     ap.add_argument("stage", choices=STAGES, help="what to train: " + ", ".join(STAGES))
     ap.add_argument("--profile", default=None, help=f"one of {', '.join(PROFILES)} (default: $OCC3D_PROFILE or course)")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
@@ -79,8 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def split_params(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """``-p`` items -> (context parameters, stage parameters, profile overrides); unknown names are an error."""
-    from .pipeline import PipelineUsageError, parse_overrides
-
     try:
         values = parse_overrides(items)
     except PipelineUsageError as e:
@@ -92,7 +96,7 @@ def split_params(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any], 
     unknown = sorted(set(values) - set(ctx_kw) - set(stage_kw) - set(prof_kw))
     if unknown:
         raise UsageError(f"unknown parameter(s) {unknown}; valid: {', '.join(CONTEXT_PARAMS + STAGE_PARAMS)} "
-                         "and the profile fields (see occ3d_lib.config.Profile)")
+                         "and the profile fields (see occ3d_lib.core.config.Profile)")
     return ctx_kw, stage_kw, prof_kw
 
 
@@ -102,12 +106,8 @@ def check_batches(stage: str, profile: Any, world_size: int) -> None:
         distributed.shard_batch_size(getattr(profile, name), name, world_size)
 
 
-def run_stage(ctx: Any, stage: str, args: argparse.Namespace, stage_kw: dict[str, Any]) -> list[Any]:
+def run_stage(ctx: Context, stage: str, args: argparse.Namespace, stage_kw: dict[str, Any]) -> list[Any]:
     """Train (or load) the models of ``stage`` with the notebooks' own functions; returns them."""
-    from . import embedder as E
-    from . import mopi as M
-    from . import stages as S
-
     out: list[Any] = []
     teacher_settings = S.TeacherSettings(**stage_kw)
     if stage in ("teacher", "sopi", "mopi", "all"):
@@ -136,8 +136,6 @@ def run_stage(ctx: Any, stage: str, args: argparse.Namespace, stage_kw: dict[str
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring); returns the exit code."""
-    from .context import make_context
-
     rank = 0
     try:
         rank, world, _ = distributed.launch_env()
@@ -146,8 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             profile = get_profile(args.profile, **prof_kw)
             check_batches(args.stage, profile, world)
-            from .envinfo import best_device
-
             requested = args.device or best_device()
             if args.sync_bn and world > 1 and not requested.startswith("cuda"):
                 raise UsageError(f"--sync-bn needs CUDA devices (nccl), the device here is {requested!r}: "

@@ -1,4 +1,4 @@
-"""5-point alignment to the 224 crop (reference sec. 8) and MTCNN detection."""
+"""5-point alignment to the 224 crop (docs/facts.md §8) and MTCNN detection."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from occ3d_lib import align
-from occ3d_lib.geometry import project
+from occ3d_lib.data import align
+from occ3d_lib.render.camera import project
 
 
 def _rot(a: float, b: float, c: float) -> np.ndarray:

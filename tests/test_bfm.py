@@ -11,8 +11,8 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from occ3d_lib import bfm
-from occ3d_lib.facemodel import build_point_buf
+from occ3d_lib.face import bfm
+from occ3d_lib.face.facemodel import build_point_buf
 
 N, F = 6, 4  # front-model vertices / triangles of the fixture
 
@@ -215,7 +215,7 @@ def test_build_bfm_errors(tmp_path: Path) -> None:
 def test_cli_build_bfm(tmp_path: Path) -> None:
     fx = _bfm09_fixture(tmp_path)
     out = tmp_path / "BFM" / "BFM_model_front.mat"
-    r = subprocess.run([sys.executable, "-m", "occ3d_lib.facemodel", "build-bfm", "--bfm",
+    r = subprocess.run([sys.executable, "-m", "occ3d_lib.face.bfm", "build-bfm", "--bfm",
                         str(tmp_path / "01_MorphableModel.mat"), "--exp", str(tmp_path / "Exp_Pca.bin"),
                         "--index-dir", str(fx["idx_dir"]), "--out", str(out)],
                        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from occ3d_lib import checkpoints
-from occ3d_lib.models import HEAD_SIZES, ReconNet
+from occ3d_lib.nets import checkpoints
+from occ3d_lib.nets.models import HEAD_SIZES, ReconNet
 
 
 def _deep3d_state(seed: int = 0) -> tuple[dict[str, torch.Tensor], torchvision.models.ResNet, list]:

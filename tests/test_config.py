@@ -1,6 +1,6 @@
 import pytest
 
-from occ3d_lib import config
+from occ3d_lib.core import config
 
 
 def test_profiles_by_name():

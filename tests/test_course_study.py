@@ -5,11 +5,12 @@ import json
 import pytest
 import torch
 
-from occ3d_lib import losses, stages, study
-from occ3d_lib.config import get_profile
-from occ3d_lib.models import ReconNet
-from occ3d_lib.procedural import load_or_build_procedural
-from occ3d_lib.render import FaceRenderer
+from occ3d_lib.core.config import get_profile
+from occ3d_lib.evaluation import study
+from occ3d_lib.face.procedural import load_or_build_procedural
+from occ3d_lib.nets.models import ReconNet
+from occ3d_lib.render.renderer import FaceRenderer
+from occ3d_lib.training import stages
 
 
 def _batch(r: FaceRenderer, b: int = 3):

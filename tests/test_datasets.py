@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib import datasets
-from occ3d_lib.config import config_hash, get_profile
-from occ3d_lib.coeffs import N_EXP, N_ID, N_TEX
-from occ3d_lib.datasets import SPLITS, dataset_settings, load_or_build_synthetic, random_backgrounds
-from occ3d_lib.facemodel import FaceModel, build_point_buf
-from occ3d_lib.render import FaceRenderer
+from occ3d_lib.core.config import config_hash, get_profile
+from occ3d_lib.data import synthetic as datasets
+from occ3d_lib.data.synthetic import SPLITS, dataset_settings, load_or_build_synthetic, random_backgrounds
+from occ3d_lib.face.coeffs import N_EXP, N_ID, N_TEX
+from occ3d_lib.face.facemodel import FaceModel, build_point_buf
+from occ3d_lib.render.renderer import FaceRenderer
 
 ARRAYS = ("images", "coeffs", "landmarks", "identity")
 

@@ -14,9 +14,9 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from occ3d_lib import distributed
-from occ3d_lib.artifacts import manifest_path
-from occ3d_lib.train import TrainConfig, Trainer
+from occ3d_lib.core.artifacts import manifest_path
+from occ3d_lib.training import distributed
+from occ3d_lib.training.train import TrainConfig, Trainer
 
 GLOBAL_BATCH = 8
 STEPS = 6
@@ -172,7 +172,7 @@ def test_run_identity_ignores_device_precision_and_world_size():
 
 
 def test_label_pool_serves_each_rank_its_rows_of_the_global_batch():
-    from occ3d_lib.mopi import pooled_batch_fn
+    from occ3d_lib.training.mopi import pooled_batch_fn
 
     class Split:
         def batch(self, idx):

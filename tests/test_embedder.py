@@ -8,48 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from occ3d_lib import embedder as E
-from occ3d_lib.facemodel import FaceModel, build_point_buf
-
-
-def toy_face_model(n: int = 9) -> FaceModel:
-    """A dome of (n x n) vertices, about the face's size (1.5 units wide), with random bases of RNet's sizes."""
-    g = torch.Generator().manual_seed(0)
-    u = torch.linspace(-1, 1, n)
-    yy, xx = torch.meshgrid(u, u, indexing="ij")
-    z = 0.4 * (1 - 0.5 * (xx ** 2 + yy ** 2))
-    verts = torch.stack([0.75 * xx, 0.9 * yy, z], -1).reshape(-1, 3)
-    idx = torch.arange(n * n).view(n, n)
-    a, b, c, d = idx[:-1, :-1].flatten(), idx[:-1, 1:].flatten(), idx[1:, 1:].flatten(), idx[1:, :-1].flatten()
-    tri = torch.cat([torch.stack([a, b, c], 1), torch.stack([a, c, d], 1)])
-    nv = verts.shape[0]
-    kp = torch.linspace(0, nv - 1, 68).round().long()
-    return FaceModel(mean_shape=verts, id_base=0.01 * torch.randn(3 * nv, 80, generator=g),
-                     exp_base=0.005 * torch.randn(3 * nv, 64, generator=g),
-                     mean_tex=150 + 40 * torch.rand(nv, 3, generator=g),
-                     tex_base=3 * torch.randn(3 * nv, 80, generator=g), tri=tri,
-                     point_buf=build_point_buf(tri, nv), keypoints=kp, skin_mask=torch.ones(nv),
-                     info={"name": "toy-dome"})
-
-
-class TinyNet(nn.Module):
-    """A small stand-in for InceptionResnetV1: (B, 3, s, s) -> (B, 16)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, stride=2)
-        self.fc = nn.Linear(8, 16)
-
-    def forward(self, x):
-        return self.fc(self.conv(x).relu().mean((2, 3)))
+from occ3d_lib.core import external
+from occ3d_lib.nets import facenet
+from occ3d_lib.training import embedder as E
 
 
 def test_standardization_matches_facenet_pytorch():
     from facenet_pytorch import fixed_image_standardization
 
     x = torch.rand(2, 3, 8, 8)
-    torch.testing.assert_close(E.fixed_image_standardization(x), fixed_image_standardization(x * 255))
-    assert E.fixed_image_standardization(torch.zeros(1)).item() == pytest.approx(-127.5 / 128)
+    torch.testing.assert_close(facenet.fixed_image_standardization(x), fixed_image_standardization(x * 255))
+    assert facenet.fixed_image_standardization(torch.zeros(1)).item() == pytest.approx(-127.5 / 128)
 
 
 def test_embedder_resizes_standardises_and_normalises():
@@ -60,7 +29,7 @@ def test_embedder_resizes_standardises_and_normalises():
             seen["x"] = x
             return torch.tensor([[3.0, 4.0]]).expand(x.shape[0], 2)
 
-    e = E.FaceEmbedder(Spy(), input_size=20)
+    e = facenet.FaceEmbedder(Spy(), input_size=20)
     out = e(torch.full((3, 3, 12, 12), 0.5))
     assert seen["x"].shape == (3, 3, 20, 20)
     torch.testing.assert_close(seen["x"], torch.full((3, 3, 20, 20), (0.5 * 255 - 127.5) / 128))
@@ -68,28 +37,28 @@ def test_embedder_resizes_standardises_and_normalises():
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         e(torch.rand(3, 12, 12))
     with pytest.raises(ValueError, match="at least 80"):
-        E.FaceEmbedder(input_size=64)
+        facenet.FaceEmbedder(input_size=64)
 
 
 def test_default_net_is_inception_resnet_with_unit_embeddings():
     from facenet_pytorch import InceptionResnetV1
 
     torch.manual_seed(0)
-    e = E.FaceEmbedder(input_size=E.MIN_INPUT_SIZE).eval()
+    e = facenet.FaceEmbedder(input_size=facenet.MIN_INPUT_SIZE).eval()
     assert isinstance(e.net, InceptionResnetV1)
     with torch.no_grad():
         f = e(torch.rand(2, 3, 64, 64))
-    assert f.shape == (2, E.EMBEDDING_DIM)
+    assert f.shape == (2, facenet.EMBEDDING_DIM)
     torch.testing.assert_close(f.norm(dim=1), torch.ones(2))
 
 
 def test_missing_pretrained_weights_say_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    assert E.facenet_weights_path("vggface2") == tmp_path / "checkpoints" / "20180402-114759-vggface2.pt"
+    assert external.facenet_weights_path("vggface2") == tmp_path / "checkpoints" / "20180402-114759-vggface2.pt"
     with pytest.raises(FileNotFoundError, match=r"20180402-114759-vggface2\.pt.*checkpoints"):
-        E.load_pretrained_embedder("vggface2")
+        facenet.load_pretrained_embedder("vggface2")
     with pytest.raises(ValueError, match="unknown FaceNet"):
-        E.facenet_weights_path("arcface")
+        external.facenet_weights_path("arcface")
 
 
 def test_pretrained_weights_are_loaded_from_torch_home(tmp_path, monkeypatch):
@@ -101,7 +70,7 @@ def test_pretrained_weights_are_loaded_from_torch_home(tmp_path, monkeypatch):
     net.logits = nn.Linear(512, 10575)
     (tmp_path / "checkpoints").mkdir()
     torch.save(net.state_dict(), tmp_path / "checkpoints" / "20180408-102900-casia-webface.pt")
-    e = E.load_pretrained_embedder("casia-webface")
+    e = facenet.load_pretrained_embedder("casia-webface")
     assert e.input_size == 160 and not e.training
     assert all(not p.requires_grad for p in e.parameters())
     torch.testing.assert_close(e.net.last_linear.weight, net.last_linear.weight)
@@ -133,8 +102,8 @@ def test_supcon_gradcheck_float64():
 def test_embedder_uses_the_trainers_cosine_schedule():
     from types import SimpleNamespace
 
-    from occ3d_lib.config import get_profile
-    from occ3d_lib.train import TrainConfig
+    from occ3d_lib.core.config import get_profile
+    from occ3d_lib.training.train import TrainConfig
 
     # the schedule the embedder trains with is TrainConfig's: same values as the former helper
     cfg = TrainConfig(steps=101, lr=1e-3, schedule="cosine", final_lr_fraction=0.1)
@@ -179,15 +148,15 @@ def test_verification_report_perfect_separation():
     ident = torch.tensor([0, 0, 1, 1, 2, 2, 3])
     images = torch.zeros(7, 3, 8, 8)
     images[:, 0, 0, 0] = ident.float() * 64 / 255
-    r = E.verification_report(E.FaceEmbedder(Lookup(), input_size=8), images, ident)
+    r = E.verification_report(facenet.FaceEmbedder(Lookup(), input_size=8), images, ident)
     assert (r["n_same"], r["n_diff"], r["n_images"]) == (3, 18, 7)
     assert r["accuracy"] == 1.0 and r["auc"] == 1.0
     assert r["mean_cos_same"] == pytest.approx(1.0) and r["mean_cos_diff"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="labels"):
-        E.verification_report(E.FaceEmbedder(Lookup(), input_size=8), images, ident[:5])
+        E.verification_report(facenet.FaceEmbedder(Lookup(), input_size=8), images, ident[:5])
 
 
-def test_synthetic_batch_fn_is_deterministic_and_labelled():
+def test_synthetic_batch_fn_is_deterministic_and_labelled(toy_face_model):
     fm = toy_face_model()
     s = E.EmbedderSettings(views=3, occluded=0.5, black_background=0.5)
     fn = E.synthetic_identity_batch_fn(fm, 32, 9, s)
@@ -202,13 +171,13 @@ def test_synthetic_batch_fn_is_deterministic_and_labelled():
         E.synthetic_identity_batch_fn(fm, 32, 5, s)
 
 
-def test_embedder_step_runs_and_learns_direction():
+def test_embedder_step_runs_and_learns_direction(toy_face_model, tiny_net):
     """A few steps on a tiny net lower the contrastive loss of a fixed batch (the loss is trainable)."""
     fm = toy_face_model()
     s = E.EmbedderSettings(views=2, occluded=0.0, black_background=0.0)
     batch = E.synthetic_identity_batch_fn(fm, 24, 8, s)(0, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    model = E.FaceEmbedder(TinyNet(), input_size=24)
+    model = facenet.FaceEmbedder(tiny_net(), input_size=24)
     step = E.embedder_step_fn(0.1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = None

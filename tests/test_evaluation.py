@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib import evaluation as E
-from occ3d_lib.coeffs import SLICES, join_coeffs
-from occ3d_lib.config import get_profile
-from occ3d_lib.datasets import SyntheticSplit
-from occ3d_lib.facemodel import FaceModel, build_point_buf
-from occ3d_lib.models import ReconNet
-from occ3d_lib.occlusion import canonical_landmarks
-from occ3d_lib.render import FaceRenderer
+from occ3d_lib.core.config import get_profile
+from occ3d_lib.data.synthetic import SyntheticSplit
+from occ3d_lib.evaluation import evaluate as E
+from occ3d_lib.face.coeffs import SLICES, join_coeffs
+from occ3d_lib.face.facemodel import FaceModel, build_point_buf
+from occ3d_lib.nets.models import ReconNet
+from occ3d_lib.occlusion.occlude import canonical_landmarks
+from occ3d_lib.render.renderer import FaceRenderer
 
 S = 32
 
@@ -173,7 +173,7 @@ def test_colour_invariance_measures_albedo_change(renderer):
     assert out["models"]["blind"]["spread"]["mean"] == pytest.approx(0.0, abs=1e-6)
     assert out["models"]["blind"]["vs_clean"]["mean"] == pytest.approx(0.0, abs=1e-6)
     # hand computation: the occluder changes the image mean, the albedo moves along B_tex[:, 0]
-    from occ3d_lib.occlusion import make_eval_set
+    from occ3d_lib.occlusion.occlude import make_eval_set
 
     direction = renderer.model.tex_base[:, 0].view(-1, 3).mean(0)  # (3,) mean over the skin vertices, 0..255 scale
     means = torch.stack([make_eval_set(images, lm, "shofi", 0, fill="solid", color=list(c)).images.mean(dim=(1, 2, 3))
@@ -209,7 +209,7 @@ def test_tables_markdown_has_paper_numbers_and_ours():
         assert paper_number in md, paper_number
     assert "6.00 [5.40, 6.60]" in md          # teacher SHOFI ME with its CI
     assert "n/a" in md                         # ablation models not in the results
-    line = next(l for l in md.splitlines() if l.startswith("| SHOFI / RNet"))
+    line = next(row for row in md.splitlines() if row.startswith("| SHOFI / RNet"))
     assert "| -- |" in line                    # the paper printed no RNet number for SHOFI
 
 
@@ -280,7 +280,7 @@ def test_run_evaluation_end_to_end(tmp_path, monkeypatch, renderer):
 
 def test_real_eval_sets_from_an_aligned_batch(monkeypatch, renderer):
     """A fake real set with its own landmarks (AFLW-like): sets per kind, no 3D ground truth, yaw kept."""
-    from occ3d_lib import realdata
+    from occ3d_lib.data import real as realdata
 
     b = 3
     images = torch.rand(b, 3, S, S, generator=torch.Generator().manual_seed(1))

@@ -3,24 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib.facemodel import FaceModel, build_point_buf, face_normals, vertex_normals
+from occ3d_lib.face.facemodel import FaceModel, build_point_buf, face_normals, vertex_normals
 
 
-def tiny_model(n_id=2, n_exp=1, n_tex=2):
-    # a unit square in the z = 0 plane split into two triangles (normals along -z with the reference formula)
-    verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]])
-    tri = torch.tensor([[0, 2, 1], [0, 3, 2]])
-    n = verts.shape[0]
-    g = torch.Generator().manual_seed(0)
-    kp = torch.tensor([i % n for i in range(68)])
-    return FaceModel(mean_shape=verts, id_base=torch.randn(3 * n, n_id, generator=g),
-                     exp_base=torch.randn(3 * n, n_exp, generator=g), mean_tex=torch.full((n, 3), 128.0),
-                     tex_base=torch.randn(3 * n, n_tex, generator=g), tri=tri,
-                     point_buf=build_point_buf(tri, n), keypoints=kp, skin_mask=torch.ones(n),
-                     info={"name": "tiny"})
-
-
-def test_shape_is_mean_plus_bases():
+def test_shape_is_mean_plus_bases(tiny_model):
     m = tiny_model()
     idc, exc = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5]])
     s = m.shape(idc, exc)
@@ -36,7 +22,7 @@ def test_point_buf_lists_adjacent_triangles_padded_with_F():
     assert buf.tolist() == [[0, 1, 2], [0, 2, 2], [0, 1, 2], [1, 2, 2]]
 
 
-def test_normals_follow_the_reference_formula():
+def test_normals_follow_the_reference_formula(tiny_model):
     m = tiny_model()
     v = m.mean_shape.unsqueeze(0)
     fn = face_normals(v, m.tri)
@@ -48,7 +34,7 @@ def test_normals_follow_the_reference_formula():
     assert torch.allclose(vn, fn[0, 0].expand(1, 4, 3))  # flat square: all normals equal
 
 
-def test_validation_names_the_field():
+def test_validation_names_the_field(tiny_model):
     m = tiny_model()
     with pytest.raises(ValueError, match="mean_tex must have shape"):
         m.replace(mean_tex=torch.zeros(3, 3))
@@ -60,7 +46,7 @@ def test_validation_names_the_field():
         m.shape(torch.zeros(1, 3), torch.zeros(1, 1))
 
 
-def test_save_load_roundtrip_and_missing_field(tmp_path):
+def test_save_load_roundtrip_and_missing_field(tiny_model, tmp_path):
     m = tiny_model()
     p = m.save(tmp_path / "m.npz")
     m2 = FaceModel.load(p)
@@ -76,6 +62,6 @@ def test_save_load_roundtrip_and_missing_field(tmp_path):
         FaceModel.load(tmp_path / "nope.npz")
 
 
-def test_to_dtype_keeps_indices():
+def test_to_dtype_keeps_indices(tiny_model):
     m = tiny_model().to(dtype=torch.float64)
     assert m.mean_shape.dtype == torch.float64 and m.tri.dtype == torch.long

@@ -3,7 +3,9 @@ import math
 import pytest
 import torch
 
-from occ3d_lib import coeffs, geometry, lighting
+from occ3d_lib.face import coeffs
+from occ3d_lib.render import camera as geometry
+from occ3d_lib.render import lighting
 
 
 def test_rotation_is_orthonormal_with_det_one():
@@ -18,7 +20,8 @@ def test_rotation_is_orthonormal_with_det_one():
 def test_rotation_order_is_rz_ry_rx():
     # yaw of +90 degrees about y maps +z (towards the camera) to +x
     R = geometry.rotation_matrix(torch.tensor([[0.0, math.pi / 2, 0.0]], dtype=torch.float64))[0]
-    assert torch.allclose(R @ torch.tensor([0, 0, 1.0], dtype=torch.float64), torch.tensor([1.0, 0, 0], dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(R @ torch.tensor([0, 0, 1.0], dtype=torch.float64), torch.tensor([1.0, 0, 0], dtype=torch.float64),
+                          atol=1e-12)
     a = torch.tensor([[0.3, -0.2, 0.1]], dtype=torch.float64)
     rx = geometry.rotation_matrix(torch.tensor([[0.3, 0, 0]], dtype=torch.float64))
     ry = geometry.rotation_matrix(torch.tensor([[0, -0.2, 0]], dtype=torch.float64))

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from occ3d_lib import losses as L
-from occ3d_lib.coeffs import SLICES, join_coeffs
+from occ3d_lib.face.coeffs import SLICES, join_coeffs
+from occ3d_lib.training import losses as L
 
 
 def _gen(seed=0):
@@ -46,9 +46,12 @@ def test_landmark_weights_and_resolution_independence():
 
 
 def test_coeff_regularizer_and_gamma_loss_hand_values():
-    idc = torch.zeros(2, 80); idc[0, 0] = 2.0          # |id|^2 sum = 4
-    exp = torch.zeros(2, 64); exp[1, 3] = 1.0          # 1
-    tex = torch.zeros(2, 80); tex[0, 5] = 10.0         # 100
+    idc = torch.zeros(2, 80)
+    idc[0, 0] = 2.0  # |id|^2 sum = 4
+    exp = torch.zeros(2, 64)
+    exp[1, 3] = 1.0  # 1
+    tex = torch.zeros(2, 80)
+    tex[0, 5] = 10.0  # 100
     c = join_coeffs(id=idc, exp=exp, tex=tex)
     assert L.coeff_regularizer(c).item() == pytest.approx((4 + 0.8 * 1 + 1.7e-2 * 100) / 2)
     gamma = torch.zeros(2, 27)

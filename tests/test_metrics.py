@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from occ3d_lib import metrics as M
+from occ3d_lib.core import metrics as M
 
 
 def _gen(seed=0):
@@ -22,7 +22,8 @@ def _rot_z(a):
 def test_landmark_me_and_mse_hand_values_at_224():
     gt = torch.zeros(2, 68, 2)
     pred = gt.clone()
-    pred[0, :, 0] = 3.0; pred[0, :, 1] = 4.0   # every point 5 px away
+    pred[0, :, 0] = 3.0  # every point 5 px away
+    pred[0, :, 1] = 4.0
     pred[1, 0, 0] = 68.0                       # one point 68 px away in x
     me = M.landmark_me(pred, gt, 224)
     assert me.tolist() == pytest.approx([5.0, 1.0])
@@ -74,7 +75,8 @@ def test_histogram_dissimilarity_identity_symmetry_and_disjoint():
     # only pixels inside the mask count: differences outside are invisible
     c = a.clone()
     c[:, :, :4] = 1 - c[:, :, :4]
-    m2 = torch.zeros(3, 1, 8, 8); m2[:, :, 4:] = 1
+    m2 = torch.zeros(3, 1, 8, 8)
+    m2[:, :, 4:] = 1
     assert torch.allclose(M.histogram_dissimilarity(a, c, m2), torch.zeros(3, dtype=torch.float64))
     assert torch.isnan(M.histogram_dissimilarity(a, b, torch.zeros(3, 1, 8, 8))).all()
 
@@ -105,8 +107,10 @@ def test_vertex_error_in_mm_and_alignment():
     # rigid alignment cannot undo a scale
     assert M.vertex_error(1.3 * gt, gt, "rigid").min().item() > 1
     # a mask restricts the average: error on vertex 0 only
-    e = gt.clone(); e[:, 0, 0] += 0.1
-    mask = torch.zeros(50); mask[:2] = 1
+    e = gt.clone()
+    e[:, 0, 0] += 0.1
+    mask = torch.zeros(50)
+    mask[:2] = 1
     assert M.vertex_error(e, gt, mask=mask).tolist() == pytest.approx([5.0, 5.0])
     with pytest.raises(ValueError, match="alignment must be one of"):
         M.vertex_error(gt, gt, "affine")

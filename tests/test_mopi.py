@@ -6,13 +6,12 @@ import json
 import pytest
 import torch
 
-from occ3d_lib import losses, mopi
-from occ3d_lib.config import get_profile
-from occ3d_lib.context import Context
-from occ3d_lib.datasets import load_or_build_synthetic
-from occ3d_lib.embedder import FaceEmbedder
-from occ3d_lib.models import MultiOcclusionNet, ReconNet
-from tests.test_embedder import TinyNet, toy_face_model
+from occ3d_lib.core.config import get_profile
+from occ3d_lib.data.context import Context
+from occ3d_lib.data.synthetic import load_or_build_synthetic
+from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet
+from occ3d_lib.training import losses, mopi
+from occ3d_lib.training.embedder import FaceEmbedder
 
 
 def _random_heads(net: MultiOcclusionNet | ReconNet, seed: int) -> None:
@@ -79,7 +78,7 @@ def test_settings_weights_and_validation():
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def toy(toy_face_model, tiny_net, tmp_path_factory):
     root = tmp_path_factory.mktemp("mopi")
     fm = toy_face_model()
     prof = get_profile("smoke").replace(image_size=32, n_train_identities=4, n_val_identities=1, n_test_identities=2,
@@ -91,7 +90,7 @@ def toy(tmp_path_factory):
     torch.manual_seed(0)
     sopi = ReconNet("resnet18")
     _random_heads(sopi, 4)
-    emb = FaceEmbedder(TinyNet(), input_size=32)
+    emb = FaceEmbedder(tiny_net(), input_size=32)
     return ctx, sopi, emb
 
 
@@ -176,8 +175,8 @@ def test_train_mopi_end_to_end_and_cache(toy):
             assert faces[name][tag].shape == (2,)
             assert res[name][tag] == pytest.approx(float(faces[name][tag].mean()))
     # the clean error of the first face, by hand
-    from occ3d_lib.metrics import landmark_me
-    from occ3d_lib.stages import predict_coeffs
+    from occ3d_lib.core.metrics import landmark_me
+    from occ3d_lib.training.stages import predict_coeffs
 
     b = ctx.dataset.test.batch([0])
     lm = ctx.renderer.landmarks(predict_coeffs(sopi, b["image"]).to(ctx.renderer.model.dtype)).float()
@@ -250,7 +249,7 @@ def test_pooled_and_online_training_give_the_same_weights(toy, tmp_path):
 
 
 def test_oracle_label_index_picks_the_prediction_with_the_true_landmarks(toy):
-    from occ3d_lib.coeffs import SLICES
+    from occ3d_lib.face.coeffs import SLICES
 
     ctx, _, _ = toy
     true = ctx.dataset.train.batch([0, 1])["coeffs"].float()  # (2, 257)
@@ -265,7 +264,7 @@ def test_oracle_label_index_picks_the_prediction_with_the_true_landmarks(toy):
 
 
 def test_batch_fn_selection_rules(toy):
-    from occ3d_lib.metrics import landmark_me
+    from occ3d_lib.core.metrics import landmark_me
 
     ctx, sopi, emb = toy
     args = (ctx.dataset.train, sopi.eval(), emb.eval(), ctx.renderer, 2, 3)

@@ -1,4 +1,4 @@
-"""Tests of occ3d_lib.occlusion / occluders (issue 4): kinds, coverage, masks, fills, sets, occluder state.
+"""Tests of occ3d_lib.occlusion.occlude / shapes: kinds, coverage, masks, fills, sets, occluder state.
 
 Fixtures are canonical iBUG-68 layouts (occlusion.canonical_landmarks) jittered in scale, roll and
 shift; no renderer needed.
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib import occluders as oc
-from occ3d_lib import occlusion as O
+from occ3d_lib.occlusion import occlude as O
+from occ3d_lib.occlusion import shapes as oc
 
 S = 64
 
@@ -189,33 +189,27 @@ def test_same_seed_same_bytes_different_seed_differs():
 
 
 # ---------------------------------------------------------------------------- natural occluders
-def _at(masks: torch.Tensor, lm: torch.Tensor, idx) -> torch.Tensor:
-    """Mask values at the pixels of landmarks ``idx``. -> (B, len(idx)) bool."""
-    p = lm[:, idx].round().long()
-    b = torch.arange(len(lm))[:, None]
-    return masks[b, 0, p[..., 1], p[..., 0]]
-
-
 def test_sunglasses_cover_the_eyes():
     res = O.occlude(X, "sunglasses", 1, LM)
-    assert bool(_at(res.masks, LM, list(range(36, 48))).all())
-    assert not bool(_at(res.masks, LM, [8, 57]).any())  # chin and lower lip stay visible
+    assert bool(O.landmarks_covered(res.masks, LM, list(range(36, 48))).all())
+    assert not bool(O.landmarks_covered(res.masks, LM, [8, 57]).any())  # chin and lower lip stay visible
 
 
 def test_surgical_mask_covers_nose_tip_and_mouth():
     res = O.occlude(X, "surgical_mask", 2, LM)
-    assert bool(_at(res.masks, LM, [30] + list(range(48, 68))).all())
-    assert not bool(_at(res.masks, LM, list(range(36, 48))).any())  # the eyes stay visible
+    assert bool(O.landmarks_covered(res.masks, LM, [30] + list(range(48, 68))).all())
+    assert not bool(O.landmarks_covered(res.masks, LM, list(range(36, 48))).any())  # the eyes stay visible
 
 
 def test_other_natural_occluders_land_where_documented():
     fringe = O.occlude(X, "fringe", 3, LM)
-    assert bool(_at(fringe.masks, LM, list(range(17, 27))).all())  # brows
-    assert not bool(_at(fringe.masks, LM, list(range(48, 68))).any())  # never the mouth
+    assert bool(O.landmarks_covered(fringe.masks, LM, list(range(17, 27))).all())  # brows
+    assert not bool(O.landmarks_covered(fringe.masks, LM, list(range(48, 68))).any())  # never the mouth
     beard = O.occlude(X, "beard", 4, LM)
-    assert bool(_at(beard.masks, LM, [8]).all())  # always the chin
+    assert bool(O.landmarks_covered(beard.masks, LM, [8]).all())  # always the chin
     scarf = O.occlude(X, "scarf", 5, LM)
-    assert bool(_at(scarf.masks, LM, [8]).all()) and not bool(_at(scarf.masks, LM, list(range(36, 48))).any())
+    assert bool(O.landmarks_covered(scarf.masks, LM, [8]).all())
+    assert not bool(O.landmarks_covered(scarf.masks, LM, list(range(36, 48))).any())
     for kind in ("hand", "microphone", "cup"):
         res = O.occlude(X, kind, 6, LM)
         assert bool((res.coverage > 0).all()), kind
@@ -225,7 +219,7 @@ def test_natural_occluders_from_boxes_only():
     boxes = O.face_boxes_from_landmarks(LM[:6])
     res = O.occlude(X[:6], "sunglasses", 1, boxes=boxes)
     tpl = O.landmarks_from_boxes(boxes)
-    assert bool(_at(res.masks, tpl, list(range(36, 48))).all())
+    assert bool(O.landmarks_covered(res.masks, tpl, list(range(36, 48))).all())
 
 
 # -------------------------------------------------------------------------------- edge cases
@@ -390,7 +384,7 @@ def test_eval_set_save_load_round_trip(tmp_path):
 
 
 def _fake_ctx(n_images: int = 10, eval_samples: int = 6, seed: int = 0):
-    from occ3d_lib.datasets import SyntheticSplit
+    from occ3d_lib.data.synthetic import SyntheticSplit
 
     lm = jittered_landmarks(n_images, seed=5).numpy()
     imgs = (faces(n_images, seed=5) * 255).round().to(torch.uint8).numpy()
@@ -435,30 +429,7 @@ def test_load_or_build_eval_sets_builds_once_and_reloads(tmp_path, monkeypatch):
     assert torch.equal(O.load_or_build_eval_sets(ctx, ("shofi",))["shofi"].images, d["shofi"].images)
 
 
-def test_explore_one_and_static_explorer(monkeypatch):
-    r = O.explore_one(X[0], LM[0], "shofi", size=0.4, color=(0.0, 1.0, 0.0), position=(0, 0), seed=1)
-    assert r.coverage.item() == pytest.approx(0.4, abs=0.02)
-    assert bool((r.images[0, 1][r.masks[0, 0]] == 1).all())
-    monkeypatch.setenv("OCC3D_INTERACTIVE", "0")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    fig = O.occlusion_explorer(X[0], LM[0])
-    assert len([a for a in fig.axes if a.images]) == 9
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-
-
-def test_landmark_probe_recovers_a_linear_map_and_tables():
-    g = torch.Generator().manual_seed(0)
-    imgs = torch.rand(300, 3, 8, 8, generator=g)
-    probe_feats = imgs.mean(1).flatten(1)  # size=8: pooling is the identity
-    w = torch.randn(64, 136, generator=g, dtype=torch.float64)
-    lm = (probe_feats.double() @ w).view(-1, 68, 2).float()
-    probe = O.fit_landmark_probe(imgs, lm, lam=0.0, size=8)
-    assert O.landmark_error(probe(imgs), lm).max().item() < 1e-2
-    assert O.landmark_error(torch.zeros(1, 68, 2), torch.full((1, 68, 2), 3.0)).item() == pytest.approx(3 * 2 ** 0.5)
+def test_kinds_table_and_coverage_samples():
     table = O.kinds_table(["dsofi", "sunglasses"])
     assert "| `dsofi` |" in table and "9.5% - 30.0%" in table
     cov = O.coverage_samples(X[:4], LM[:4], ["none", "shofi"], seed=0, repeats=2)

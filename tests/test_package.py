@@ -10,6 +10,6 @@ def test_every_export_resolves(name):
 
 
 def test_submodules_resolve_and_unknown_names_fail():
-    assert occ3d_lib.metrics.landmark_me is occ3d_lib.landmark_me
+    assert occ3d_lib.core.metrics.landmark_me is occ3d_lib.landmark_me
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         occ3d_lib.nope

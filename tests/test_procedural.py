@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib import procedural as P
-from occ3d_lib.coeffs import join_coeffs
-from occ3d_lib.facemodel import FaceModel
+from occ3d_lib.face import procedural as P
+from occ3d_lib.face.coeffs import join_coeffs
+from occ3d_lib.face.facemodel import FaceModel
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_keypoints_land_on_the_right_features(light):
 
 def test_frontal_render_landmarks_and_colours(light):
     """Landmarks of a frontal render (image-left/right, eyes above nose above mouth) and colours at them."""
-    from occ3d_lib.render import FaceRenderer
+    from occ3d_lib.render.renderer import FaceRenderer
 
     r = FaceRenderer(light, 96)
     out = r(join_coeffs(batch_size=1))
@@ -289,8 +289,8 @@ def test_cache_roundtrip(tmp_path, monkeypatch):
 
 
 def test_two_identities_render_differently(light):
-    from occ3d_lib.datasets import sample_identities
-    from occ3d_lib.render import FaceRenderer
+    from occ3d_lib.data.synthetic import sample_identities
+    from occ3d_lib.render.renderer import FaceRenderer
 
     idc, tex = sample_identities(2, light, torch.Generator().manual_seed(0))
     out = FaceRenderer(light, 64)(join_coeffs(id=idc, tex=tex))

@@ -12,12 +12,14 @@ import torch
 from pytorch3d.ops import corresponding_points_alignment
 from pytorch3d.transforms import euler_angles_to_matrix
 
-from occ3d_lib import datasets, geometry, metrics
-from occ3d_lib.coeffs import N_EXP, N_ID, N_TEX, join_coeffs
-from occ3d_lib.config import get_profile
-from occ3d_lib.raster_pytorch3d import cameras, pytorch3d_available, rasterize_pytorch3d
-from occ3d_lib.raster_reference import reference_rasterize
-from occ3d_lib.render import FaceRenderer, compare_backends, rasterize_vertices, resolve_backend
+from occ3d_lib.core import metrics
+from occ3d_lib.core.config import get_profile
+from occ3d_lib.data import synthetic as datasets
+from occ3d_lib.face.coeffs import N_EXP, N_ID, N_TEX, join_coeffs
+from occ3d_lib.render import camera as geometry
+from occ3d_lib.render.raster_pytorch3d import cameras, pytorch3d_available, rasterize_pytorch3d
+from occ3d_lib.render.raster_reference import reference_rasterize
+from occ3d_lib.render.renderer import FaceRenderer, compare_backends, rasterize_vertices, resolve_backend
 
 
 def unproject(screen: torch.Tensor, size: int) -> torch.Tensor:
@@ -123,7 +125,7 @@ def test_random_meshes_match_pytorch3d_and_the_loop_reference(seed, cull):
 
 @pytest.fixture(scope="module")
 def face_model():
-    from occ3d_lib.procedural import load_or_build_procedural
+    from occ3d_lib.face.procedural import load_or_build_procedural
 
     return load_or_build_procedural("light", seed=0)  # 9088 triangles; shared with the notebooks' cache
 
@@ -145,12 +147,6 @@ def test_face_mesh_matches_pytorch3d(face_model):
 
 
 # ------------------------------------------------------------------------------------ the backend switch
-def _toy_model():
-    from tests.test_embedder import toy_face_model
-
-    return toy_face_model()
-
-
 def _coeffs(b: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return join_coeffs(id=torch.randn(b, N_ID, generator=g), exp=torch.randn(b, N_EXP, generator=g),
@@ -158,8 +154,8 @@ def _coeffs(b: int, seed: int) -> torch.Tensor:
                        gamma=torch.randn(b, 27, generator=g) * 0.1, trans=(torch.rand(b, 3, generator=g) - 0.5) * 0.2)
 
 
-def test_face_renderer_gives_the_same_output_and_gradients_with_both_backends():
-    model, s = _toy_model(), 32
+def test_face_renderer_gives_the_same_output_and_gradients_with_both_backends(toy_face_model):
+    model, s = toy_face_model(), 32
     bg = torch.rand(2, 3, s, s, generator=torch.Generator().manual_seed(1))
     target = torch.rand(2, 3, s, s, generator=torch.Generator().manual_seed(2))
     outs, grads = {}, {}
@@ -180,42 +176,42 @@ def test_face_renderer_gives_the_same_output_and_gradients_with_both_backends():
         assert torch.allclose(ga[:, sl], gb[:, sl], rtol=1e-3, atol=1e-3 * ga[:, sl].abs().max().item()), name
 
 
-def test_backend_choice_is_validated_and_auto_means_pytorch3d_only_on_cuda():
+def test_backend_choice_is_validated_and_auto_means_pytorch3d_only_on_cuda(toy_face_model):
     assert resolve_backend("auto", "cpu") == "occ3d"
     assert resolve_backend("auto", "cuda") == "pytorch3d"  # resolving needs no GPU, only PyTorch3D
     assert resolve_backend("pytorch3d", "cpu") == "pytorch3d"
     with pytest.raises(ValueError, match="render backend must be one of"):
-        FaceRenderer(_toy_model(), 16, backend="nvdiffrast")
+        FaceRenderer(toy_face_model(), 16, backend="nvdiffrast")
     with pytest.raises(ValueError, match="render backend must be one of"):
         resolve_backend("opengl")
-    r = FaceRenderer(_toy_model(), 16, backend="pytorch3d").to("cpu")
+    r = FaceRenderer(toy_face_model(), 16, backend="pytorch3d").to("cpu")
     assert r.backend == "pytorch3d"
     with pytest.raises(ValueError, match="vertices must be a tensor of shape"):
         rasterize_pytorch3d(torch.zeros(3, 3), torch.tensor([[0, 1, 2]]), 8)
 
 
-def test_profiles_choose_the_backend():
+def test_profiles_choose_the_backend(toy_face_model):
     assert get_profile("paper").render_backend == "auto"
     assert get_profile("smoke").render_backend == "occ3d" and get_profile("course").render_backend == "occ3d"
     with pytest.raises(ValueError, match="render_backend must be one of"):
         get_profile("smoke", render_backend="opengl")
-    from occ3d_lib.context import Context
+    from occ3d_lib.data.context import Context
 
     ctx = Context(profile=get_profile("smoke", render_backend="pytorch3d"), run_dir=None)  # type: ignore[arg-type]
-    ctx.__dict__["face_model"] = _toy_model()
+    ctx.__dict__["face_model"] = toy_face_model()
     assert ctx.renderer.backend == "pytorch3d" and ctx.renderer.image_size == 64
 
 
-def test_compare_backends_reports_agreement_and_times():
-    res = compare_backends(_toy_model(), _coeffs(2, seed=4), 24, repeats=1)
+def test_compare_backends_reports_agreement_and_times(toy_face_model):
+    res = compare_backends(toy_face_model(), _coeffs(2, seed=4), 24, repeats=1)
     assert set(res["seconds"]) == {"occ3d", "pytorch3d"} and min(res["seconds"].values()) > 0
     assert res["same_face"] == 1.0 and res["max_abs_diff"] < 1e-4
     assert torch.equal(res["face_idx"]["occ3d"], res["face_idx"]["pytorch3d"])
     assert res["occ3d"].image.shape == (2, 3, 24, 24)
 
 
-def test_render_version_keys_the_synthetic_dataset(monkeypatch):
-    p, m = get_profile("smoke"), _toy_model()
+def test_render_version_keys_the_synthetic_dataset(toy_face_model, monkeypatch):
+    p, m = get_profile("smoke"), toy_face_model()
     before = datasets.dataset_settings(p, m)
     monkeypatch.setattr(datasets, "RENDER_VERSION", datasets.RENDER_VERSION + 1)
     assert datasets.dataset_settings(p, m) != before

@@ -1,4 +1,4 @@
-"""The pure-PyTorch rasteriser against the slow reference (occ3d_lib.raster_reference) and hand-computed cases."""
+"""The pure-PyTorch rasteriser against the slow reference (occ3d_lib.render.raster_reference) and hand-computed cases."""
 from __future__ import annotations
 
 import math
@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-from occ3d_lib import geometry, raster
-from occ3d_lib.facemodel import face_normals
-from occ3d_lib.raster import interpolate, rasterize, signed_area
-from occ3d_lib.raster_reference import reference_rasterize
+from occ3d_lib.face.facemodel import face_normals
+from occ3d_lib.render import camera as geometry
+from occ3d_lib.render import raster
+from occ3d_lib.render.raster import interpolate, rasterize, signed_area
+from occ3d_lib.render.raster_reference import reference_rasterize
 
 
 def random_mesh(seed: int, size: int, n_vert: int = 14, n_tri: int = 12, batch: int = 2,

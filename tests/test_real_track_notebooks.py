@@ -1,5 +1,5 @@
 """Every series notebook stops at its first (context) cell with a helpful message when a real-track
-parameter names a missing file (issue 8), without training or rendering anything first."""
+parameter names a missing file, without training or rendering anything first."""
 from pathlib import Path
 
 import pytest

@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
-from occ3d_lib import align, landmarks, realdata
-
+from occ3d_lib.core import external, metrics
+from occ3d_lib.data import align, landmarks
+from occ3d_lib.data import real as realdata
 
 
 def _face_points_224() -> np.ndarray:
@@ -114,7 +115,7 @@ def test_aflw2000_landmarks_pose_and_bad_annotation(tmp_path: Path) -> None:
     s = ds[0]
     tf = align.estimate_alignment(p5)
     np.testing.assert_allclose(s["landmarks"].numpy(), tf.points(pts68[:2].T), atol=1e-4)
-    assert s["yaw_deg"] == pytest.approx(-40.107, abs=1e-3) and realdata.yaw_bin(s["yaw_deg"]) == "(30, 60]"
+    assert s["yaw_deg"] == pytest.approx(-40.107, abs=1e-3) and metrics.yaw_bin_label(s["yaw_deg"]) == "(30, 60]"
     lm = s["landmarks"].numpy()
     w, h = lm.max(0) - lm.min(0)
     assert s["box_size"] == pytest.approx(float(np.sqrt(w * h)), rel=1e-5)
@@ -122,7 +123,7 @@ def test_aflw2000_landmarks_pose_and_bad_annotation(tmp_path: Path) -> None:
     b = ds.collect()
     assert b.names == ["image00002"] and b.yaw_deg[0] == pytest.approx(-40.107, abs=1e-3)
     assert [w.split(":")[0] for _, w in b.skipped] == ["annotation", "missing file"]
-    assert [realdata.yaw_bin(a) for a in (0, -30, 30.5, 61)] == ["[0, 30]", "[0, 30]", "(30, 60]", "(60, 90]"]
+    assert [metrics.yaw_bin_label(a) for a in (0, -30, 30.5, 61)] == ["[0, 30]", "[0, 30]", "(30, 60]", "(60, 90]"]
     with pytest.raises(FileNotFoundError, match="3DDFA"):
         realdata.AFLW2000(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
@@ -175,21 +176,21 @@ def test_load_rgb_and_require_file(tmp_path: Path) -> None:
         realdata.load_rgb(tmp_path / "x.jpg")
     with pytest.raises(FileNotFoundError, match="thing not found at .*y.bin. Download it from the moon and put it "
                                                 "at data/y.bin"):
-        realdata.require_file(tmp_path / "y.bin", "thing", "the moon", "data/y.bin")
-    assert realdata.require_file(tmp_path / "a.png", "a", "b") == tmp_path / "a.png"
+        external.require_file(tmp_path / "y.bin", "thing", "the moon", "data/y.bin")
+    assert external.require_file(tmp_path / "a.png", "a", "b") == tmp_path / "a.png"
 
 
 def test_facenet_weights_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     with pytest.raises(FileNotFoundError, match="20180402-114759-vggface2.pt.*releases/download"):
-        realdata.facenet_weights_path("vggface2")
-    p = realdata.facenet_weights_path("casia-webface", must_exist=False)
+        external.facenet_weights_path("vggface2", must_exist=True)
+    p = external.facenet_weights_path("casia-webface", must_exist=False)
     assert p == tmp_path / "th" / "checkpoints" / "20180408-102900-casia-webface.pt"
     p.parent.mkdir(parents=True)
     p.write_bytes(b"x")
-    assert realdata.facenet_weights_path("casia-webface") == p
+    assert external.facenet_weights_path("casia-webface", must_exist=True) == p
     with pytest.raises(ValueError):
-        realdata.facenet_weights_path("imagenet")
+        external.facenet_weights_path("imagenet")
 
 
 def test_parse_dataset_spec() -> None:
@@ -248,13 +249,13 @@ def test_dlib_astronaut_landmarks_inside_mtcnn_box() -> None:
 
 
 def test_user_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from occ3d_lib.artifacts import REPO_ROOT
+    from occ3d_lib.core.artifacts import REPO_ROOT
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "here.txt").write_text("x")
-    assert realdata.user_path("here.txt") == Path("here.txt")  # exists from the working directory
-    assert realdata.user_path("data/BFM/none.mat") == REPO_ROOT / "data/BFM/none.mat"  # else from the repo root
-    assert realdata.user_path(tmp_path / "abs") == tmp_path / "abs"
+    assert external.user_path("here.txt") == Path("here.txt")  # exists from the working directory
+    assert external.user_path("data/BFM/none.mat") == REPO_ROOT / "data/BFM/none.mat"  # else from the repo root
+    assert external.user_path(tmp_path / "abs") == tmp_path / "abs"
 
 
 def test_photo_demo_on_astronaut() -> None:

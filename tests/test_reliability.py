@@ -15,15 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib import artifacts, checkpoints, datasets, pipeline, stages
-from occ3d_lib.artifacts import DamagedArtifact
-from occ3d_lib.config import get_profile
-from occ3d_lib.context import Context
-from occ3d_lib.models import MultiOcclusionNet, ReconNet, seeded
-from occ3d_lib.params import Declared, ParameterError, coerce
-from occ3d_lib.train import TrainConfig, Trainer
-
-from test_facemodel import tiny_model
+from occ3d_lib import pipeline
+from occ3d_lib.core import artifacts
+from occ3d_lib.core.artifacts import DamagedArtifact
+from occ3d_lib.core.config import get_profile
+from occ3d_lib.core.params import Declared, ParameterError, coerce
+from occ3d_lib.data import synthetic as datasets
+from occ3d_lib.data.context import Context
+from occ3d_lib.nets import checkpoints
+from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, seeded
+from occ3d_lib.training import stages
+from occ3d_lib.training.train import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -47,7 +49,7 @@ def truncate(path: Path, keep: float = 0.5) -> None:
 
 
 # ------------------------------------------------------------------ 1. same seed, same weights
-def small_ctx(tmp_path, monkeypatch, seed=0, name="run"):
+def small_ctx(tiny_model, tmp_path, monkeypatch, seed=0, name="run"):
     monkeypatch.setenv("OCC3D_CACHE", str(tmp_path / "cache"))
     p = get_profile("smoke").replace(image_size=32, n_train_identities=4, n_val_identities=1, n_test_identities=1,
                                      views_per_identity=2, teacher_steps=3, teacher_batch_size=4,
@@ -64,13 +66,13 @@ def weights(model):
     return [v.detach().clone() for v in model.state_dict().values()]
 
 
-def test_same_seed_same_teacher_weights_different_seed_different(tmp_path, monkeypatch):
+def test_same_seed_same_teacher_weights_different_seed_different(tiny_model, tmp_path, monkeypatch):
     # the global generator is left in a different state before each run: nothing may depend on it
     torch.manual_seed(1234)
-    a = weights(stages.train_teacher(small_ctx(tmp_path, monkeypatch, 0, "a")))
+    a = weights(stages.train_teacher(small_ctx(tiny_model, tmp_path, monkeypatch, 0, "a")))
     torch.rand(100)
-    b = weights(stages.train_teacher(small_ctx(tmp_path, monkeypatch, 0, "b")))
-    c = weights(stages.train_teacher(small_ctx(tmp_path, monkeypatch, 5, "c")))
+    b = weights(stages.train_teacher(small_ctx(tiny_model, tmp_path, monkeypatch, 0, "b")))
+    c = weights(stages.train_teacher(small_ctx(tiny_model, tmp_path, monkeypatch, 5, "c")))
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not all(torch.equal(x, y) for x, y in zip(a, c))
 
@@ -82,7 +84,7 @@ def test_network_construction_is_seeded_and_leaves_the_global_generator_alone():
     assert torch.equal(torch.get_rng_state(), state)
     w1, w2, w3 = (n.backbone.conv1.weight for n in (n1, n2, n3))
     assert torch.equal(w1, w2) and not torch.equal(w1, w3)
-    from occ3d_lib.mopi import build_mopi
+    from occ3d_lib.training.mopi import build_mopi
 
     m1, m2 = build_mopi(p, init="scratch", seed=3), build_mopi(p, init="scratch", seed=3)
     assert torch.equal(m1.backbone.conv1.weight, m2.backbone.conv1.weight)
@@ -92,7 +94,7 @@ def test_network_construction_is_seeded_and_leaves_the_global_generator_alone():
 
 
 # ------------------------------------------------------------------ 2. damaged caches
-def tiny_dataset(tmp_path):
+def tiny_dataset(tiny_model, tmp_path):
     p = get_profile("smoke").replace(image_size=32, n_train_identities=2, n_val_identities=1, n_test_identities=1,
                                      views_per_identity=2)
     m = tiny_model(n_id=80, n_exp=64, n_tex=80)
@@ -102,8 +104,8 @@ def tiny_dataset(tmp_path):
 
 @pytest.mark.parametrize("damage, file", [(truncate, "images.npy"), (truncate, "coeffs.npy"),
                                           (flip_byte, "images.npy"), (flip_byte, "coeffs.npy")])
-def test_damaged_dataset_is_named_and_rebuilt(tmp_path, damage, file):
-    p, m = tiny_dataset(tmp_path)
+def test_damaged_dataset_is_named_and_rebuilt(tiny_model, tmp_path, damage, file):
+    p, m = tiny_dataset(tiny_model, tmp_path)
     ds = datasets.load_or_build_synthetic(p, m, root=tmp_path, progress=False)
     ref = np.array(ds.train.images), np.array(ds.train.coeffs)
     assert (ds.root / artifacts.DIR_MANIFEST).exists()
@@ -161,8 +163,8 @@ def test_damaged_trained_model_or_checkpoint_is_retrained_to_the_same_weights(tm
     assert all(torch.equal(x, y) for x, y in zip(want, weights(again.model)))
 
 
-def test_damaged_teacher_labels_and_eval_set_are_rebuilt(tmp_path, monkeypatch):
-    from occ3d_lib import occlusion
+def test_damaged_teacher_labels_and_eval_set_are_rebuilt(tiny_model, tmp_path, monkeypatch):
+    from occ3d_lib.occlusion import occlude as occlusion
 
     path = tmp_path / "labels-train.pt"
     artifacts.torch_save(torch.ones(3, 257), path)
@@ -171,7 +173,7 @@ def test_damaged_teacher_labels_and_eval_set_are_rebuilt(tmp_path, monkeypatch):
         assert artifacts.load_cached(path, torch.load) is None
     assert not path.exists()
 
-    ctx = small_ctx(tmp_path, monkeypatch)
+    ctx = small_ctx(tiny_model, tmp_path, monkeypatch)
     sets = occlusion.load_or_build_eval_sets(ctx, ["dsofi"], n=2, seed=0, root=tmp_path / "sets")
     f = tmp_path / "sets" / "dsofi.pt"
     flip_byte(f, offset=f.stat().st_size - 200)
@@ -180,8 +182,8 @@ def test_damaged_teacher_labels_and_eval_set_are_rebuilt(tmp_path, monkeypatch):
     assert torch.equal(again["dsofi"].images, sets["dsofi"].images)
 
 
-def test_truncated_face_model_npz_is_one_line_naming_the_file(tmp_path):
-    from occ3d_lib.facemodel import FaceModel
+def test_truncated_face_model_npz_is_one_line_naming_the_file(tiny_model, tmp_path):
+    from occ3d_lib.face.facemodel import FaceModel
 
     path = tiny_model().save(tmp_path / "m.npz")
     truncate(path)
@@ -300,8 +302,8 @@ def _png(path, arr, mode=None):
 def test_photo_depths_and_modes_are_converted_losslessly(tmp_path):
     from PIL import Image
 
-    from occ3d_lib.align import as_pil_rgb
-    from occ3d_lib.realdata import load_rgb
+    from occ3d_lib.data.align import as_pil_rgb
+    from occ3d_lib.data.real import load_rgb
 
     g16 = np.full((16, 16), 32768, np.uint16)  # mid grey at 16 bits
     Image.fromarray(g16).save(tmp_path / "g16.png")
@@ -328,7 +330,7 @@ def test_photo_depths_and_modes_are_converted_losslessly(tmp_path):
 def test_one_bad_photo_never_aborts_the_folder(tmp_path, monkeypatch):
     from PIL import Image
 
-    from occ3d_lib.realdata import PhotoFolder
+    from occ3d_lib.data.real import PhotoFolder
 
     _png(tmp_path / "a_good.png", np.full((64, 64, 3), 120, np.uint8))
     _png(tmp_path / "b_huge.png", np.full((200, 200, 3), 120, np.uint8))
@@ -361,8 +363,8 @@ def test_networks_check_dtype_and_range_at_the_boundary(images, exc, message):
         one_line(str(e.value))
 
 
-def test_renderer_empty_batch_is_one_line():
-    from occ3d_lib.render import FaceRenderer
+def test_renderer_empty_batch_is_one_line(tiny_model):
+    from occ3d_lib.render.renderer import FaceRenderer
 
     with pytest.raises(ValueError, match="empty batch"):
         FaceRenderer(tiny_model(n_id=80, n_exp=64, n_tex=80), 16)(torch.zeros(0, 257))

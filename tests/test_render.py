@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-from occ3d_lib import geometry, lighting
-from occ3d_lib.coeffs import N_EXP, N_ID, N_TEX, join_coeffs
-from occ3d_lib.facemodel import FaceModel, build_point_buf, face_normals
-from occ3d_lib.render import FaceRenderer, mean_face_coeffs
+from occ3d_lib.face.coeffs import N_EXP, N_ID, N_TEX, join_coeffs
+from occ3d_lib.face.facemodel import FaceModel, build_point_buf, face_normals
+from occ3d_lib.render import camera as geometry
+from occ3d_lib.render import lighting
+from occ3d_lib.render.renderer import FaceRenderer, mean_face_coeffs
 
 S = 32
 
@@ -124,11 +125,9 @@ def test_bad_coefficients_are_rejected():
         FaceRenderer(pyramid_model(), 0)
 
 
-def test_landmark_me_method_matches_metrics_by_hand():
-    from occ3d_lib.metrics import landmark_me
-    from occ3d_lib.render import FaceRenderer
-    from tests.test_embedder import toy_face_model
-
+def test_landmark_me_method_matches_metrics_by_hand(toy_face_model):
+    from occ3d_lib.core.metrics import landmark_me
+    from occ3d_lib.render.renderer import FaceRenderer
     r = FaceRenderer(toy_face_model(), 32)
     g = torch.Generator().manual_seed(0)
     c = torch.randn(3, 257, generator=g) * 0.1

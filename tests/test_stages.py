@@ -3,12 +3,10 @@ import pytest
 import torch
 from torch import nn
 
-from occ3d_lib import stages
-from occ3d_lib.config import get_profile
-from occ3d_lib.context import Context
-from occ3d_lib.stages import Claim, SopiSettings, predict_coeffs, sopi_claims
-
-from test_facemodel import tiny_model
+from occ3d_lib.core.config import get_profile
+from occ3d_lib.data.context import Context
+from occ3d_lib.training import stages
+from occ3d_lib.training.stages import Claim, SopiSettings, predict_coeffs, sopi_claims
 
 
 def _me(baseline=9.0, t_clean=2.0, t=(3.0, 4.0, 5.0), s_clean=2.2, s=(2.4, 2.6, 3.0)):
@@ -68,7 +66,7 @@ def test_sopi_settings_are_validated():
 
 
 @pytest.fixture()
-def tiny_ctx(tmp_path, monkeypatch):
+def tiny_ctx(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("OCC3D_CACHE", str(tmp_path / "cache"))
     p = get_profile("smoke").replace(image_size=32, n_train_identities=4, n_val_identities=1, n_test_identities=1,
                                      views_per_identity=2, teacher_steps=3, teacher_batch_size=4, sopi_steps=3,
@@ -133,7 +131,7 @@ def test_landmark_me_by_kind_is_zero_for_the_truth_and_names_clean(tiny_ctx):
 
 
 def test_error_with_true_groups_locates_the_wrong_group(tiny_ctx):
-    from occ3d_lib.coeffs import SLICES
+    from occ3d_lib.face.coeffs import SLICES
 
     b = tiny_ctx.dataset.test.batch(list(range(len(tiny_ctx.dataset.test))))
     gt = b["coeffs"]

@@ -8,9 +8,9 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from occ3d_lib import tracks
-from occ3d_lib.context import make_context
-from occ3d_lib.models import ReconNet
+from occ3d_lib.data import tracks
+from occ3d_lib.data.context import make_context
+from occ3d_lib.nets.models import ReconNet
 
 
 def _bfm_file(path: Path, n: int = 4, exbase_cols: int = 64) -> Path:

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from occ3d_lib.models import seeded
-from occ3d_lib.train import TrainConfig, Trainer, TrainingDiverged, load_history
+from occ3d_lib.nets.models import seeded
+from occ3d_lib.training.train import TrainConfig, Trainer, TrainingDiverged, load_history
 
 W_TRUE = torch.tensor([[1.0, -2.0, 0.5]])
 

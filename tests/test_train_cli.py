@@ -1,4 +1,4 @@
-"""The training command (python -m occ3d_lib.train): the notebooks reuse what it trains; bad launches are one line."""
+"""The training command (python -m occ3d_lib.train_cli): the notebooks reuse what it trains; bad launches are one line."""
 import importlib.util
 import subprocess
 import sys
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from occ3d_lib import distributed, stages
-from occ3d_lib.artifacts import REPO_ROOT
-from occ3d_lib.context import make_context
+from occ3d_lib.core.artifacts import REPO_ROOT
+from occ3d_lib.data.context import make_context
 from occ3d_lib.train_cli import main
+from occ3d_lib.training import distributed, stages
 
 SMALL = {"teacher_steps": 2, "sopi_steps": 2}
 
@@ -82,7 +82,7 @@ def test_world_size_that_does_not_divide_a_batch_is_one_line(monkeypatch, capsys
 
 
 def test_module_entry_point_runs_the_command():
-    r = subprocess.run([sys.executable, "-m", "occ3d_lib.train", "teacher", "--profile", "nope"], cwd=REPO_ROOT,
+    r = subprocess.run([sys.executable, "-m", "occ3d_lib.train_cli", "teacher", "--profile", "nope"], cwd=REPO_ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip() == "occ3d train: error: unknown profile 'nope'; valid profiles: smoke, course, paper"
@@ -114,8 +114,8 @@ def test_sync_bn_on_cpu_is_one_line(monkeypatch, capsys):
 
 def test_rasteriser_stays_float32_under_bf16_autocast():
     # the Trainer runs each step under bf16 autocast on CUDA; CPU autocast exercises the same rule here
-    from occ3d_lib import mopi
-    from occ3d_lib.render import FaceRenderer
+    from occ3d_lib.render.renderer import FaceRenderer
+    from occ3d_lib.training import mopi
 
     ctx = make_context("smoke", progress=False, device="cpu")
     seen = []

@@ -1,4 +1,5 @@
-"""Authoring helper for the series' notebooks (used by contributors' scripts, not by the notebooks).
+"""Small notebooks written from Python (tests build throw-away notebooks with it; the series itself is
+authored as percent-format scripts, see tools/notebooks.py).
 
     from tools.nbbuild import md, code, params, save
     save("notebooks/01_x.ipynb", [md("# Title"), params("seed = 0"), code("print(1)")])

@@ -228,7 +228,7 @@ def test_face_explorer_of_notebook_01(driver: Any, lab: LabServer, screenshots: 
     name = series_notebooks()[1]
     assert name.startswith("01_")
     open_notebook(driver, lab, name)
-    cell = run_through(driver, "viz.interactive_or_static(make_widget, make_static)")
+    cell = run_through(driver, "explorers.face_explorer(show)")
     w = rendered_widget(driver, cell, ".widget-interact")
     labels = [e.text for e in w.find_elements(By.CSS_SELECTOR, ".widget-slider .widget-label")]
     assert len(labels) == 13 and {"yaw", "smile", "skin_tone"} <= set(labels), labels
@@ -244,7 +244,7 @@ def test_occlusion_explorer_of_notebook_02(driver: Any, lab: LabServer, screensh
     name = series_notebooks()[2]
     assert name.startswith("02_")
     open_notebook(driver, lab, name)
-    cell = run_through(driver, "occlusion.occlusion_explorer(")
+    cell = run_through(driver, "explorers.occlusion_explorer(")
     w = rendered_widget(driver, cell, ".occ3d-occlusion-explorer")
     labels = [e.text for e in w.find_elements(By.CSS_SELECTOR, ".widget-slider .widget-label")]
     assert {"size", "position x", "position y", "seed"} <= set(labels), labels

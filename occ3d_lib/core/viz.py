@@ -1,0 +1,149 @@
+"""Figures the notebooks show: image grids, landmark overlays, loss curves, widgets with a fallback.
+
+Used throughout notebooks 01-05. Every function returns the matplotlib Figure
+so a test can check it without a display; notebooks end their cells with
+``plt.show()``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _np_image(img: Tensor | np.ndarray) -> np.ndarray:
+    """(3, H, W) tensor in [0, 1] or (H, W, 3) array -> (H, W, 3) float array for imshow."""
+    if isinstance(img, Tensor):
+        img = img.detach().float().cpu()
+        if img.ndim == 3 and img.shape[0] in (1, 3):
+            img = img.permute(1, 2, 0)
+        img = img.numpy()
+    img = np.asarray(img, dtype=np.float32)
+    if img.max() > 1.5:
+        img = img / 255.0
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    return np.clip(img, 0, 1)
+
+
+def image_grid(images: Tensor | Sequence[Tensor], ncols: int = 8, titles: Sequence[str] | None = None,
+               landmarks: Tensor | None = None, landmarks_gt: Tensor | None = None, size: float = 1.6,
+               suptitle: str | None = None):
+    """A grid of images (B, 3, H, W) with optional titles and landmark overlays (B, 68, 2)."""
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.3 if suptitle else 0)), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= n:
+            continue
+        ax.imshow(_np_image(images[k]), interpolation="nearest")
+        if landmarks_gt is not None:
+            p = landmarks_gt[k].detach().cpu()
+            ax.scatter(p[:, 0], p[:, 1], s=3, c="lime", linewidths=0)
+        if landmarks is not None:
+            p = landmarks[k].detach().cpu()
+            ax.scatter(p[:, 0], p[:, 1], s=3, c="red", linewidths=0)
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def rows_grid(rows: Mapping[str, Tensor], col_titles: Sequence[str] | None = None, size: float = 1.6,
+              suptitle: str | None = None):
+    """Named rows of images, each (K, 3, H, W): e.g. input / teacher / SOPI / MOPI side by side."""
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    ncols = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(names), ncols, figsize=(size * ncols + 0.8, size * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if c < len(rows[name]):
+                ax.imshow(_np_image(rows[name][c]), interpolation="nearest")
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if r == 0 and col_titles is not None and c < len(col_titles):
+                ax.set_title(col_titles[c], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: Sequence[Mapping[str, float]], keys: Sequence[str] | None = None, title: str = "",
+                 logy: bool = True, ax=None):
+    """Loss curves from a training history (list of {'step', term: value}); one line per term."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3))
+    else:
+        fig = ax.figure
+    if history:
+        keys = keys or [k for k in history[0] if k not in ("step", "seconds")]
+        steps = [h["step"] for h in history]
+        for k in keys:
+            ax.plot(steps, smooth([h[k] for h in history], 5), label=k)
+        if logy:
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    ax.set_xlabel("step")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def headless() -> bool:
+    """True in papermill/nbval/CI runs (no widget front end): show static figures instead of widgets."""
+    if os.environ.get("CI") or os.environ.get("OCC3D_PROGRESS", "").strip() == "0":
+        return True
+    if os.environ.get("OCC3D_INTERACTIVE", "").strip() == "0":
+        return True
+    return "ipykernel" not in sys.modules
+
+
+def interactive_or_static(make_widget: Callable[[], Any], make_static: Callable[[], Any]) -> Any:
+    """Return ``make_widget()`` when a front end can show widgets, else ``make_static()`` (a figure).
+
+    Set ``OCC3D_INTERACTIVE=0`` to force the static version.
+    """
+    if headless():
+        return make_static()
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:  # pragma: no cover - ipywidgets is installed by make setup
+        return make_static()
+    return make_widget()
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """(B, 3, H, W) float [0, 1] -> uint8, for compact storage."""
+    return (images.detach().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def smooth(values: list[float], window: int = 10) -> list[float]:
+    """Trailing moving average for loss curves (notebook figures)."""
+    out, acc = [], []
+    for v in values:
+        acc.append(v)
+        if len(acc) > window:
+            acc.pop(0)
+        out.append(sum(acc) / len(acc) if all(math.isfinite(a) for a in acc) else float("nan"))
+    return out

@@ -1,0 +1,123 @@
+"""The course study: how much the teacher learns per CPU-second (notebook 03, section 2).
+
+``benchmarks/study_course.py`` trains the course teacher under several set-ups and writes one JSON
+record per run: validation-identity landmark ME (pixels at 224) and dense 3D error (mm) of the
+network and of the mean face at the true pose, against the CPU-seconds of training. This module
+reads those records, checks them, and turns them into the table and the figure that notebook 03
+and ``docs/course_study.md`` show. The records the series ships live in ``docs/course_study/``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+#: Where the committed study records live, relative to the repository root.
+STUDY_DIR = Path(__file__).resolve().parents[2] / "docs" / "course_study"
+
+_POINT_KEYS = ("step", "cpu_s", "wall_s", "me", "dense_mm", "baseline_me", "baseline_dense_mm")
+
+
+def load_study(folder: str | Path = STUDY_DIR) -> list[dict[str, Any]]:
+    """Every study record (``*.json``) in ``folder``, sorted by name; each is checked for its fields.
+
+    Raises ``FileNotFoundError`` naming the command that writes them when the folder has none.
+    """
+    folder = Path(folder)
+    paths = sorted(folder.glob("*.json"))
+    if not paths:
+        raise FileNotFoundError(f"no study records in {folder}; run "
+                                f"`.venv/bin/python benchmarks/study_course.py --setup <name> --out {folder}`")
+    records = []
+    for p in paths:
+        try:
+            r = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p} is not valid JSON ({e}); delete it and rerun the study") from e
+        missing = [k for k in ("setup", "steps", "points") if k not in r]
+        bad = [i for i, pt in enumerate(r.get("points", [])) if any(k not in pt for k in _POINT_KEYS)]
+        if missing or bad or not r.get("points"):
+            raise ValueError(f"{p} is not a study record (missing {missing or 'point fields'}); rerun the study")
+        records.append(r)
+    return records
+
+
+def study_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per record: its last point, with the errors as fractions of the mean face's."""
+    rows = []
+    for r in records:
+        last = r["points"][-1]
+        rows.append({"setup": r["setup"], "steps": last["step"], "cpu_min": last["cpu_s"] / 60,
+                     "ms_per_step": 1000 * last["wall_s"] / max(last["step"], 1),
+                     "me": last["me"], "me_ratio": last["me"] / last["baseline_me"],
+                     "dense_mm": last["dense_mm"], "dense_ratio": last["dense_mm"] / last["baseline_dense_mm"]})
+    return rows
+
+
+def study_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """The study as a markdown table (validation identities; ratios to the mean face at the true pose)."""
+    lines = ["| set-up | steps | CPU min | wall ms / step | val ME px | x mean face | dense mm | x mean face |",
+             "|---|---|---|---|---|---|---|---|"]
+    for w in study_rows(records):
+        lines.append(f"| {w['setup']} | {w['steps']} | {w['cpu_min']:.1f} | {w['ms_per_step']:.0f} | {w['me']:.2f} | "
+                     f"{w['me_ratio']:.2f} | {w['dense_mm']:.2f} | {w['dense_ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+def plot_study(records: Sequence[Mapping[str, Any]], axes: Any = None) -> Any:
+    """Validation landmark ME and dense 3D error against CPU-minutes, one line per set-up, with the mean
+    face at the true pose as a dashed line. Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig = axes[0].figure
+    for r in records:
+        xs = [p["cpu_s"] / 60 for p in r["points"]]
+        axes[0].plot(xs, [p["me"] for p in r["points"]], "o-", label=r["setup"])
+        axes[1].plot(xs, [p["dense_mm"] for p in r["points"]], "o-", label=r["setup"])
+    base = records[0]["points"][-1]
+    for ax, key, unit in ((axes[0], "baseline_me", "landmark ME (px at 224)"), (axes[1], "baseline_dense_mm", "dense 3D error (mm)")):
+        ax.axhline(base[key], color="k", ls="--", lw=1, label="mean face at the true pose")
+        ax.set_xlabel("CPU-minutes of training")
+        ax.set_ylabel(unit)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("validation identities: landmarks")
+    axes[1].set_title("validation identities: dense shape")
+    axes[1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def load_sopi_study(folder: str | Path = STUDY_DIR) -> list[dict[str, Any]]:
+    """The SOPI records (``folder/sopi/*.json``, written by ``study_course.py --sopi-steps``), sorted by name."""
+    paths = sorted((Path(folder) / "sopi").glob("*.json"))
+    if not paths:
+        raise FileNotFoundError(f"no SOPI study records in {Path(folder) / 'sopi'}; run `.venv/bin/python "
+                                f"benchmarks/study_course.py --setup <name> --steps <teacher steps> --sopi-steps <n>`")
+    records = []
+    for p in paths:
+        try:
+            r = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p} is not valid JSON ({e}); delete it and rerun the study") from e
+        if r.get("stage") != "sopi" or not r.get("points") or any("clean" not in pt for pt in r["points"]):
+            raise ValueError(f"{p} is not a SOPI study record; rerun the study")
+        records.append(r)
+    return records
+
+
+def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = ("clean", "dsofi", "dhofi", "shofi",
+                                                                                  "random_pattern")) -> str:
+    """SOPI's validation ME per kind at each recorded step (step 0 is the teacher it starts from), with
+    the occluded-to-clean ratio in brackets and the mean face at the true pose as the last row."""
+    head = "| model | steps | CPU min | " + " | ".join(k.replace("_", " ") for k in kinds) + " |"
+    lines = [head, "|" + "---|" * (len(kinds) + 3)]
+    for r in records:
+        for pt in r["points"]:
+            name = f"teacher ({r['teacher_steps']} steps)" if pt["step"] == 0 else "SOPI"
+            cells = [f"{pt[k]:.2f}" + (f" ({pt[k] / pt['clean']:.2f})" if k != "clean" else "") for k in kinds]
+            lines.append(f"| {name} | {pt['step']} | {pt['cpu_s'] / 60:.1f} | " + " | ".join(cells) + " |")
+    base = records[-1]["points"][-1]
+    lines.append("| mean face at the true pose | | | " + " | ".join(f"{base['baseline_' + k]:.2f}" for k in kinds) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,204 @@
+"""Networks: RNet-style ReconNet (paper Eqs. 1, 2) and the MOPI network (Sec. 3.2.1).
+
+Taught in notebook 03 (ReconNet, teacher and SOPI) and notebook 04
+(MultiOcclusionNet). ReconNet follows Deep3DFaceRecon's layout key for key
+(docs/facts.md §6): a torchvision ResNet trunk under ``backbone.*`` and seven
+zero-initialised 1x1 convolution heads ``final_layers.{0..6}`` of sizes
+80, 64, 80, 3, 27, 2, 1 concatenated to 257 outputs. Input is RGB / 255
+(images in [0, 1], no mean/std normalisation).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from occ3d_lib.face.coeffs import N_COEFFS
+
+HEAD_SIZES = (80, 64, 80, 3, 27, 2, 1)
+#: backbone name -> width of its pooled features. The ResNets are RNet's (Deep3DFaceRecon uses
+#: resnet50); regnet_y_400mf is a lighter torchvision trunk measured in the course study
+#: (benchmarks/study_course.py, notebook 03 section 2).
+_FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "regnet_y_400mf": 440}
+
+
+def make_backbone(name: str, imagenet_init: bool = False) -> tuple[nn.Module, int]:
+    """A torchvision ResNet (or RegNet) without its classifier (``fc = Identity``) and its feature width.
+
+    ``imagenet_init`` loads torchvision's ImageNet weights, which must already be in
+    ``$TORCH_HOME/hub/checkpoints`` (no downloads here); otherwise a clear error says so.
+    """
+    if name not in _FEATURES:
+        raise ValueError(f"unknown backbone {name!r}; valid: {sorted(_FEATURES)}")
+    weights = None
+    if imagenet_init:
+        weights = {"resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+                   "resnet34": torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
+                   "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
+                   "regnet_y_400mf": torchvision.models.RegNet_Y_400MF_Weights.IMAGENET1K_V1}[name]
+        fname = weights.url.rsplit("/", 1)[-1]
+        path = torch.hub.get_dir() + "/checkpoints/" + fname
+        import os
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"ImageNet weights for {name} not found at {path}. Download {weights.url} on a machine "
+                f"with internet and copy it there, or set imagenet_init=False.")
+    net = getattr(torchvision.models, name)(weights=weights)
+    net.fc = nn.Identity()
+    return net, _FEATURES[name]
+
+
+#: Pixel values may leave [0, 1] by this much (resampling) before the input is refused.
+RANGE_TOLERANCE = 0.01
+
+
+def check_images(images: Tensor, weights_dtype: torch.dtype | None = None) -> None:
+    """The networks' input contract: float RGB in [0, 1], shape (N, 3, H, W). One-line errors say what to do."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"images are {images.dtype}; the network takes float RGB in [0, 1]: pass images.float() / 255")
+    if weights_dtype is not None and images.dtype != weights_dtype and not torch.is_autocast_enabled(images.device.type):
+        raise TypeError(f"images are {images.dtype} but the network's weights are {weights_dtype}; "
+                        f"pass images.to({weights_dtype})")
+    if images.numel():
+        lo, hi = (float(v) for v in torch.aminmax(images.detach()))
+        if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):
+            hint = " (they look like 0-255 values: divide by 255)" if hi > 2 else ""
+            raise ValueError(f"images hold values in [{lo:.4g}, {hi:.4g}]; the network takes RGB in [0, 1]{hint}")
+
+
+def pooled_features(backbone: nn.Module, images: Tensor) -> Tensor:
+    """Run a classifier-less ResNet trunk on validated images (:func:`check_images`). (N, 3, H, W) -> (N, C)."""
+    w = next(backbone.parameters(), None)
+    check_images(images, None if w is None else w.dtype)
+    return backbone(images).reshape(images.shape[0], -1)
+
+
+class ReconNet(nn.Module):
+    """RNet: image (B, 3, H, W) in [0, 1] -> 257 coefficients (B, 257) (paper Eqs. 1, 2).
+
+    Used for the teacher (frozen after training, Eq. 2) and for the SOPI trainee (Eq. 1).
+    """
+
+    def __init__(self, backbone: str = "resnet50", imagenet_init: bool = False) -> None:
+        super().__init__()
+        self.backbone_name = backbone
+        self.backbone, width = make_backbone(backbone, imagenet_init)
+        self.final_layers = nn.ModuleList([nn.Conv2d(width, k, 1) for k in HEAD_SIZES])
+        for conv in self.final_layers:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def features(self, images: Tensor) -> Tensor:
+        """Pooled backbone features. (B, 3, H, W) -> (B, C, 1, 1)."""
+        return pooled_features(self.backbone, images)[:, :, None, None]
+
+    def forward(self, images: Tensor) -> Tensor:
+        f = self.features(images)
+        out = torch.cat([conv(f) for conv in self.final_layers], dim=1)
+        return out.flatten(1)
+
+
+assert sum(HEAD_SIZES) == N_COEFFS
+
+
+class MultiOcclusionNet(nn.Module):
+    """MOPI network (paper Sec. 3.2.1): one shared ResNet backbone, ``n_heads`` (7) linear heads of 257.
+
+    The paper replaces ResNet-50's classification layer by 7 fully connected layers of 257 nodes,
+    one per occluded image of an identity: ``forward(images (B, 7, 3, S, S)) -> (B, 7, 257)``,
+    head k reads the pooled backbone features of the k-th occluded image. Heads start at zero
+    (the mean face, like ReconNet's) unless :meth:`init_from_reconnet` copies a trained RNet.
+    Taught in notebook 04, section 5.
+
+    Test-time rule (the paper is silent on how ONE image is reconstructed): :meth:`predict`
+    applies all heads to that image and averages them. Why: during training an identity's
+    variants are assigned to head slots in a random order (the multi-occlusion set draws a fresh
+    permutation of the pattern kinds per identity), so no head is tied to an occlusion type or
+    a position and all heads are trained towards the same target (Eq. 8's single SOPI label for
+    all 7); picking one head would be arbitrary, and the mean of linear heads is itself a linear
+    head (weights and biases averaged), so it is as cheap as one head and lowers the variance of
+    the individual heads. Alternatives (head 0; feeding 7 copies through ``forward``, which is
+    the same thing as the mean) are compared in notebook 04's exercises.
+    """
+
+    def __init__(self, backbone: str = "resnet50", imagenet_init: bool = False, n_heads: int = 7) -> None:
+        super().__init__()
+        if not isinstance(n_heads, int) or n_heads < 1:
+            raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
+        self.backbone_name = backbone
+        self.n_heads = n_heads
+        self.backbone, width = make_backbone(backbone, imagenet_init)
+        self.width = width
+        self.heads = nn.ModuleList([nn.Linear(width, N_COEFFS) for _ in range(n_heads)])
+        for h in self.heads:
+            nn.init.zeros_(h.weight)
+            nn.init.zeros_(h.bias)
+
+    def features(self, images: Tensor) -> Tensor:
+        """Pooled backbone features. (N, 3, H, W) -> (N, C)."""
+        return pooled_features(self.backbone, images)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, n_heads, 3, H, W) -> (B, n_heads, 257): head k on the k-th image of each identity."""
+        if images.ndim != 5 or images.shape[1] != self.n_heads or images.shape[2] != 3:
+            raise ValueError(f"images must have shape (B, {self.n_heads}, 3, H, W) (the occluded variants of each "
+                             f"identity), got {tuple(images.shape)}; for single images use predict()")
+        b = images.shape[0]
+        f = self.features(images.flatten(0, 1)).view(b, self.n_heads, -1)
+        return torch.stack([head(f[:, k]) for k, head in enumerate(self.heads)], dim=1)
+
+    def predict(self, images: Tensor) -> Tensor:
+        """Test-time rule for single images: the mean of all heads. (B, 3, H, W) -> (B, 257)."""
+        f = self.features(images)
+        w = torch.stack([h.weight for h in self.heads]).mean(0)
+        bias = torch.stack([h.bias for h in self.heads]).mean(0)
+        return nn.functional.linear(f, w, bias)
+
+    @torch.no_grad()
+    def init_from_reconnet(self, net: ReconNet) -> "MultiOcclusionNet":
+        """Start from a trained ReconNet (e.g. SOPI): copy its backbone and put its 1x1-conv heads
+        (concatenated to 257) into every linear head, so the new network reproduces ``net`` exactly
+        on every image. Returns self. Notebook 04, section 5 (the CPU-budget initialisation)."""
+        if not isinstance(net, ReconNet):
+            raise TypeError(f"net must be a ReconNet, got {type(net).__name__}")
+        if net.backbone_name != self.backbone_name:
+            raise ValueError(f"backbones differ: ReconNet has {net.backbone_name!r}, this network {self.backbone_name!r}")
+        self.backbone.load_state_dict(net.backbone.state_dict())
+        w = torch.cat([conv.weight.reshape(conv.out_channels, -1) for conv in net.final_layers])  # (257, C)
+        b = torch.cat([conv.bias for conv in net.final_layers])
+        for h in self.heads:
+            h.weight.copy_(w)
+            h.bias.copy_(b)
+        return self
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Build networks inside this block for a weight initialisation that depends on ``seed`` only.
+
+    torch's initialisers draw from the global generator; this seeds a fork of it (CPU and CUDA)
+    and restores the caller's state on exit, so the same seed gives the same weights and nothing
+    outside the block changes. Used by every stage that builds a network (notebooks 03, 04).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """A fixed network (Eq. 2's teacher, the SOPI label maker, the FaceNet loss network): eval mode
+    (BatchNorm uses its running statistics) and no parameter gradients; gradients still flow to its
+    inputs. Returns the model."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -1,0 +1,6 @@
+"""Teaching aids for the notebooks: explorers (ipywidgets panels with a static headless fallback) and probes.
+
+explorers (the face explorer of notebook 01, the occlusion explorer of notebook 02, and the functions
+behind them), probes (a ridge-regression landmark probe and the rasteriser function notebook 01
+gradchecks).
+"""
