@@ -35,6 +35,7 @@ import os
 
 from IPython.display import Markdown, display
 
+from occ3d_lib import pipeline
 from occ3d_lib.core import artifacts, config, envinfo
 from occ3d_lib.face import coeffs
 
@@ -106,12 +107,23 @@ print("total", coeffs.N_COEFFS)
 # ## 4. Profiles and data tracks
 #
 # A **profile** says how much compute a run spends. `smoke` runs the whole series in a few minutes
-# (CI and `make test` use it), `course` gives meaningful results on a 2-core CPU in about half an
-# hour (the default of `make run`), and `paper` holds the paper's settings (224x224 inputs,
+# (CI and `make test` use it), `course` is sized for a class on a 2-core CPU (the default of
+# `make run`; its measured time is below), and `paper` holds the paper's settings (224x224 inputs,
 # ResNet-50, Adam 1e-5, batch 5, 400K SOPI / 500K MOPI iterations) for a GPU and the real data.
 
 # %%
 display(Markdown(config.profiles_table()))
+
+# %% [markdown]
+# How long the `course` run took on the reference machine (2 CPU cores, no GPU, a fresh clone,
+# `make run` after `make setup`), read from that run's `summary.json` (kept as
+# `docs/course_summary.json`):
+
+# %%
+if pipeline.COURSE_SUMMARY.is_file():
+    display(Markdown(pipeline.summary_markdown()))
+else:
+    print(f"no course run is recorded in {pipeline.COURSE_SUMMARY} yet; `make run` writes runs/course/summary.json")
 
 # %% [markdown]
 # A **data track** says where faces come from. The *embedded default* needs no downloads: a

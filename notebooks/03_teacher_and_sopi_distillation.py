@@ -24,9 +24,9 @@
 #
 # **In this notebook you will**
 # - build RNet (`ReconNet`): a ResNet trunk with seven zero-initialised 1x1 heads (257 outputs);
-# - train the teacher on clean synthetic faces with RNet's weakly supervised losses through the
-#   differentiable renderer of notebook 01 (plus a coefficient-supervision term we can afford
-#   because synthetic faces have ground truth);
+# - train the teacher on clean synthetic faces with RNet's losses (plus a coefficient-supervision
+#   term we can afford because synthetic faces have ground truth), and see from a measured study
+#   which set-up learns the most per CPU-second;
 # - see the shared training loop that you can kill at any moment and resume;
 # - measure how badly the teacher fails on the fixed occluded evaluation sets of notebook 02;
 # - distil SOPI from teacher(clean) with Eq. 6 and check the paper's central claim;
@@ -37,6 +37,7 @@
 
 # %%
 import os
+from typing import Optional
 
 import matplotlib.pyplot as plt
 import torch
@@ -44,6 +45,7 @@ from IPython.display import Markdown, display
 
 from occ3d_lib.core import viz
 from occ3d_lib.data.context import make_context
+from occ3d_lib.evaluation import study
 from occ3d_lib.occlusion import occlude as occlusion
 from occ3d_lib.training import stages
 
@@ -60,12 +62,13 @@ teacher = "train"  # or the path of a Deep3DFaceRecon epoch_20.pth
 facenet = "synthetic"
 seed = 0
 coeff_weight = 1.0  # teacher: weight of the coefficient supervision term; 0 means RNet losses only
-run_l1_ablation = True  # also train SOPI with L1 (Fig. 6)
+run_l1_ablation: Optional[bool] = None  # also train SOPI with L1 (Fig. 6); None: the profile's `ablations`
 
 # %%
 ctx = make_context(profile, run_dir, face_model=face_model, dataset=dataset, teacher=teacher, facenet=facenet,
                    seed=seed, progress=os.environ.get("OCC3D_PROGRESS", "1") != "0")
 P = ctx.profile
+run_l1_ablation = P.ablations if run_l1_ablation is None else run_l1_ablation  # off in course: class time
 data = ctx.dataset  # built by notebook 01 (or here, cached) from the procedural face model
 print(f"profile {P.name}: {P.image_size}px, backbone {P.backbone}, teacher {P.teacher_steps} steps, "
       f"SOPI {P.sopi_steps} steps; {len(data.train)} training images of {len(data.train.identities)} identities")
@@ -104,15 +107,50 @@ assert out.shape == (2, 257) and torch.all(out == 0)  # zero heads: the mean fac
 # What it changes: weak supervision alone cannot tell identity from expression or albedo from light
 # without many more steps than a laptop affords; with supervision the short course run converges.
 # Set `coeff_weight = 0` to train RNet the paper's way (and give it many more steps).
+#
+# The photometric and skin-albedo terms need the rasterised image of every prediction; the
+# landmark term only needs 68 projected vertices. The profile's `teacher_photometric` says whether
+# the teacher pays for the rasteriser in every step: the `course` profile does not (the study
+# below shows why), `paper` does. `stages.TeacherSettings(photometric=True)` turns it back on.
 
 # %%
-t_settings = stages.TeacherSettings(coeff_weight=coeff_weight)
+t_settings = stages.resolve_teacher_settings(P, stages.TeacherSettings(coeff_weight=coeff_weight))
+print(f"teacher losses: {'all of RNet' if t_settings.photometric else 'landmarks, priors'} + coefficient supervision "
+      f"(weight {t_settings.coeff_weight}); {P.backbone} at {P.image_size} px, batch {P.teacher_batch_size}, "
+      f"{P.teacher_steps} steps")
 teacher_net = stages.get_teacher(ctx, t_settings)
 history = stages.stage_history(teacher_net)
 if history:
     viz.plot_history(history, keys=[k for k in ("loss", "photo", "landmark", "coeff") if k in history[-1]],
                      title="teacher training")
     plt.show()
+
+# %% [markdown]
+# ### How much does the teacher learn per CPU-second?
+#
+# A class has two CPU cores and half an hour for the whole series, so the question that chose the
+# course profile is not "which network is best" but "which set-up lowers the error fastest per
+# CPU-second". `benchmarks/study_course.py` trains the course teacher under several set-ups and
+# records the landmark error and the dense 3D error (mm over every vertex of the unposed shape) on
+# the **validation** identities against the CPU time spent. The dashed line is the mean face placed
+# at the true pose, the baseline every model should beat. The records ship with the series
+# (`docs/course_study/`), so this cell reads them instead of spending half an hour retraining.
+#
+# How to read it. A lighter trunk (RegNet-Y-400MF) steps faster but learns less per step; a larger
+# batch learns more per step but costs more per step; rendering every batch for the photometric
+# term costs CPU without lowering the error at this budget; re-weighting the loss towards
+# landmarks and dense shape did not help either. The speed table at the end of
+# `docs/course_study.md` prices other levers per step (a larger input, channels-last memory,
+# bfloat16 autocast on a CPU without native bfloat16 arithmetic).
+
+# %%
+records = study.load_study()
+study.plot_study(records)
+plt.show()
+display(Markdown(study.study_markdown(records)))
+best = min(study.study_rows(records), key=lambda r: r["me"] * r["cpu_min"])
+print(f"this profile's teacher: {P.backbone}, photometric term {'on' if t_settings.photometric else 'off'}; "
+      f"lowest error x CPU-minutes in the study: {best['setup']}")
 
 # %% [markdown]
 # ## 3. A training loop you can kill
@@ -168,23 +206,14 @@ display(Markdown("| teacher's prediction with ... | ME (px @224) |\n|---|---|\n"
                             for k, v in parts.items())))
 
 # %% [markdown]
-# This notebook asks for a teacher at most one third of the baseline's error.
-# On the course budget (ResNet-18, 64 px, 1200 steps on two CPU cores) it does not get there; what
-# was tried, always measured on the **validation** identities, never on the test set:
-#
-# | teacher variant (course profile) | validation ME | mean face at true pose |
-# |---|---|---|
-# | constant learning rate, 600 steps | 5.32 | 4.25 |
-# | cosine decay, 600 steps | 4.21 | 4.25 |
-# | cosine decay, landmark weight x10, 600 steps | 4.77 | 4.25 |
-# | cosine decay, 1200 steps (the course default) | 3.44 (train 3.24) | 4.24 |
-# | no max-pool in the stem (4x4 final feature map), 1200 steps | 4.51 | 4.24 |
-#
-# The error on training faces is close to the error on held-out faces, so the teacher underfits
-# rather than overfits, and in the course run the swap table above shows no single group that
-# carries most of it (no swap, not even true pose or true shape, removes more than about a quarter of it): a
-# longer run, a larger input and a larger network (the paper profile: 224 px, ResNet-50, 200K
-# steps) are what it needs. Exercise 5 asks you to measure one of them.
+# How to read it. Compare the first row with the mean face at the true pose (section 7's table):
+# a teacher that is not clearly below that baseline has not learned the face's shape yet, only
+# roughly where it is. The swap rows say which part of the error is pose and which is shape.
+# On the course budget the teacher is still learning when it stops: its error on training faces
+# is close to its error on held-out faces (it underfits, it does not overfit), and the study
+# above shows the error still falling at the last step of every set-up. A longer run, a larger
+# input and a larger network (the paper profile: 224 px, ResNet-50, 200K steps) are what it needs;
+# exercise 5 asks you to measure one of them.
 
 # %% [markdown]
 # ## 5. The teacher under occlusion
@@ -228,20 +257,15 @@ plt.show()
 # **What SOPI sees, and for how long.** The paper occludes its training faces "partially or fully
 # with arbitrary pixel values" and compares on squares. Our occluder draws *partial* kinds
 # uniformly from the 18 of notebook 02, so the three square kinds would be only a sixth of them;
-# the default mix (`stages.SOPI_TRAINING_MIX`) gives each square kind its own 10 %. Both choices,
-# the mix and the course's 7200 steps, were made on the **validation** identities (ME in px @224,
-# the course teacher; ratio to SOPI's clean error in brackets):
-#
-# | SOPI variant | clean | DSOFI | DHOFI | SHOFI | random patterns |
-# |---|---|---|---|---|---|
-# | 1200 steps, uniform partial kinds | 3.76 | 5.25 (1.40) | 6.76 (1.80) | 6.38 (1.70) | 5.54 |
-# | 1200 steps, square-heavy mix | 3.83 | 5.16 (1.35) | 6.43 (1.68) | 6.18 (1.61) | 5.50 |
-# | 3600 steps, uniform partial kinds | 3.65 | 4.75 (1.30) | 5.88 (1.61) | 5.63 (1.54) | 4.96 |
-# | 3600 steps, square-heavy mix | 3.67 | 4.62 (1.26) | 5.58 (1.52) | 5.46 (1.49) | 4.91 |
-# | 7200 steps, square-heavy mix (the course default) | 3.52 | 4.30 (1.22) | 5.11 (1.45) | 4.93 (1.40) | 4.52 |
-#
-# Longer training helps every kind and keeps the clean error; the mix moves the squares' error
-# down at no cost elsewhere.
+# the default mix (`stages.SOPI_TRAINING_MIX`) gives each square kind its own 10 %; on the
+# validation identities that moved the squares' error down at no cost elsewhere. The table below
+# is the study's SOPI record (`docs/course_study/sopi/`): SOPI trained from the study's chosen
+# teacher, measured on the **validation** identities every 100 steps (ratio to the clean error in
+# brackets; step 0 is the teacher). Most of the gain under occlusion comes in the first hundred
+# steps; the rest of the budget keeps lowering every kind.
+
+# %%
+display(Markdown(study.sopi_markdown(study.load_sopi_study())))
 
 # %% [markdown]
 # ## 7. Does the claim hold?
@@ -333,6 +357,9 @@ if run_l1_ablation:
     for name, row in (("SE (Eq. 6)", me["sopi"]), ("L1", me_l1["sopi (L1)"])):
         rows.append(f"| {name} | " + " | ".join(f"{row[k]:.2f}" for k in ("clean", *kinds)) + " |")
     display(Markdown("\n".join(rows)))
+else:
+    print(f"the {P.name} profile skips this second SOPI training (profile field `ablations`); "
+          "run the notebook with -p run_l1_ablation=true to train it")
 
 # %% [markdown]
 # ## Summary
@@ -355,6 +382,6 @@ if run_l1_ablation:
 #    accuracy comes from starting at the teacher?
 # 4. Kill the SOPI training cell half way and re-run it. Check in `history.json` that no step was
 #    repeated or lost.
-# 5. Train the teacher twice as long (add `teacher_steps=2400` to the `make_context` call) and fill
-#    in one more row of the table in section 4, measured on `data.val`. How does the validation
-#    error scale with the steps?
+# 5. Train the teacher twice as long (add `teacher_steps=2 * P.teacher_steps` to the `make_context`
+#    call, or run `benchmarks/study_course.py` with `--steps`) and add it to the study's figure,
+#    measured on `data.val`. How does the validation error scale with the steps?

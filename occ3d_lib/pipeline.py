@@ -201,6 +201,32 @@ def update_summary(summary_path: str | Path, profile: str, name: str, entry: dic
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+#: The summary.json of the course run the README and notebook 00 quote (copied there after a
+#: fresh-clone ``make run`` on the reference machine: 2 CPU cores, no GPU).
+COURSE_SUMMARY = REPO_ROOT / "docs" / "course_summary.json"
+
+
+def summary_markdown(summary: dict[str, Any] | str | Path = COURSE_SUMMARY) -> str:
+    """A markdown table of a run's ``summary.json`` (a dict or a path): each notebook's status and minutes,
+    and the total. Notebook 00 section 4 and README's timings table show the course run's."""
+    if not isinstance(summary, dict):
+        path = Path(summary)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; run `make run` (it writes runs/<profile>/summary.json)")
+        summary = json.loads(path.read_text())
+    books = summary.get("notebooks")
+    if not isinstance(books, dict) or not books:
+        raise ValueError("summary has no 'notebooks' entries; it is not a pipeline summary.json")
+    lines = ["| notebook | status | minutes |", "|---|---|---|"]
+    total = 0.0
+    for name in sorted(books):
+        entry = books[name]
+        total += float(entry.get("seconds", 0.0))
+        lines.append(f"| {name} | {entry.get('status', '?')} | {float(entry.get('seconds', 0.0)) / 60:.1f} |")
+    lines.append(f"| **all** | | **{total / 60:.1f}** |")
+    return "\n".join(lines)
+
+
 def check_writable(folder: Path) -> None:
     """Raise ``PipelineUsageError`` (one line) unless ``folder`` can be created and written in."""
     import tempfile

@@ -134,3 +134,18 @@ def test_sopi_table_gives_ratios_to_clean_and_the_baseline_row(tmp_path):
     (tmp_path / "sopi" / "a.json").write_text(json.dumps({"setup": "A", "points": pts}))
     with pytest.raises(ValueError, match="not a SOPI study record"):
         study.load_sopi_study(tmp_path)
+
+
+def test_summary_table_lists_each_notebook_in_minutes_and_the_total(tmp_path):
+    from occ3d_lib import pipeline
+
+    s = {"profile": "course", "notebooks": {"01_x": {"status": "ok", "seconds": 90.0},
+                                            "00_y": {"status": "ok", "seconds": 30.0}}}
+    md = pipeline.summary_markdown(s)
+    assert md.splitlines()[2:] == ["| 00_y | ok | 0.5 |", "| 01_x | ok | 1.5 |", "| **all** | | **2.0** |"]
+    (tmp_path / "summary.json").write_text(json.dumps(s))
+    assert pipeline.summary_markdown(tmp_path / "summary.json") == md
+    with pytest.raises(FileNotFoundError, match="make run"):
+        pipeline.summary_markdown(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="not a pipeline summary"):
+        pipeline.summary_markdown({"profile": "course"})

@@ -77,7 +77,8 @@ def plot_study(records: Sequence[Mapping[str, Any]], axes: Any = None) -> Any:
         axes[0].plot(xs, [p["me"] for p in r["points"]], "o-", label=r["setup"])
         axes[1].plot(xs, [p["dense_mm"] for p in r["points"]], "o-", label=r["setup"])
     base = records[0]["points"][-1]
-    for ax, key, unit in ((axes[0], "baseline_me", "landmark ME (px at 224)"), (axes[1], "baseline_dense_mm", "dense 3D error (mm)")):
+    panels = ((axes[0], "baseline_me", "landmark ME (px at 224)"), (axes[1], "baseline_dense_mm", "dense 3D error (mm)"))
+    for ax, key, unit in panels:
         ax.axhline(base[key], color="k", ls="--", lw=1, label="mean face at the true pose")
         ax.set_xlabel("CPU-minutes of training")
         ax.set_ylabel(unit)
