@@ -370,7 +370,7 @@ else:
 # 2. Change `FOREHEAD_FRACTION` (the forehead added to the landmark box) to 0 and recompute the
 #    coverage histograms. Which kinds change, and why do the squares' histograms not?
 # 3. Write a new natural occluder (say, a face-shield visor or a medical eye patch) in
-#    `occ3d_lib/occluders.py` placed from the landmarks, and add a test that it covers the landmarks it should.
+#    `occ3d_lib/occlusion/shapes.py` placed from the landmarks, and add a test that it covers the landmarks it should.
 # 4. Using `color=`, build SHOFI sets that differ only in colour (black, white, skin) and compare the
 #    clean-trained and occlusion-trained probes on them: which one shows a colour bias?
 # 5. Set `profile.extra["occlusion_mix"]` to `{"none": 1.0}` and `{"full": 1.0}` and refit the probe of

@@ -295,7 +295,7 @@ for name in ("teacher", "sopi", "mopi"):
 
 # %%
 v = evaluation.verdicts(results, colour=results["colour_invariance"])
-display(Markdown(evaluation.verdicts_markdown(v)))
+display(Markdown(evaluation.claims_markdown(v)))
 print("report:", ctx.run_dir / "report.md")
 assert (ctx.run_dir / "report.md").is_file() and (ctx.run_dir / "metrics.json").is_file()
 

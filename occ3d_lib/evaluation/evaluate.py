@@ -39,6 +39,7 @@ from occ3d_lib.core.viz import _np_image, rows_grid
 from occ3d_lib.data import real
 from occ3d_lib.data.context import Context
 from occ3d_lib.data.landmarks import batch_landmarks68
+from occ3d_lib.evaluation.claims import Claim, claims_markdown
 from occ3d_lib.face.coeffs import SLICES, mean_face_like, validate_coeffs
 from occ3d_lib.occlusion.occlude import EVAL_KINDS, kind_seed, load_or_build_eval_sets, make_eval_set
 from occ3d_lib.training.stages import predict_coeffs
@@ -571,32 +572,42 @@ def _better(results: Mapping[str, Any], a: str, b: str, kind: str, metric: str) 
 
 
 def verdicts(results: Mapping[str, Any], roles: Mapping[str, str] | None = None,
-             colour: Mapping[str, Any] | None = None, flat_ratio: float = 1.25) -> list[dict[str, str]]:
+             colour: Mapping[str, Any] | None = None, flat_ratio: float = 1.25) -> list[Claim]:
     """One verdict per quantitative claim of the paper, on our numbers (notebook 05 section 7).
 
-    Each item: claim, paper (its numbers), ours (our numbers), verdict ('holds' / 'does not hold
-    here' / 'not measured'). "As precise as unoccluded" is taken as ME(occluded) <= ``flat_ratio``
-    x ME(unoccluded); "comparable" as within a factor ``flat_ratio``; "better" as a lower mean
+    Each item is a :class:`~occ3d_lib.evaluation.claims.Claim`: claim, paper (its numbers, formatted from
+    :data:`PAPER`), ours (our numbers), verdict ('holds' / 'does not hold here' / 'not measured').
+    "As precise as unoccluded" is taken as ME(occluded) <= ``flat_ratio`` x ME(unoccluded); "comparable" as within
+    a factor ``flat_ratio``; "better" as a lower mean
     ("holds" when the 95 % CIs separate, "holds, not significant" when they overlap).
     """
     r = {**DEFAULT_ROLES, **(roles or {})}
     t, s, m = r["teacher"], r["sopi"], r["mopi"]
-    out: list[dict[str, str]] = []
+    out: list[Claim] = []
 
     def add(claim: str, paper: str, res: tuple[str, str] | None) -> None:
-        out.append({"claim": claim, "paper": paper, "ours": res[1] if res else "n/a",
-                    "verdict": res[0] if res else "not measured"})
+        out.append(Claim(claim, paper, res[1] if res else "n/a", res[0] if res else "not measured"))
+
+    def me(table: str, *keys: str) -> float:  # the paper's ME (px) of a table cell
+        cell = PAPER[table]
+        for k in keys:
+            cell = cell[k]
+        return cell[0] if isinstance(cell, tuple) else cell
+
+    def hist(table: str, *keys: str) -> float:  # the paper's histogram dissimilarity on CelebA
+        return me(table, *keys)
 
     # Table 1: SOPI comparable to RNet on clean faces
     a, b = _mean(results, s, "none", "me"), _mean(results, t, "none", "me")
-    add("SOPI's landmark error on unoccluded faces is comparable to the teacher's (Table 1)", "ME 1.24 vs 1.24",
+    add("SOPI's landmark error on unoccluded faces is comparable to the teacher's (Table 1)",
+        f"ME {me('table1', 'none', 'sopi')} vs {me('table1', 'none', 'teacher')}",
         None if a is None or b is None else
         ("holds" if a <= flat_ratio * b and b <= flat_ratio * a else "does not hold here",
          f"SOPI {a:.2f} vs teacher {b:.2f} px (ratio {a / b if b else float('nan'):.2f}, limit {flat_ratio})"))
     for k in ("dsofi", "dhofi", "shofi"):
         ak = _mean(results, s, k, "me")
         add(f"SOPI on {KIND_LABELS[k]} is as precise as on unoccluded faces (Table 1)",
-            f"ME {PAPER['table1'][k]['sopi'][0]} vs 1.24",
+            f"ME {me('table1', k, 'sopi')} vs {me('table1', 'none', 'sopi')}",
             None if ak is None or a is None else
             ("holds" if ak <= flat_ratio * a else "does not hold here",
              f"SOPI {ak:.2f} vs clean {a:.2f} px (ratio {ak / a if a else float('nan'):.2f}, limit {flat_ratio})"))
@@ -604,19 +615,23 @@ def verdicts(results: Mapping[str, Any], roles: Mapping[str, str] | None = None,
             _better(results, s, t, k, "me"))
     for k in ("dsofi", "dhofi"):
         add(f"SOPI's histogram dissimilarity is below the teacher's on {KIND_LABELS[k]} (Table 2)",
-            f"{PAPER['table2'][k]['sopi'][0]} vs {PAPER['table2'][k]['teacher'][0]} (CelebA)",
+            f"{hist('table2', k, 'sopi')} vs {hist('table2', k, 'teacher')} (CelebA)",
             _better(results, s, t, k, "hist"))
-    add("SOPI beats the teacher on natural occlusions (Table 3)", "ME 0.77 vs 5.84", _better(results, s, t, NATURAL_KIND, "me"))
-    add("SOPI's histogram dissimilarity is below the teacher's on natural occlusions (Table 4)", "4.76 vs 5.01",
-        _better(results, s, t, NATURAL_KIND, "hist"))
-    add("MOPI beats the teacher on random patterns (Table 5)", "ME 1.24 vs 7.91", _better(results, m, t, PATTERN_KIND, "me"))
-    add("MOPI's histogram dissimilarity is below the teacher's on random patterns (Table 6)", "4.76 vs 6.93",
-        _better(results, m, t, PATTERN_KIND, "hist"))
+    add("SOPI beats the teacher on natural occlusions (Table 3)",
+        f"ME {me('table3', 'sopi')} vs {me('table3', 'teacher')}", _better(results, s, t, NATURAL_KIND, "me"))
+    add("SOPI's histogram dissimilarity is below the teacher's on natural occlusions (Table 4)",
+        f"{hist('table4', 'sopi')} vs {hist('table4', 'teacher')}", _better(results, s, t, NATURAL_KIND, "hist"))
+    add("MOPI beats the teacher on random patterns (Table 5)",
+        f"ME {me('table5', 'mopi')} vs {me('table5', 'teacher')}", _better(results, m, t, PATTERN_KIND, "me"))
+    add("MOPI's histogram dissimilarity is below the teacher's on random patterns (Table 6)",
+        f"{hist('table6', 'mopi')} vs {hist('table6', 'teacher')}", _better(results, m, t, PATTERN_KIND, "hist"))
     add("MOPI is more accurate than SOPI on occluded faces (Sec. 5)", "stated, no table",
         _better(results, m, s, PATTERN_KIND, "me"))
-    add("Full Eq. 9 loss beats the label-only ablation (Table 7)", "ME 1.24 vs 2.11",
+    add("Full Eq. 9 loss beats the label-only ablation (Table 7)",
+        f"ME {me('table7', 'mopi')} vs {me('table7', 'mopi_label')}",
         _better(results, m, r["mopi_label"], PATTERN_KIND, "me"))
-    add("Full Eq. 9 loss beats the perceptual-only ablation (Table 7)", "ME 1.24 vs 41.0",
+    add("Full Eq. 9 loss beats the perceptual-only ablation (Table 7)",
+        f"ME {me('table7', 'mopi')} vs {me('table7', 'mopi_perceptual')}",
         _better(results, m, r["mopi_perceptual"], PATTERN_KIND, "me"))
     add("Beyond the paper: SOPI's dense 3D error under SHOFI is below the teacher's", "not measured in the paper",
         _better(results, s, t, "shofi", "vertex_mm"))
@@ -633,13 +648,6 @@ def verdicts(results: Mapping[str, Any], roles: Mapping[str, str] | None = None,
         else:
             add("SOPI ignores the occluder colour better than the teacher (Fig. 3)", "qualitative (Fig. 3)", None)
     return out
-
-
-def verdicts_markdown(items: Sequence[Mapping[str, str]]) -> str:
-    """A markdown table of :func:`verdicts`."""
-    rows = ["| claim | paper | ours | verdict |", "|---|---|---|---|"]
-    rows += [f"| {v['claim']} | {v['paper']} | {v['ours']} | **{v['verdict']}** |" for v in items]
-    return "\n".join(rows) + "\n"
 
 
 # ------------------------------------------------------------------------------------ figures
@@ -775,12 +783,12 @@ def write_report(run_dir: str | Path, results: Mapping[str, Any], settings: Mapp
     lines = ["# occ3d run report", "",
              "Reproduction of *Occlusion Resistant Network for 3D Face Reconstruction* (Tiwari et al.) on this "
              "run's data. Our numbers are measured here; the paper's are copied from its tables.", "",
-             "## Verdicts on the paper's claims", "", verdicts_markdown(v),
-             f"Holds: {sum(x['verdict'] == 'holds' for x in v)} (plus "
-             f"{sum(x['verdict'] == 'holds, not significant' for x in v)} with overlapping 95 % intervals), "
+             "## Verdicts on the paper's claims", "", claims_markdown(v),
+             f"Holds: {sum(x.verdict == 'holds' for x in v)} (plus "
+             f"{sum(x.verdict == 'holds, not significant' for x in v)} with overlapping 95 % intervals), "
              "does not hold here: "
-             f"{sum(x['verdict'] == 'does not hold here' for x in v)}, not measured: "
-             f"{sum(x['verdict'] == 'not measured' for x in v)}.", "",
+             f"{sum(x.verdict == 'does not hold here' for x in v)}, not measured: "
+             f"{sum(x.verdict == 'not measured' for x in v)}.", "",
              "## Tables", "", tables_markdown(results, roles, aflw_results, natural_results)]
     if colour:
         lines += ["## Occluder-colour invariance (Fig. 3 as a number)", "",

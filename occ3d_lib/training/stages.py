@@ -322,47 +322,6 @@ def stage_history(model: nn.Module) -> list[dict[str, float]]:
 
 
 # ------------------------------------------------------------------------------------ the claims
-@dataclass(frozen=True)
-class Claim:
-    """One quantitative claim checked on measured numbers (notebook 03 section 6, report.md)."""
-
-    name: str
-    holds: bool
-    detail: str
-
-
-def sopi_claims(me: Mapping[str, Mapping[str, float]], occluded: tuple[str, ...] = ("dsofi", "dhofi", "shofi")) -> list[Claim]:
-    """Check notebook 03's four claims on landmark ME (pixels at 224 scale).
-
-    ``me[model][kind]`` with models 'baseline' (mean face at the true pose), 'teacher', 'sopi' and
-    kinds 'clean' plus ``occluded``. Claims: teacher clean <= baseline clean / 3; teacher SHOFI >=
-    2 x teacher clean; SOPI on each occluded kind <= 1.5 x SOPI clean and < teacher on that kind;
-    SOPI clean <= 1.25 x teacher clean.
-    """
-    for m in ("baseline", "teacher", "sopi"):
-        if m not in me:
-            raise KeyError(f"sopi_claims needs ME for model {m!r}; got {sorted(me)}")
-    b, t, s = me["baseline"], me["teacher"], me["sopi"]
-    out = [Claim("teacher clean ME <= 1/3 of the mean-face baseline", t["clean"] <= b["clean"] / 3,
-                 f"teacher {t['clean']:.2f} vs baseline {b['clean']:.2f} (limit {b['clean'] / 3:.2f})"),
-           Claim("teacher degrades under occlusion: SHOFI ME >= 2x clean", t["shofi"] >= 2 * t["clean"],
-                 f"SHOFI {t['shofi']:.2f} vs clean {t['clean']:.2f} (ratio {t['shofi'] / t['clean']:.2f})")]
-    for k in occluded:
-        out.append(Claim(f"SOPI on {k.upper()} <= 1.5x its clean ME and below the teacher",
-                         s[k] <= 1.5 * s["clean"] and s[k] < t[k],
-                         f"SOPI {s[k]:.2f} (clean {s['clean']:.2f}, ratio {s[k] / s['clean']:.2f}); teacher {t[k]:.2f}"))
-    out.append(Claim("SOPI clean ME within 1.25x of the teacher's", s["clean"] <= 1.25 * t["clean"],
-                     f"SOPI {s['clean']:.2f} vs teacher {t['clean']:.2f} (ratio {s['clean'] / t['clean']:.2f})"))
-    return out
-
-
-def claims_markdown(claims: list[Claim]) -> str:
-    """A markdown table of claims with holds / does not hold."""
-    rows = ["| claim | verdict | numbers |", "|---|---|---|"]
-    rows += [f"| {c.name} | {'holds' if c.holds else 'does NOT hold'} | {c.detail} |" for c in claims]
-    return "\n".join(rows)
-
-
 # ------------------------------------------------------------------------------- quick evaluation
 #: Groups of :func:`error_with_true_groups`: each row swaps these coefficient groups for the truth.
 TRUE_GROUP_ROWS: Mapping[str, tuple[str, ...]] = {
