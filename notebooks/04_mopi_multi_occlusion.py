@@ -130,7 +130,7 @@ if hist:
 # the embedder never saw: it trained on fresh samples of the prior, the test split is a separate
 # draw) is a trial. The ROC curve plots the true-positive rate against the false-positive rate as
 # the threshold moves; we report the area under it (AUC) and the accuracy at the best threshold
-# with same and different pairs weighted equally. Issue 6 asks for at least 90 %: an embedder
+# with same and different pairs weighted equally. The series asks for at least 90 % (checked below): an embedder
 # that cannot tell identities apart would make Eqs. 7 and 8 meaningless.
 
 # %%
