@@ -437,3 +437,27 @@ def test_full_disk_is_one_line(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert artifacts.load_cached(tmp_path / "x.pt", torch.load) is None
+
+
+def test_load_or_build_reuses_rebuilds_damaged_and_rejected(tmp_path):
+    path = tmp_path / "thing.pt"
+    calls = []
+
+    def build():
+        calls.append(1)
+        return torch.full((2,), float(len(calls)))
+
+    def load(p):
+        return torch.load(p, weights_only=True)
+
+    first = artifacts.load_or_build(path, load, build, artifacts.torch_save, "thing")
+    again = artifacts.load_or_build(path, load, build, artifacts.torch_save, "thing")
+    assert len(calls) == 1 and torch.equal(first, again)  # reused, not rebuilt
+    truncate(path)
+    with pytest.warns(UserWarning, match="thing .*thing.pt is damaged"):
+        rebuilt = artifacts.load_or_build(path, load, build, artifacts.torch_save, "thing")
+    assert len(calls) == 2 and torch.equal(rebuilt, torch.full((2,), 2.0))
+    # a sound file that the caller does not accept (e.g. written for another data size) is rebuilt
+    other = artifacts.load_or_build(path, load, build, artifacts.torch_save, "thing", accept=lambda v: v[0] > 2)
+    assert len(calls) == 3 and torch.equal(other, torch.full((2,), 3.0))
+    assert torch.equal(load(path), other)

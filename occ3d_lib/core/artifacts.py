@@ -233,6 +233,26 @@ def load_cached(path: str | Path, load: Callable[[Path], T], what: str = "cached
         return None
 
 
+def load_or_build(path: str | Path, load: Callable[[Path], T], build: Callable[[], T],
+                  save: Callable[[T, Path], Any], what: str = "cached file",
+                  accept: Callable[[T], bool] | None = None) -> T:
+    """The series' one cached-artifact pattern: reuse ``path`` or build it and write it.
+
+    ``load(path)`` when the file verifies against its manifest (:func:`load_cached`) and
+    ``accept(value)`` (if given) holds; otherwise ``build()``, then ``save(value, path)`` (which
+    must write atomically with a manifest, e.g. :func:`torch_save`), and the new value is returned.
+    A damaged file is named in a one-line warning and rebuilt. Used for the face model, the
+    teacher's labels, the MOPI label pool and the evaluation sets (notebooks 01-05).
+    """
+    path = Path(path)
+    cached = load_cached(path, load, what)
+    if cached is not None and (accept is None or accept(cached)):
+        return cached
+    value = build()
+    save(value, path)
+    return value
+
+
 def _first_line(exc: BaseException, limit: int = 120) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0] if text else ""

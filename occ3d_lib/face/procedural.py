@@ -62,7 +62,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from occ3d_lib.core.artifacts import cache_dir, load_cached
+from occ3d_lib.core.artifacts import cache_dir, load_or_build
 from occ3d_lib.core.config import config_hash
 from occ3d_lib.face.facemodel import N_LANDMARKS, FaceModel, build_point_buf
 
@@ -641,10 +641,6 @@ def load_or_build_procedural(resolution: str = "light", seed: int = 0) -> FaceMo
     The file is keyed by ``config_hash`` of (name, resolution, seed, VERSION), written atomically
     with :meth:`FaceModel.save` and its manifest; a damaged or unreadable file is rebuilt.
     """
-    path = procedural_cache_path(resolution, seed)
-    cached = load_cached(path, FaceModel.load, "procedural face model")
-    if cached is not None:
-        return cached
-    model = procedural_face_model(resolution, seed)
-    model.save(path)
-    return model
+    return load_or_build(procedural_cache_path(resolution, seed), FaceModel.load,
+                         lambda: procedural_face_model(resolution, seed), lambda m, p: m.save(p),
+                         "procedural face model")

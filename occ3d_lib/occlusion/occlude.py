@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from occ3d_lib.core.artifacts import cache_dir, load_cached, torch_load, torch_save
+from occ3d_lib.core.artifacts import cache_dir, load_or_build, torch_load, torch_save
 from occ3d_lib.core.config import config_hash
 from occ3d_lib.data.context import Context
 from occ3d_lib.occlusion import shapes as oc
@@ -914,14 +914,14 @@ def load_or_build_eval_sets(ctx: Context, kinds: Sequence[str] = EVAL_KINDS, n: 
     out: dict[str, OcclusionResult] = {}
     for kind in kinds:
         path = base / f"{kind}.pt"
-        # a foreign, truncated or byte-changed file is rebuilt (artifacts.load_cached warns)
-        res = load_cached(path, load_occlusion_set, "evaluation set")
-        if res is not None and res.params.get("key") != key:
-            res = None
-        if res is None:
+        def build(kind: str = kind) -> OcclusionResult:
             res = make_eval_set(images, landmarks, kind, kind_seed(seed, kind), fill=fill)
             res.params.update({"indices": idx.tolist(), "split": split, "key": key})
-            save_occlusion_set(path, res)
+            return res
+
+        # a foreign, truncated or byte-changed file is rebuilt (artifacts.load_or_build warns)
+        res = load_or_build(path, load_occlusion_set, build, lambda r, p: save_occlusion_set(p, r), "evaluation set",
+                            accept=lambda r: r.params.get("key") == key)
         res.params["path"] = str(path)
         out[kind] = res
     return out

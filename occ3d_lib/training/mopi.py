@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from occ3d_lib.core.artifacts import load_cached, torch_save
+from occ3d_lib.core.artifacts import load_or_build, torch_save
 from occ3d_lib.core.metrics import bootstrap_ci
 from occ3d_lib.data.context import Context
 from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, freeze, seeded
@@ -265,15 +265,13 @@ def get_label_pool(ctx: Context, settings: "MopiSettings", sopi: nn.Module, embe
            "seed": p.seed + settings.seed_offset}
     path = ctx.stage_dir("mopi-labels", key) / "pool.pt"
     with distributed.main_first():  # under torchrun rank 0 builds the pool, the other ranks read it
-        cached = load_cached(path, lambda f: torch.load(f, map_location="cpu", weights_only=True), "MOPI label pool")
-        if cached is not None:
-            return cached
-        renderer = ctx.renderer.to(ctx.device)
-        fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, renderer, b, w, settings.kinds, settings.fill,
-                           ctx.device, settings.selection)
-        pool = build_label_pool(fn, p.mopi_steps, p.seed + settings.seed_offset)
-        torch_save(pool, path)
-    return pool
+        def build() -> dict[str, Tensor]:
+            fn = mopi_batch_fn(ctx.dataset.train, sopi, embedder, ctx.renderer.to(ctx.device), b, w, settings.kinds,
+                               settings.fill, ctx.device, settings.selection)
+            return build_label_pool(fn, p.mopi_steps, p.seed + settings.seed_offset)
+
+        return load_or_build(path, lambda f: torch.load(f, map_location="cpu", weights_only=True), build, torch_save,
+                             "MOPI label pool")
 
 
 def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float = 0.8, freeze_bn: bool = False

@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from occ3d_lib.core.artifacts import load_cached, torch_save
+from occ3d_lib.core.artifacts import load_or_build, torch_save
 from occ3d_lib.core.config import Profile
 from occ3d_lib.data.context import Context
 from occ3d_lib.face.coeffs import SLICES, mean_face_like, split_coeffs, validate_coeffs
@@ -245,17 +245,15 @@ def teacher_labels(ctx: Context, teacher: nn.Module, split: str = "train") -> Te
     path = getattr(teacher, "out_dir", None)
     data = ctx.dataset.split(split)
     cache = (path / f"labels-{split}.pt") if path is not None else None
+    def build() -> Tensor:
+        return torch.cat([predict_coeffs(teacher, data.batch(list(range(i, min(len(data), i + 256))))["image"],
+                                         device=ctx.device) for i in range(0, len(data), 256)])
+
+    if cache is None:  # a teacher that was not trained here (no run folder): nothing to cache
+        return build()
     with distributed.main_first():
-        if cache is not None:
-            labels = load_cached(cache, lambda p: torch.load(p, map_location="cpu", weights_only=True),
-                                 "teacher labels")
-            if labels is not None and labels.shape[0] == len(data):
-                return labels
-        labels = torch.cat([predict_coeffs(teacher, data.batch(list(range(i, min(len(data), i + 256))))["image"],
-                                           device=ctx.device) for i in range(0, len(data), 256)])
-        if cache is not None:
-            torch_save(labels, cache)
-    return labels
+        return load_or_build(cache, lambda p: torch.load(p, map_location="cpu", weights_only=True), build,
+                             torch_save, "teacher labels", accept=lambda labels: labels.shape[0] == len(data))
 
 
 def sopi_step_fn(labels: Tensor, occluder: Any, loss: str = "se") -> Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]:
