@@ -149,3 +149,34 @@ def test_summary_table_lists_each_notebook_in_minutes_and_the_total(tmp_path):
         pipeline.summary_markdown(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="not a pipeline summary"):
         pipeline.summary_markdown({"profile": "course"})
+
+
+def test_stage_seconds_reads_finished_stages_newest_first_wins(tmp_path):
+    import json
+    import os
+
+    from occ3d_lib.evaluation import study
+
+    def stage(name, steps, seconds, mtime, finished=True):
+        d = tmp_path / "checkpoints" / name
+        d.mkdir(parents=True)
+        (d / "history.json").write_text(json.dumps({"history": [{"step": steps // 2, "seconds": seconds / 2},
+                                                                {"step": steps, "seconds": seconds}]}))
+        if finished:
+            (d / "final.pt").write_bytes(b"x")
+            os.utime(d / "final.pt", (mtime, mtime))
+
+    stage("teacher-aaaa", 400, 200.0, 1000)
+    stage("embedder-old1", 400, 800.0, 1500)
+    stage("embedder-new2", 700, 1400.0, 2000)
+    stage("mopi-both-cccc", 300, 600.0, 3000)
+    stage("mopi-label-dddd", 100, 50.0, 0, finished=False)  # interrupted: no final.pt
+    rows = study.stage_seconds(tmp_path)
+    assert [(r["stage"], r["steps"], r["seconds"]) for r in rows] == [
+        ("teacher", 400, 200.0), ("embedder", 700, 1400.0), ("mopi-both", 300, 600.0)]
+    assert rows[1]["s_per_step"] == 2.0
+    table = study.stage_seconds_markdown(rows)
+    assert "| embedder | 700 | 23.3 | 2.00 |" in table
+    (tmp_path / "checkpoints" / "teacher-aaaa" / "history.json").write_text("{}")
+    with pytest.raises(ValueError, match="teacher-aaaa.*not a training history"):
+        study.stage_seconds(tmp_path)

@@ -123,3 +123,37 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
     base = records[-1]["points"][-1]
     lines.append("| mean face at the true pose | | | " + " | ".join(f"{base['baseline_' + k]:.2f}" for k in kinds) + " |")
     return "\n".join(lines)
+
+
+def stage_seconds(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Where a run's training time went: one row per trained stage of ``run_dir/checkpoints/``.
+
+    Each finished stage folder (``<stage>-<hash>/final.pt`` beside ``history.json``) gives its
+    stage name, steps and the seconds its training loop logged (evaluation and caching excluded);
+    when a stage was trained under several configurations the newest is kept. Rows come in the
+    order the stages finished. Used by README's and notebook 00's account of the course run.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for hist in sorted(Path(run_dir).glob("checkpoints/*/history.json")):
+        final = hist.parent / "final.pt"
+        if not final.exists():
+            continue
+        try:
+            records = json.loads(hist.read_text())["history"]
+            last = records[-1]
+            step, seconds = int(last["step"]), float(last["seconds"])
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise ValueError(f"{hist} is not a training history ({e}); delete its folder and rerun the stage") from e
+        stage = hist.parent.name.rsplit("-", 1)[0]
+        row = {"stage": stage, "steps": step, "seconds": seconds, "s_per_step": seconds / max(step, 1),
+               "finished": final.stat().st_mtime}
+        if stage not in rows or row["finished"] > rows[stage]["finished"]:
+            rows[stage] = row
+    return sorted(rows.values(), key=lambda r: r["finished"])
+
+
+def stage_seconds_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """:func:`stage_seconds` as a markdown table (minutes and seconds per step)."""
+    lines = ["| stage | steps | minutes | s / step |", "|---|---|---|---|"]
+    lines += [f"| {r['stage']} | {r['steps']} | {r['seconds'] / 60:.1f} | {r['s_per_step']:.2f} |" for r in rows]
+    return "\n".join(lines)
