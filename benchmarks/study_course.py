@@ -148,11 +148,13 @@ def run(setup: str, steps: int, eval_every: int, out: Path) -> Path:
     return path
 
 
-#: Candidates screened for speed only (``--speed``): (backbone, input px, channels_last, bf16 autocast).
-SPEED_CANDIDATES = [("resnet18", 64, False, False), ("resnet18", 64, True, False), ("resnet18", 64, False, True),
-                    ("resnet18", 96, False, False), ("resnet18", 128, False, False), ("resnet34", 64, False, False),
-                    ("regnet_y_400mf", 64, False, False), ("mobilenet_v3_large", 64, False, False),
-                    ("efficientnet_b0", 64, False, False)]
+#: Candidates screened for speed only (``--speed``): (backbone, input px, channels_last, bf16 autocast,
+#: torch.compile).
+SPEED_CANDIDATES = [("resnet18", 64, False, False, False), ("resnet18", 64, True, False, False),
+                    ("resnet18", 64, False, True, False), ("resnet18", 64, False, False, True),
+                    ("resnet18", 96, False, False, False), ("resnet18", 128, False, False, False),
+                    ("resnet34", 64, False, False, False), ("regnet_y_400mf", 64, False, False, False),
+                    ("mobilenet_v3_large", 64, False, False, False), ("efficientnet_b0", 64, False, False, False)]
 
 
 def speed(batch: int = 32, reps: int = 4) -> str:
@@ -162,29 +164,34 @@ def speed(batch: int = 32, reps: int = 4) -> str:
 
     import torchvision
 
-    rows = ["| backbone | input px | channels_last | bf16 autocast | ms / step | x resnet18 @ 64 |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| backbone | input px | channels_last | bf16 autocast | torch.compile | ms / step | x resnet18 @ 64 |",
+            "|---|---|---|---|---|---|---|"]
     base = None
-    for name, size, cl, bf16 in SPEED_CANDIDATES:
+    for name, size, cl, bf16, comp in SPEED_CANDIDATES:
         torch.manual_seed(0)
         m = getattr(torchvision.models, name)(num_classes=257)
         x = torch.rand(batch, 3, size, size)
         if cl:
             m, x = m.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         opt = torch.optim.Adam(m.parameters(), 1e-4)
+        fwd = torch.compile(m) if comp else m
         ts = []
-        for i in range(reps + 1):
+        t0 = time.perf_counter()
+        for i in range(reps + 2):
             t = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                y = m(x)
+                y = fwd(x)
             opt.zero_grad()
             y.float().square().mean().backward()
             opt.step()
-            if i:
+            if i > 1:  # the first two steps warm up (and compile)
                 ts.append(time.perf_counter() - t)
+        warm = time.perf_counter() - t0 - sum(ts)
         ms = 1000 * statistics.median(ts)
         base = base or ms
-        rows.append(f"| {name} | {size} | {'yes' if cl else 'no'} | {'yes' if bf16 else 'no'} | {ms:.0f} | {ms / base:.2f} |")
+        yes = {True: "yes", False: "no"}
+        compiled = f"yes ({warm:.0f} s to compile)" if comp else "no"
+        rows.append(f"| {name} | {size} | {yes[cl]} | {yes[bf16]} | {compiled} | {ms:.0f} | {ms / base:.2f} |")
     cap = torch.backends.cpu.get_cpu_capability()
     return "\n".join(rows) + f"\n\nbatch {batch}, {torch.get_num_threads()} threads, CPU capability {cap}"
 

@@ -99,3 +99,33 @@ def test_failure_stops_and_names_notebook_and_cell(tmp_path, capsys):
     assert "cell " + str(summary["02_broken"]["cell"]) in out
     runs = tmp_path / "runs" / "smoke"
     assert (runs / "02_broken.failed.ipynb").exists() and not (runs / "02_broken.ipynb").exists()
+
+
+def test_publish_copies_a_finished_run_and_refuses_a_partial_one(tmp_path):
+    import json
+
+    from occ3d_lib.publish import main, publish_run
+
+    run = tmp_path / "repo" / "runs" / "course"
+    (run / "figures").mkdir(parents=True)
+    (run / "checkpoints" / "teacher-abcd").mkdir(parents=True)
+    (run / "checkpoints" / "teacher-abcd" / "history.json").write_text(
+        json.dumps({"history": [{"step": 400, "seconds": 240.0}]}))
+    (run / "checkpoints" / "teacher-abcd" / "final.pt").write_bytes(b"x")
+    (run / "figures" / "grid_none.png").write_bytes(b"png")
+    (run / "figures" / "unused.png").write_bytes(b"png")
+    (run / "report.md").write_text("# Report\n![grid](figures/grid_none.png)\n")
+    books = {"00_introduction": {"status": "ok", "seconds": 5.0, "output": str(run / "00_introduction.ipynb")}}
+    (run / "summary.json").write_text(json.dumps({"profile": "course", "notebooks": books}))
+    docs = tmp_path / "repo" / "docs"
+    publish_run(run, docs, "course", root=tmp_path / "repo")
+    summary = json.loads((docs / "course_summary.json").read_text())
+    assert summary["notebooks"]["00_introduction"]["output"] == "runs/course/00_introduction.ipynb"
+    assert summary["stages"] == [{"stage": "teacher", "steps": 400, "seconds": 240.0, "s_per_step": 0.6}]
+    assert (docs / "course_report.md").read_text() == "# Report\n![grid](course_figures/grid_none.png)\n"
+    assert sorted(p.name for p in (docs / "course_figures").iterdir()) == ["grid_none.png"]
+
+    books["04_mopi_multi_occlusion"] = {"status": "failed", "seconds": 60.0}
+    (run / "summary.json").write_text(json.dumps({"profile": "course", "notebooks": books}))
+    assert main(["--runs-dir", str(tmp_path / "repo" / "runs"), "--docs-dir", str(docs)]) == 2
+    assert json.loads((docs / "course_summary.json").read_text())["notebooks"].keys() == {"00_introduction"}
