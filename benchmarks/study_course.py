@@ -209,7 +209,7 @@ def summary(out: Path, figure: Path | None = None) -> str:
     if figure is not None:
         import matplotlib
         matplotlib.use("Agg")
-        plot_study(records).savefig(figure, dpi=110)
+        plot_study(records).savefig(figure, dpi=110, bbox_inches="tight")
         text += [f"![validation error against CPU-minutes]({figure.relative_to(out.parent).as_posix()})", ""]
     if (out / "speed.md").is_file():
         text += ["## Price per step of other trunks and settings (speed only)", "",

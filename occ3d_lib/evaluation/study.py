@@ -70,28 +70,34 @@ def study_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_study(records: Sequence[Mapping[str, Any]], axes: Any = None) -> Any:
+def plot_study(records: Sequence[Mapping[str, Any]], axes: Any = None,
+               targets: tuple[float, float] | None = (0.5, 0.6)) -> Any:
     """Validation landmark ME and dense 3D error against CPU-minutes, one line per set-up, with the mean
-    face at the true pose as a dashed line. Returns the matplotlib figure."""
+    face at the true pose as a dashed line and, when ``targets`` is given, the course profile's goals
+    (that fraction of the mean face's error, landmarks then 3D) as dotted lines. Returns the figure."""
     import matplotlib.pyplot as plt
 
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        fig, axes = plt.subplots(1, 2, figsize=(14, 3.8))
     fig = axes[0].figure
     for r in records:
         xs = [p["cpu_s"] / 60 for p in r["points"]]
-        axes[0].plot(xs, [p["me"] for p in r["points"]], "o-", label=r["setup"])
-        axes[1].plot(xs, [p["dense_mm"] for p in r["points"]], "o-", label=r["setup"])
+        label = f"{r['setup']} ({r['steps']} steps)"
+        axes[0].plot(xs, [p["me"] for p in r["points"]], "o-", label=label)
+        axes[1].plot(xs, [p["dense_mm"] for p in r["points"]], "o-", label=label)
     base = records[0]["points"][-1]
     panels = ((axes[0], "baseline_me", "landmark ME (px at 224)"), (axes[1], "baseline_dense_mm", "dense 3D error (mm)"))
-    for ax, key, unit in panels:
+    for i, (ax, key, unit) in enumerate(panels):
         ax.axhline(base[key], color="k", ls="--", lw=1, label="mean face at the true pose")
+        if targets is not None:
+            ax.axhline(targets[i] * base[key], color="k", ls=":", lw=1.2,
+                       label=f"goal: {targets[0]:g}x (landmarks) / {targets[1]:g}x (3D) the mean face")
         ax.set_xlabel("CPU-minutes of training")
         ax.set_ylabel(unit)
         ax.grid(alpha=0.3)
     axes[0].set_title("validation identities: landmarks")
     axes[1].set_title("validation identities: dense shape")
-    axes[1].legend(fontsize=7, loc="upper right")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the data, not on it
     fig.tight_layout()
     return fig
 
