@@ -167,7 +167,7 @@ PROFILES: dict[str, Profile] = {
         # chosen in the course study on the validation identities (benchmarks/study_course.py, records in
         # docs/course_study/, notebook 03 section 2): ResNet-18 at 64 px learned the most per CPU-second of the
         # set-ups measured, and the teacher without the photometric term learned as much per step for less
-        # CPU; the step counts fit the whole series into a class (about half an hour on 2 cores)
+        # CPU; the step counts fit the whole series into a class (measured: docs/course_summary.json)
         teacher_steps=400, teacher_batch_size=32, teacher_lr=1e-3,
         sopi_steps=400, sopi_batch_size=32, sopi_lr=3e-4,
         embedder_steps=400, embedder_batch_size=64, embedder_image_size=64,

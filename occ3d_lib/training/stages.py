@@ -19,11 +19,12 @@ SOPI (Single Occlusion Per Identity)
     The trainee sees each training image occluded partially, fully or not at all at random
     (:class:`occ3d_lib.occlusion.occlude.TrainingOccluder`) and regresses the frozen teacher's output on
     the *clean* version of the same image with the SE loss of Eq. 6 (L1 as the Fig. 6 ablation).
-    The teacher's clean outputs are computed once for the whole training split and cached
-    (they are Eq. 1's labels). The paper does not say how the trainee is initialised; on a CPU
-    budget we start it from the teacher's weights (``SopiSettings.init = "teacher"``), so it
-    begins by reproducing the teacher on clean faces and only has to learn to ignore occluders.
-    ``init = "scratch"`` (or ImageNet in the paper profile) is the alternative.
+    The teacher's clean outputs (Eq. 2's outputs, the labels the trainee of Eq. 1 regresses) are
+    computed once for the whole training split and cached. The paper initialises its models with
+    ImageNet weights (Sec. 4); on a CPU budget we start the trainee from the teacher's weights
+    (``SopiSettings.init = "teacher"``), so it begins by reproducing the teacher on clean faces and
+    only has to learn to ignore occluders. ``init = "scratch"`` (or ImageNet in the paper profile)
+    is the alternative.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from occ3d_lib.core import thresholds as TH
 from occ3d_lib.core.artifacts import load_cached, torch_save
 from occ3d_lib.core.config import Profile
 from occ3d_lib.data.context import Context
@@ -238,7 +240,8 @@ def get_teacher(ctx: Context, settings: TeacherSettings | None = None, **kw: Any
 
 # --------------------------------------------------------------------------------------------- SOPI
 def teacher_labels(ctx: Context, teacher: nn.Module, split: str = "train") -> Tensor:
-    """Eq. 1's labels: the frozen teacher's output on every *clean* image of a split, cached. (M, 257).
+    """Eq. 2's outputs, the labels the trainee of Eq. 1 regresses: the frozen teacher on every *clean* image
+    of a split, cached. (M, 257).
 
     Under torchrun rank 0 computes and writes the cache while the other ranks wait, then read it.
     """
@@ -332,27 +335,38 @@ class Claim:
 
 
 def sopi_claims(me: Mapping[str, Mapping[str, float]], occluded: tuple[str, ...] = ("dsofi", "dhofi", "shofi")) -> list[Claim]:
-    """Check notebook 03's four claims on landmark ME (pixels at 224 scale).
+    """Check notebook 03's claims on landmark ME (pixels at 224 scale), notebook 03 section 7.
 
     ``me[model][kind]`` with models 'baseline' (mean face at the true pose), 'teacher', 'sopi' and
-    kinds 'clean' plus ``occluded``. Claims: teacher clean <= baseline clean / 3; teacher SHOFI >=
-    2 x teacher clean; SOPI on each occluded kind <= 1.5 x SOPI clean and < teacher on that kind;
-    SOPI clean <= 1.25 x teacher clean.
+    kinds 'clean' plus ``occluded``. The thresholds are :mod:`occ3d_lib.core.thresholds` (their only
+    definition): our sanity check that the teacher learned shape (clean ME <= ``LEARNED_SHAPE`` x the
+    baseline's; not a claim of the paper); teacher SHOFI >= ``DEGRADES`` x teacher clean; SOPI on each
+    occluded kind <= ``AS_PRECISE`` x SOPI clean and < teacher on that kind; SOPI clean comparable to
+    the teacher's (within ``AS_PRECISE``); SOPI below the mean face at the true pose on every kind.
     """
     for m in ("baseline", "teacher", "sopi"):
         if m not in me:
             raise KeyError(f"sopi_claims needs ME for model {m!r}; got {sorted(me)}")
     b, t, s = me["baseline"], me["teacher"], me["sopi"]
-    out = [Claim("teacher clean ME <= 1/3 of the mean-face baseline", t["clean"] <= b["clean"] / 3,
-                 f"teacher {t['clean']:.2f} vs baseline {b['clean']:.2f} (limit {b['clean'] / 3:.2f})"),
-           Claim("teacher degrades under occlusion: SHOFI ME >= 2x clean", t["shofi"] >= 2 * t["clean"],
+    lim = TH.LEARNED_SHAPE * b["clean"]
+    out = [Claim(f"our sanity check: teacher clean ME <= {TH.LEARNED_SHAPE:.2f}x the mean face at the true pose",
+                 t["clean"] <= lim, f"teacher {t['clean']:.2f} vs baseline {b['clean']:.2f} (limit {lim:.2f})"),
+           Claim(f"teacher degrades under occlusion: SHOFI ME >= {TH.DEGRADES:g}x clean",
+                 t["shofi"] >= TH.DEGRADES * t["clean"],
                  f"SHOFI {t['shofi']:.2f} vs clean {t['clean']:.2f} (ratio {t['shofi'] / t['clean']:.2f})")]
     for k in occluded:
-        out.append(Claim(f"SOPI on {k.upper()} <= 1.5x its clean ME and below the teacher",
-                         s[k] <= 1.5 * s["clean"] and s[k] < t[k],
+        out.append(Claim(f"SOPI on {k.upper()} as precise as unoccluded (<= {TH.AS_PRECISE:g}x its clean ME) "
+                         "and below the teacher",
+                         s[k] <= TH.AS_PRECISE * s["clean"] and s[k] < t[k],
                          f"SOPI {s[k]:.2f} (clean {s['clean']:.2f}, ratio {s[k] / s['clean']:.2f}); teacher {t[k]:.2f}"))
-    out.append(Claim("SOPI clean ME within 1.25x of the teacher's", s["clean"] <= 1.25 * t["clean"],
+    out.append(Claim(f"SOPI clean ME comparable to the teacher's (within {TH.AS_PRECISE:g}x)",
+                     s["clean"] <= TH.AS_PRECISE * t["clean"] and t["clean"] <= TH.AS_PRECISE * s["clean"],
                      f"SOPI {s['clean']:.2f} vs teacher {t['clean']:.2f} (ratio {s['clean'] / t['clean']:.2f})"))
+    bk = {k: b.get(k, b["clean"]) for k in ("clean", *occluded)}  # the mean face does not see the image
+    worst = max(bk, key=lambda k: s[k] - bk[k])
+    out.append(Claim("baseline: SOPI below the mean face at the true pose on every kind",
+                     all(s[k] < bk[k] for k in bk),
+                     f"worst kind {worst}: SOPI {s[worst]:.2f} vs mean face {bk[worst]:.2f}"))
     return out
 
 
