@@ -28,7 +28,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -88,6 +88,26 @@ def sopi_val_errors(ctx: Any, model: torch.nn.Module, eval_sets: dict[str, Any])
     return {**me["sopi"], **{f"baseline_{k}": v for k, v in me["baseline"].items()}}
 
 
+def clocked_eval(evaluate: Callable[[torch.nn.Module], dict[str, float]], eval_every: int, last: int,
+                 points: list[dict[str, float]]) -> Callable[[Any, dict[str, float]], None]:
+    """A Trainer callback that adds up the CPU and wall seconds spent training (evaluation excluded) and,
+    every ``eval_every`` steps and at step ``last``, appends ``evaluate(model)`` with the clock to ``points``."""
+    clock = {"cpu": 0.0, "wall": 0.0, "t_cpu": time.process_time(), "t_wall": time.time()}
+
+    def callback(trainer: Any, rec: dict[str, float]) -> None:
+        clock["cpu"] += time.process_time() - clock["t_cpu"]
+        clock["wall"] += time.time() - clock["t_wall"]
+        if trainer.step % eval_every == 0 or trainer.step == last:
+            errs = evaluate(trainer.model)
+            trainer.model.train()
+            points.append({"step": trainer.step, "cpu_s": round(clock["cpu"], 2), "wall_s": round(clock["wall"], 2),
+                           "loss": rec["loss"], **errs})
+            print(json.dumps(points[-1]), flush=True)
+        clock["t_cpu"], clock["t_wall"] = time.process_time(), time.time()
+
+    return callback
+
+
 def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, out: Path) -> Path:
     """Train SOPI (Eq. 6, the course mix) for ``sopi_steps`` from the set-up's teacher of ``teacher_steps``
     and record its validation ME under each square kind against CPU-seconds (a SOPI record)."""
@@ -100,18 +120,7 @@ def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, o
     points: list[dict[str, float]] = [{"step": 0, "cpu_s": 0.0, "wall_s": 0.0,
                                        **sopi_val_errors(ctx, teacher, eval_sets)}]
     print(json.dumps(points[-1]), flush=True)
-    clock = {"cpu": 0.0, "wall": 0.0, "t_cpu": time.process_time(), "t_wall": time.time()}
-
-    def callback(trainer: Any, rec: dict[str, float]) -> None:
-        clock["cpu"] += time.process_time() - clock["t_cpu"]
-        clock["wall"] += time.time() - clock["t_wall"]
-        if trainer.step % eval_every == 0 or trainer.step == sopi_steps:
-            errs = sopi_val_errors(ctx, trainer.model, eval_sets)
-            trainer.model.train()
-            points.append({"step": trainer.step, "cpu_s": round(clock["cpu"], 2), "wall_s": round(clock["wall"], 2),
-                           "loss": rec["loss"], **errs})
-            print(json.dumps(points[-1]), flush=True)
-        clock["t_cpu"], clock["t_wall"] = time.process_time(), time.time()
+    callback = clocked_eval(lambda m: sopi_val_errors(ctx, m, eval_sets), eval_every, sopi_steps, points)
 
     stages.train_sopi(ctx, teacher, progress=False, callback=callback)
     result = {"stage": "sopi", "setup": setup, "teacher_steps": teacher_steps, "steps": sopi_steps,
@@ -121,29 +130,15 @@ def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, o
     return path
 
 
-def run(setup: str, steps: int, eval_every: int, out: Path, threads: int | None) -> Path:
-    if setup not in SETUPS:
-        raise SystemExit(f"unknown set-up {setup!r}; valid: {', '.join(SETUPS)}")
-    if threads:
-        torch.set_num_threads(threads)
+def run(setup: str, steps: int, eval_every: int, out: Path) -> Path:
+    """Train the teacher of ``setup`` for ``steps`` and record its validation errors (a teacher record)."""
     overrides, teacher_kw = SETUPS[setup]
     run_dir = out / "runs" / slug(setup)
     ctx = make_context("course", run_dir=run_dir, progress=False, teacher_steps=steps, **overrides)
     settings = stages.TeacherSettings(**teacher_kw)
     ctx.dataset  # build or load before the clock starts
     points: list[dict[str, float]] = []
-    clock = {"cpu": 0.0, "wall": 0.0, "t_cpu": time.process_time(), "t_wall": time.time()}
-
-    def callback(trainer: Any, rec: dict[str, float]) -> None:
-        clock["cpu"] += time.process_time() - clock["t_cpu"]
-        clock["wall"] += time.time() - clock["t_wall"]
-        if trainer.step % eval_every == 0 or trainer.step == steps:
-            errs = val_errors(ctx, trainer.model)
-            trainer.model.train()
-            points.append({"step": trainer.step, "cpu_s": round(clock["cpu"], 2), "wall_s": round(clock["wall"], 2),
-                           "loss": rec["loss"], **errs})
-            print(json.dumps(points[-1]), flush=True)
-        clock["t_cpu"], clock["t_wall"] = time.process_time(), time.time()
+    callback = clocked_eval(lambda m: val_errors(ctx, m), eval_every, steps, points)
 
     stages.train_teacher(ctx, settings, progress=False, callback=callback)
     result = {"setup": setup, "steps": steps, "threads": torch.get_num_threads(), "profile": ctx.profile.to_dict(),
@@ -246,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.sopi_steps:
         print(run_sopi(a.setup, a.steps, a.sopi_steps, a.eval_every, a.out))
     else:
-        print(run(a.setup, a.steps, a.eval_every, a.out, a.threads))
+        print(run(a.setup, a.steps, a.eval_every, a.out))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from IPython.display import Markdown, display
 from occ3d_lib.core import thresholds, viz
 from occ3d_lib.data.context import make_context
 from occ3d_lib.evaluation import study
+from occ3d_lib.evaluation.claims import claims_markdown, sopi_claims
 from occ3d_lib.occlusion import occlude as occlusion
 from occ3d_lib.training import stages
 
@@ -303,8 +304,8 @@ for m, row in me.items():
 display(Markdown("Landmark ME (pixels at 224x224), held-out identities. *zero*: all-zero coefficients (mean "
                  "face, frontal, centred: an untrained RNet); *baseline*: mean face at the **true** pose, "
                  "light and position\n\n" + "\n".join(table)))
-claims = stages.sopi_claims(me)
-display(Markdown(stages.claims_markdown(claims)))
+claims = sopi_claims(me)
+display(Markdown(claims_markdown(claims)))
 if P.name == "smoke":
     print("smoke profile: a few steps only, the claims are not expected to hold here (run the course profile)")
 

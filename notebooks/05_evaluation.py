@@ -332,7 +332,7 @@ else:
 # %%
 display(Markdown(thresholds.thresholds_markdown()))
 v = evaluation.verdicts(results, colour=results["colour_invariance"])
-display(Markdown(evaluation.verdicts_markdown(v)))
+display(Markdown(evaluation.claims_markdown(v)))
 display(Markdown(evaluation.verdict_counts_markdown(v)))
 
 # %% [markdown]
@@ -493,8 +493,8 @@ if demo is not None:
 #    import json
 #    other = json.loads((ctx.run_dir.parent / "course" / "metrics.json").read_text())
 #    for a, b in zip(evaluation.verdicts(results), evaluation.verdicts(other)):
-#        if a["verdict"] != b["verdict"]:
-#            print(a["claim"], ":", a["verdict"], "->", b["verdict"])
+#        if a.verdict != b.verdict:
+#            print(a.claim, ":", a.verdict, "->", b.verdict)
 #    ```
 #    A verdict whose intervals overlap ("holds, not significant") is the one to distrust; more test
 #    faces (<code>eval_samples</code>) narrow the intervals by about one over the square root of the

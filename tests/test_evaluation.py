@@ -214,20 +214,20 @@ def test_tables_markdown_has_paper_numbers_and_ours():
 
 
 def test_verdicts_on_hand_made_results():
-    v = {x["claim"]: x for x in E.verdicts(_fake_results())}
+    v = {x.claim: x for x in E.verdicts(_fake_results())}
     clean = v["SOPI's landmark error on unoccluded faces is comparable to the teacher's (Table 1)"]
-    assert clean["verdict"] == "holds"  # 1.1 vs 1.0 within 1.25
-    assert v["SOPI on SHOFI is as precise as on unoccluded faces (Table 1)"]["verdict"] == "does not hold here"  # 2.0/1.1
-    assert v["SOPI on DSOFI is as precise as on unoccluded faces (Table 1)"]["verdict"] == "holds"
+    assert clean.verdict == "holds"  # 1.1 vs 1.0 within 1.25
+    assert v["SOPI on SHOFI is as precise as on unoccluded faces (Table 1)"].verdict == "does not hold here"  # 2.0/1.1
+    assert v["SOPI on DSOFI is as precise as on unoccluded faces (Table 1)"].verdict == "holds"
     beat = v["SOPI beats the teacher on SHOFI (Table 1: RNet '--', no reliable result)"]
-    assert beat["verdict"] == "holds" and "CIs separate" in beat["ours"]
-    assert v["Full Eq. 9 loss beats the label-only ablation (Table 7)"]["verdict"] == "not measured"
-    assert v["MOPI is more accurate than SOPI on occluded faces (Sec. 5)"]["verdict"] == "holds, not significant"  # 1.3 vs 1.5
+    assert beat.verdict == "holds" and "CIs separate" in beat.ours
+    assert v["Full Eq. 9 loss beats the label-only ablation (Table 7)"].verdict == "not measured"
+    assert v["MOPI is more accurate than SOPI on occluded faces (Sec. 5)"].verdict == "holds, not significant"  # 1.3 vs 1.5
     res = _fake_results()
     res["summary"]["mopi-label"] = {"random_pattern": {"me": {"mean": 1.4, "lo": 1.26, "hi": 1.54, "n": 10}}}
-    v2 = {x["claim"]: x for x in E.verdicts(res)}
+    v2 = {x.claim: x for x in E.verdicts(res)}
     overlap = v2["Full Eq. 9 loss beats the label-only ablation (Table 7)"]  # 1.3 [1.17, 1.43] vs 1.4 [1.26, 1.54]
-    assert overlap["verdict"] == "holds, not significant" and "CIs overlap" in overlap["ours"]
+    assert overlap.verdict == "holds, not significant" and "CIs overlap" in overlap.ours
 
 
 def test_write_metrics_strict_json_and_report(tmp_path):
@@ -316,3 +316,27 @@ def test_worst_cases_and_figures(renderer):
     assert len(fig.axes) == 2 * 2
     fig2 = E.colour_grid(models, es.clean[0], canonical_landmarks(S), renderer, colours=E.DEFAULT_COLOURS[:3])
     assert len(fig2.axes) == 2 * 3
+
+
+def test_verdict_strings_are_formatted_from_the_papers_table():
+    v = {x.claim: x for x in E.verdicts(_fake_results())}
+    t5 = E.PAPER["table5"]
+    assert v["MOPI beats the teacher on random patterns (Table 5)"].paper == f"ME {t5['mopi'][0]} vs {t5['teacher'][0]}"
+    t1 = E.PAPER["table1"]
+    assert v["SOPI on DHOFI is as precise as on unoccluded faces (Table 1)"].paper == \
+        f"ME {t1['dhofi']['sopi'][0]} vs {t1['none']['sopi'][0]}"
+
+
+def test_verdict_counts_split_by_what_a_claim_compares_with():
+    res = _fake_results()
+    res["summary"][E.MEAN_FACE] = {k: {"me": {"mean": 1.05, "lo": 0.95, "hi": 1.15, "n": 10},
+                                       "vertex_mm": {"mean": 10.0, "lo": 9.0, "hi": 11.0, "n": 10}}
+                                   for k in ("none", "shofi", "random_pattern")}
+    v = E.verdicts(res)
+    base = [x for x in v if x.against == "mean face"]
+    assert len(base) == 6 and all(x.claim.startswith("Baseline:") for x in base)
+    # landmark ME: SOPI 1.1 and 2.0, MOPI 1.3 are all above the mean face's 1.05; 3D: 2.2, 4.0, 2.6 mm far below 10
+    counts = E.verdict_counts(v)
+    assert counts["mean face"] == {"does not hold here": 3, "holds": 3}
+    assert sum(sum(row.values()) for row in counts.values()) == len(v)
+    assert "mean face: 3 of 6" in E.verdict_counts_markdown(v)

@@ -30,6 +30,45 @@ def require_file(path: str | Path, what: str, where_from: str, put_at: str | Pat
     raise FileNotFoundError(f"{what} not found at {path}. Download it from {where_from}{where}. See data/README.md.")
 
 
+# ------------------------------------------------------------------------ where each file comes from
+#: Deep3DFaceRecon's index files that building BFM_model_front.mat needs (docs/facts.md §2).
+BFM_INDEX_FILES = ("BFM_front_idx.mat", "BFM_exp_idx.mat", "facemodel_info.mat", "std_exp.txt")
+
+#: What to do when BFM_model_front.mat (or a file needed to build it) is missing.
+BFM_HELP = (
+    "Get it one of two ways. (a) If you have Deep3DFaceRecon's BFM folder, copy its BFM_model_front.mat there. "
+    "(b) Build it: register and download the Basel Face Model 2009 (01_MorphableModel.mat) from "
+    "https://faces.dmi.unibas.ch/bfm/main.php?nav=1-2&id=downloads , the expression basis Exp_Pca.bin from "
+    "Guo et al.'s CoarseData (https://github.com/Juyong/3DFace), and the index files "
+    f"{', '.join(BFM_INDEX_FILES)} from https://github.com/sicxu/Deep3DFaceRecon_pytorch/tree/master/BFM ; then run "
+    "`python -m occ3d_lib.face.bfm build-bfm --bfm 01_MorphableModel.mat --exp Exp_Pca.bin "
+    "--index-dir <folder with the index files> --out data/BFM/BFM_model_front.mat`. "
+    "See data/README.md. Notebook parameter: face_model = \"data/BFM/BFM_model_front.mat\".")
+
+#: Where Guo et al.'s expression basis comes from.
+EXP_PCA_HELP = ("Download the expression basis Exp_Pca.bin from Guo et al.'s CoarseData "
+                "(https://github.com/Juyong/3DFace) and pass its path with --exp. See data/README.md.")
+
+#: Where Deep3DFaceRecon's 3D landmark template comes from (5-point alignment, docs/facts.md §8).
+LM3D_HELP = ("it is in https://github.com/sicxu/Deep3DFaceRecon_pytorch/tree/master/BFM (similarity_Lm3D_all.mat); "
+             "put it at data/BFM/similarity_Lm3D_all.mat")
+
+#: What to do when the teacher checkpoint (Deep3DFaceRecon's epoch_20.pth) is missing.
+TEACHER_HELP = (
+    "Download Deep3DFaceRecon_pytorch's pretrained model (the 'face_recon_feat0.2_augment' folder linked from "
+    "https://github.com/sicxu/Deep3DFaceRecon_pytorch#inference-with-a-pre-trained-model ; it contains "
+    "epoch_20.pth), put epoch_20.pth at data/deep3d/epoch_20.pth and set the notebook parameter "
+    "teacher = \"data/deep3d/epoch_20.pth\" (or teacher = \"train\" to train a teacher here). "
+    "See data/README.md.")
+
+#: Where the real image sets come from (docs/facts.md §11).
+CELEBA_FROM = ("the CelebA site, https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive 'Img/img_align_celeba.zip', "
+               "'Eval/list_eval_partition.txt', 'Anno/identity_CelebA.txt', 'Anno/list_landmarks_align_celeba.txt'; "
+               "non-commercial research use only)")
+AFLW2000_FROM = ("the 3DDFA project page, http://www.cbsr.ia.ac.cn/users/xiangyuzhu/projects/3DDFA/main.htm "
+                 "(AFLW2000-3D.zip; research use only)")
+
+
 # ------------------------------------------------------------------------------------------ FaceNet
 #: Published weights: file name in ``$TORCH_HOME/checkpoints`` and the size of its logits layer.
 FACENET_WEIGHTS: dict[str, tuple[str, int]] = {

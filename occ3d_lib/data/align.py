@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from occ3d_lib.core.external import LM3D_HELP
+
 # Deep3DFaceRecon's 5 standard 3D points (from similarity_Lm3D_all.mat via load_lm3d), model units
 # (decimetres, y up): left eye, right eye, nose tip, left mouth corner, right mouth corner. These values
 # are quoted from memory of that file's output and are approximate; pass the face model in use
@@ -74,8 +76,7 @@ def load_lm3d(path: str | Path) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: it is in https://github.com/sicxu/Deep3DFaceRecon_pytorch/tree/master/BFM "
-                                "(similarity_Lm3D_all.mat); put it at data/BFM/similarity_Lm3D_all.mat")
+        raise FileNotFoundError(f"{path} not found: {LM3D_HELP}")
     lm = np.asarray(loadmat(str(path)).get("lm", np.zeros(0)), dtype=np.float64)
     if lm.shape != (68, 3):
         raise ValueError(f"{path}: field 'lm' must have shape [68, 3], got {list(lm.shape)}")

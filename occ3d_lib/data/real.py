@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from occ3d_lib.core.external import require_file, user_path
+from occ3d_lib.core.external import AFLW2000_FROM, CELEBA_FROM, require_file, user_path
 from occ3d_lib.core.progress import progress_bar
 from occ3d_lib.data import align
 from occ3d_lib.data.landmarks import detect_landmarks68
@@ -41,11 +41,6 @@ from occ3d_lib.data.landmarks import detect_landmarks68
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CELEBA_SPLITS = {"train": 0, "valid": 1, "val": 1, "test": 2}
 
-CELEBA_FROM = ("the CelebA site, https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive 'Img/img_align_celeba.zip', "
-               "'Eval/list_eval_partition.txt', 'Anno/identity_CelebA.txt', 'Anno/list_landmarks_align_celeba.txt'; "
-               "non-commercial research use only)")
-AFLW2000_FROM = ("the 3DDFA project page, http://www.cbsr.ia.ac.cn/users/xiangyuzhu/projects/3DDFA/main.htm "
-                 "(AFLW2000-3D.zip; research use only)")
 
 
 class SkipImage(Exception):

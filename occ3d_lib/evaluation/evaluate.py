@@ -40,6 +40,7 @@ from occ3d_lib.core.viz import _np_image, rows_grid
 from occ3d_lib.data import real
 from occ3d_lib.data.context import Context
 from occ3d_lib.data.landmarks import batch_landmarks68
+from occ3d_lib.evaluation.claims import Claim, claims_markdown
 from occ3d_lib.face.coeffs import SLICES, mean_face_like, validate_coeffs
 from occ3d_lib.occlusion.occlude import EVAL_KINDS, kind_seed, load_or_build_eval_sets, make_eval_set
 from occ3d_lib.training.stages import predict_coeffs
@@ -573,29 +574,39 @@ def _better(results: Mapping[str, Any], a: str, b: str, kind: str, metric: str) 
 
 
 def verdicts(results: Mapping[str, Any], roles: Mapping[str, str] | None = None,
-             colour: Mapping[str, Any] | None = None, flat_ratio: float | None = None) -> list[dict[str, str]]:
+             colour: Mapping[str, Any] | None = None, flat_ratio: float | None = None) -> list[Claim]:
     """One verdict per quantitative claim of the paper, on our numbers (notebook 05 section 10).
 
-    Each item: claim, paper (its numbers), ours (our numbers), verdict ('holds' / 'does not hold
-    here' / 'not measured') and against (what the claim compares with: 'teacher', 'mean face',
-    'clean', 'ablation', 'SOPI'). The thresholds are :mod:`occ3d_lib.core.thresholds`: "as precise
-    as unoccluded" is ME(occluded) <= ``AS_PRECISE`` x ME(unoccluded) (``flat_ratio`` overrides it);
-    "comparable" within that factor; "better" a lower mean ("holds" when the 95 % CIs separate,
-    "holds, not significant" when they overlap). Beyond the paper, SOPI and MOPI are compared with
-    the mean face at the true pose (:data:`MEAN_FACE`) on landmarks and in 3D.
+    Each item is a :class:`~occ3d_lib.evaluation.claims.Claim`: claim, paper (its numbers, formatted from
+    :data:`PAPER`), ours (our numbers), verdict ('holds' / 'does not hold here' / 'not measured') and
+    against (what the claim compares with: 'teacher', 'mean face', 'clean', 'ablation', 'SOPI'). The
+    thresholds are :mod:`occ3d_lib.core.thresholds`: "as precise as unoccluded" is ME(occluded) <=
+    ``AS_PRECISE`` x ME(unoccluded) (``flat_ratio`` overrides it); "comparable" within that factor;
+    "better" a lower mean ("holds" when the 95 % CIs separate, "holds, not significant" when they
+    overlap). Beyond the paper, SOPI and MOPI are compared with the mean face at the true pose
+    (:data:`MEAN_FACE`) on landmarks and in 3D.
     """
     flat_ratio = TH.AS_PRECISE if flat_ratio is None else flat_ratio
     r = {**DEFAULT_ROLES, **(roles or {})}
     t, s, m = r["teacher"], r["sopi"], r["mopi"]
-    out: list[dict[str, str]] = []
+    out: list[Claim] = []
 
     def add(claim: str, paper: str, res: tuple[str, str] | None, against: str = "teacher") -> None:
-        out.append({"claim": claim, "paper": paper, "ours": res[1] if res else "n/a",
-                    "verdict": res[0] if res else "not measured", "against": against})
+        out.append(Claim(claim, paper, res[1] if res else "n/a", res[0] if res else "not measured", against))
+
+    def me(table: str, *keys: str) -> float:  # the paper's ME (px) of a table cell
+        cell = PAPER[table]
+        for k in keys:
+            cell = cell[k]
+        return cell[0] if isinstance(cell, tuple) else cell
+
+    def hist(table: str, *keys: str) -> float:  # the paper's histogram dissimilarity on CelebA
+        return me(table, *keys)
 
     # Table 1: SOPI comparable to RNet on clean faces
     a, b = _mean(results, s, "none", "me"), _mean(results, t, "none", "me")
-    add("SOPI's landmark error on unoccluded faces is comparable to the teacher's (Table 1)", "ME 1.24 vs 1.24",
+    add("SOPI's landmark error on unoccluded faces is comparable to the teacher's (Table 1)",
+        f"ME {me('table1', 'none', 'sopi')} vs {me('table1', 'none', 'teacher')}",
         None if a is None or b is None else
         ("holds" if a <= flat_ratio * b and b <= flat_ratio * a else "does not hold here",
          f"SOPI {a:.2f} vs teacher {b:.2f} px (ratio {a / b if b else float('nan'):.2f}, limit {flat_ratio})"),
@@ -603,7 +614,7 @@ def verdicts(results: Mapping[str, Any], roles: Mapping[str, str] | None = None,
     for k in ("dsofi", "dhofi", "shofi"):
         ak = _mean(results, s, k, "me")
         add(f"SOPI on {KIND_LABELS[k]} is as precise as on unoccluded faces (Table 1)",
-            f"ME {PAPER['table1'][k]['sopi'][0]} vs 1.24",
+            f"ME {me('table1', k, 'sopi')} vs {me('table1', 'none', 'sopi')}",
             None if ak is None or a is None else
             ("holds" if ak <= flat_ratio * a else "does not hold here",
              f"SOPI {ak:.2f} vs clean {a:.2f} px (ratio {ak / a if a else float('nan'):.2f}, limit {flat_ratio})"),
@@ -612,19 +623,23 @@ def verdicts(results: Mapping[str, Any], roles: Mapping[str, str] | None = None,
             _better(results, s, t, k, "me"))
     for k in ("dsofi", "dhofi"):
         add(f"SOPI's histogram dissimilarity is below the teacher's on {KIND_LABELS[k]} (Table 2)",
-            f"{PAPER['table2'][k]['sopi'][0]} vs {PAPER['table2'][k]['teacher'][0]} (CelebA)",
+            f"{hist('table2', k, 'sopi')} vs {hist('table2', k, 'teacher')} (CelebA)",
             _better(results, s, t, k, "hist"))
-    add("SOPI beats the teacher on natural occlusions (Table 3)", "ME 0.77 vs 5.84", _better(results, s, t, NATURAL_KIND, "me"))
-    add("SOPI's histogram dissimilarity is below the teacher's on natural occlusions (Table 4)", "4.76 vs 5.01",
-        _better(results, s, t, NATURAL_KIND, "hist"))
-    add("MOPI beats the teacher on random patterns (Table 5)", "ME 1.24 vs 7.91", _better(results, m, t, PATTERN_KIND, "me"))
-    add("MOPI's histogram dissimilarity is below the teacher's on random patterns (Table 6)", "4.76 vs 6.93",
-        _better(results, m, t, PATTERN_KIND, "hist"))
+    add("SOPI beats the teacher on natural occlusions (Table 3)",
+        f"ME {me('table3', 'sopi')} vs {me('table3', 'teacher')}", _better(results, s, t, NATURAL_KIND, "me"))
+    add("SOPI's histogram dissimilarity is below the teacher's on natural occlusions (Table 4)",
+        f"{hist('table4', 'sopi')} vs {hist('table4', 'teacher')}", _better(results, s, t, NATURAL_KIND, "hist"))
+    add("MOPI beats the teacher on random patterns (Table 5)",
+        f"ME {me('table5', 'mopi')} vs {me('table5', 'teacher')}", _better(results, m, t, PATTERN_KIND, "me"))
+    add("MOPI's histogram dissimilarity is below the teacher's on random patterns (Table 6)",
+        f"{hist('table6', 'mopi')} vs {hist('table6', 'teacher')}", _better(results, m, t, PATTERN_KIND, "hist"))
     add("MOPI is more accurate than SOPI on occluded faces (Sec. 5)", "stated, no table",
         _better(results, m, s, PATTERN_KIND, "me"), against="SOPI")
-    add("Full Eq. 9 loss beats the label-only ablation (Table 7)", "ME 1.24 vs 2.11",
+    add("Full Eq. 9 loss beats the label-only ablation (Table 7)",
+        f"ME {me('table7', 'mopi')} vs {me('table7', 'mopi_label')}",
         _better(results, m, r["mopi_label"], PATTERN_KIND, "me"), against="ablation")
-    add("Full Eq. 9 loss beats the perceptual-only ablation (Table 7)", "ME 1.24 vs 41.0",
+    add("Full Eq. 9 loss beats the perceptual-only ablation (Table 7)",
+        f"ME {me('table7', 'mopi')} vs {me('table7', 'mopi_perceptual')}",
         _better(results, m, r["mopi_perceptual"], PATTERN_KIND, "me"), against="ablation")
     for model, kind in ((s, "none"), (s, "shofi"), (m, PATTERN_KIND)):
         for metric, what in (("me", "landmark error"), ("vertex_mm", "dense 3D error")):
@@ -648,16 +663,16 @@ def verdicts(results: Mapping[str, Any], roles: Mapping[str, str] | None = None,
     return out
 
 
-def verdict_counts(items: Sequence[Mapping[str, str]]) -> dict[str, dict[str, int]]:
+def verdict_counts(items: Sequence[Claim]) -> dict[str, dict[str, int]]:
     """Verdicts counted by what each claim compares with (``against``): {against: {verdict: n}}."""
     out: dict[str, dict[str, int]] = {}
     for v in items:
-        row = out.setdefault(v.get("against", "teacher"), {})
-        row[v["verdict"]] = row.get(v["verdict"], 0) + 1
+        row = out.setdefault(v.against, {})
+        row[v.verdict] = row.get(v.verdict, 0) + 1
     return out
 
 
-def verdict_counts_markdown(items: Sequence[Mapping[str, str]]) -> str:
+def verdict_counts_markdown(items: Sequence[Claim]) -> str:
     """One sentence with the verdict counts overall and split by what the claims compare with, so that a
     reader sees how many 'holds' are wins over a teacher that never saw an occluder (notebook 05 section 10)."""
     def n(verdict: str, rows: Mapping[str, int]) -> int:
@@ -672,13 +687,6 @@ def verdict_counts_markdown(items: Sequence[Mapping[str, str]]) -> str:
     return (f"Holds: {n('holds', total)} (plus {n('holds, not significant', total)} with overlapping 95 % intervals), "
             f"does not hold here: {n('does not hold here', total)}, not measured: {n('not measured', total)}. "
             f"Holds by what the claim compares with: {'; '.join(parts)}.")
-
-
-def verdicts_markdown(items: Sequence[Mapping[str, str]]) -> str:
-    """A markdown table of :func:`verdicts`."""
-    rows = ["| claim | paper | ours | verdict |", "|---|---|---|---|"]
-    rows += [f"| {v['claim']} | {v['paper']} | {v['ours']} | **{v['verdict']}** |" for v in items]
-    return "\n".join(rows) + "\n"
 
 
 # ------------------------------------------------------------------------------------ figures
@@ -825,7 +833,7 @@ def write_report(run_dir: str | Path, results: Mapping[str, Any], settings: Mapp
     lines = ["# occ3d run report", "",
              "Reproduction of *Occlusion Resistant Network for 3D Face Reconstruction* (Tiwari et al.) on this "
              "run's data. Our numbers are measured here; the paper's are copied from its tables.", "",
-             "## Verdicts on the paper's claims", "", verdicts_markdown(v),
+             "## Verdicts on the paper's claims", "", claims_markdown(v),
              verdict_counts_markdown(v), "", "Thresholds (one definition, `occ3d_lib.core.thresholds`):", "",
              TH.thresholds_markdown(), "",
              "## Tables", "", tables_markdown(results, roles, aflw_results, natural_results)]

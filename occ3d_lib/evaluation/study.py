@@ -18,6 +18,17 @@ STUDY_DIR = Path(__file__).resolve().parents[2] / "docs" / "course_study"
 _POINT_KEYS = ("step", "cpu_s", "wall_s", "me", "dense_mm", "baseline_me", "baseline_dense_mm")
 
 
+def _read_records(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The JSON records at ``paths``; a file that is not JSON is named with what to do."""
+    records = []
+    for p in paths:
+        try:
+            records.append(json.loads(p.read_text()))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p} is not valid JSON ({e}); delete it and rerun the study") from e
+    return records
+
+
 def load_study(folder: str | Path = STUDY_DIR) -> list[dict[str, Any]]:
     """Every study record (``*.json``) in ``folder``, sorted by name; each is checked for its fields.
 
@@ -28,17 +39,12 @@ def load_study(folder: str | Path = STUDY_DIR) -> list[dict[str, Any]]:
     if not paths:
         raise FileNotFoundError(f"no study records in {folder}; run "
                                 f"`.venv/bin/python benchmarks/study_course.py --setup <name> --out {folder}`")
-    records = []
-    for p in paths:
-        try:
-            r = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{p} is not valid JSON ({e}); delete it and rerun the study") from e
+    records = _read_records(paths)
+    for p, r in zip(paths, records):
         missing = [k for k in ("setup", "steps", "points") if k not in r]
         bad = [i for i, pt in enumerate(r.get("points", [])) if any(k not in pt for k in _POINT_KEYS)]
         if missing or bad or not r.get("points"):
             raise ValueError(f"{p} is not a study record (missing {missing or 'point fields'}); rerun the study")
-        records.append(r)
     return records
 
 
@@ -96,15 +102,10 @@ def load_sopi_study(folder: str | Path = STUDY_DIR) -> list[dict[str, Any]]:
     if not paths:
         raise FileNotFoundError(f"no SOPI study records in {Path(folder) / 'sopi'}; run `.venv/bin/python "
                                 f"benchmarks/study_course.py --setup <name> --steps <teacher steps> --sopi-steps <n>`")
-    records = []
-    for p in paths:
-        try:
-            r = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{p} is not valid JSON ({e}); delete it and rerun the study") from e
+    records = _read_records(paths)
+    for p, r in zip(paths, records):
         if r.get("stage") != "sopi" or not r.get("points") or any("clean" not in pt for pt in r["points"]):
             raise ValueError(f"{p} is not a SOPI study record; rerun the study")
-        records.append(r)
     return records
 
 

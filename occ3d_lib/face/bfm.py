@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from occ3d_lib.core.artifacts import atomic_path
-from occ3d_lib.core.external import user_path
+from occ3d_lib.core.external import BFM_HELP, EXP_PCA_HELP, user_path
+from occ3d_lib.core.external import BFM_INDEX_FILES as INDEX_FILES
 from occ3d_lib.face.facemodel import N_LANDMARKS, FaceModel
 
 N_ID, N_EXP, N_TEX = 80, 64, 80
@@ -39,17 +40,7 @@ FRONT_N_VERTICES = 35709  # BFM_model_front.mat
 FRONT_N_TRIANGLES = 70789
 
 DEFAULT_BFM_PATH = Path("data/BFM/BFM_model_front.mat")
-INDEX_FILES = ("BFM_front_idx.mat", "BFM_exp_idx.mat", "facemodel_info.mat", "std_exp.txt")
 
-_BFM_HELP = (
-    "Get it one of two ways. (a) If you have Deep3DFaceRecon's BFM folder, copy its BFM_model_front.mat there. "
-    "(b) Build it: register and download the Basel Face Model 2009 (01_MorphableModel.mat) from "
-    "https://faces.dmi.unibas.ch/bfm/main.php?nav=1-2&id=downloads , the expression basis Exp_Pca.bin from "
-    "Guo et al.'s CoarseData (https://github.com/Juyong/3DFace), and the index files "
-    f"{', '.join(INDEX_FILES)} from https://github.com/sicxu/Deep3DFaceRecon_pytorch/tree/master/BFM ; then run "
-    "`python -m occ3d_lib.face.bfm build-bfm --bfm 01_MorphableModel.mat --exp Exp_Pca.bin "
-    "--index-dir <folder with the index files> --out data/BFM/BFM_model_front.mat`. "
-    "See data/README.md. Notebook parameter: face_model = \"data/BFM/BFM_model_front.mat\".")
 
 
 def _missing(path: Path, what: str, how: str) -> FileNotFoundError:
@@ -61,7 +52,7 @@ def _loadmat(path: Path, what: str) -> dict[str, Any]:
     from scipy.io import loadmat
 
     if not path.is_file():
-        raise _missing(path, what, _BFM_HELP)
+        raise _missing(path, what, BFM_HELP)
     try:
         return loadmat(str(path))
     except Exception as exc:  # scipy raises several types for a corrupt/v7.3 file
@@ -146,7 +137,7 @@ def check_bfm_front_file(path: str | Path) -> None:
 
     path = Path(path)
     if not path.is_file():
-        raise _missing(path, "BFM_model_front.mat", _BFM_HELP)
+        raise _missing(path, "BFM_model_front.mat", BFM_HELP)
     try:
         info = {name: tuple(shape) for name, shape, _ in whosmat(str(path))}
     except Exception as exc:
@@ -197,8 +188,7 @@ def read_exp_pca_bin(path: str | Path, n_vertices: int | None = None) -> tuple[n
     """
     path = Path(path)
     if not path.is_file():
-        raise _missing(path, "Exp_Pca.bin", "Download the expression basis Exp_Pca.bin from Guo et al.'s "
-                       "CoarseData (https://github.com/Juyong/3DFace) and pass its path with --exp. See data/README.md.")
+        raise _missing(path, "Exp_Pca.bin", EXP_PCA_HELP)
     raw = path.read_bytes()
     if len(raw) < 4:
         raise ValueError(f"{path}: {len(raw)} bytes, too short for Exp_Pca.bin (needs an int32 header)")
@@ -268,7 +258,7 @@ def build_bfm_front(bfm2009_mat: str | Path, exp_pca_bin: str | Path, index_dir:
     exp_mean, exp_pc = read_exp_pca_bin(exp_pca_bin)
     std_path = index_dir / "std_exp.txt"
     if not std_path.is_file():
-        raise _missing(std_path, "std_exp.txt", _BFM_HELP)
+        raise _missing(std_path, "std_exp.txt", BFM_HELP)
     exp_ev = np.loadtxt(std_path).reshape(-1)
     if exp_ev.size != exp_pc.shape[1]:
         raise ValueError(f"{std_path}: {exp_ev.size} values, expected one per expression component "

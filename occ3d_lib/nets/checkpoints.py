@@ -20,17 +20,11 @@ import torch
 from torch import Tensor
 
 from occ3d_lib.core.artifacts import torch_load, torch_save
-from occ3d_lib.core.external import user_path
+from occ3d_lib.core.external import TEACHER_HELP, user_path
 from occ3d_lib.nets.models import ReconNet
 
 CHECKPOINT_KEY = "net_recon"
 DEFAULT_TEACHER_PATH = Path("data/deep3d/epoch_20.pth")
-TEACHER_HELP = (
-    "Download Deep3DFaceRecon_pytorch's pretrained model (the 'face_recon_feat0.2_augment' folder linked from "
-    "https://github.com/sicxu/Deep3DFaceRecon_pytorch#inference-with-a-pre-trained-model ; it contains "
-    "epoch_20.pth), put epoch_20.pth at data/deep3d/epoch_20.pth and set the notebook parameter "
-    "teacher = \"data/deep3d/epoch_20.pth\" (or teacher = \"train\" to train a teacher here). "
-    "See data/README.md.")
 
 
 def _strip_module(state: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -508,82 +508,25 @@ def occlude(images: Tensor, kind: str | Sequence[str], generator: torch.Generato
     b, _, h, w = x.shape
     kinds = _check_kinds(kind, b)
     g = _as_generator(generator)
-    if fill not in FILLS:
-        raise ValueError(f"unknown fill {fill!r}; valid fills: {', '.join(FILLS)}")
-    col = None
-    if color is not None:
-        if fill not in ("natural", "solid"):
-            raise ValueError(f"color={color!r} fixes a solid colour; it cannot be combined with fill={fill!r}")
-        col = _check_color(color, b)
-    if coverage_range is not None:
-        lo, hi = (float(v) for v in coverage_range)
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f"coverage_range must satisfy 0 < lo <= hi <= 1, got {coverage_range!r}")
-        coverage_range = (lo, hi)
-    if position is not None:
-        try:
-            pu, pv = (float(v) for v in position)
-        except (TypeError, ValueError):
-            raise ValueError(f"position must be two numbers (u, v) in [0, 1], got {position!r}") from None
-        if not (0 <= pu <= 1 and 0 <= pv <= 1):
-            raise ValueError(f"position must be two numbers (u, v) in [0, 1], got {position!r}")
-        position = (pu, pv)
+    col, coverage_range, position = _check_options(fill, color, coverage_range, position, b)
     tex = _check_textures(textures, h, w, x.device, x.dtype) if textures is not None else None
-
-    lm = _check_landmarks(landmarks, b) if landmarks is not None else None
-    if boxes is not None:
-        bx = _check_boxes(boxes, b)
-    elif lm is not None:
-        bx = face_boxes_from_landmarks(lm)
-    else:
-        raise ValueError("pass landmarks (B, 68, 2) or face boxes (B, 4) so the occluder can find the face")
+    lm, bx = _face_boxes(landmarks, boxes, b)
     regs = _regions(bx, h, w)
 
-    # 1) per-sample kinds, 2) geometry uniforms, 3) fill seed -- always in this order
+    # random draws, always in this order: 1) per-sample kinds, 2) geometry uniforms, 3) fill seed
     if "mixed" in kinds:
         pick = torch.randint(len(MIXED_KINDS), (b,), generator=g).tolist()
         kinds = [MIXED_KINDS[p] if k == "mixed" else k for k, p in zip(kinds, pick)]
     u = torch.rand(b, oc.N_UNIFORMS, generator=g, dtype=torch.float64).numpy()
     fill_seed = int(torch.randint(0, 2**62, (1,), generator=g))
 
-    need_lm = any(k in NATURAL_KINDS or k == "natural" for k in kinds)
-    lm_np = None
-    if need_lm:
-        lm_np = (lm if lm is not None else landmarks_from_boxes(bx)).double().cpu().numpy()
-    drawings: list[oc.Drawing] = []
-    for i, k in enumerate(kinds):
-        dr = oc.Draws(u[i])
-        if k == "none":
-            d = oc.Drawing(info={"type": "none"})
-        elif k in oc.RECT_AREA:
-            d = oc.draw_rects(k, dr, regs[i], coverage_range or oc.RECT_AREA[k], position)
-            d.info = {"type": k, **d.info}
-        elif k in PATTERN_KINDS:
-            d = oc.draw_pattern(k, dr, regs[i], coverage_range, position)
-            d.info = {"type": k, **d.info}
-        else:
-            d = oc.draw_natural(k, dr, lm_np[i], FOREHEAD_FRACTION)
-        drawings.append(d)
+    drawings = _draw_occluders(kinds, u, regs, lm, bx, coverage_range, position)
     eff_kinds = [d.info["type"] for d in drawings]
-
-    masks = _rasterize(drawings, regs, h, w)
-    if masks.device != x.device:
-        masks = masks.to(x.device)
+    masks = _rasterize(drawings, regs, h, w).to(x.device)
 
     fg = torch.Generator().manual_seed(fill_seed)
     blk = torch.rand(b, 16, generator=fg, dtype=torch.float64)
-    fills = []
-    for i, k in enumerate(eff_kinds):
-        if k == "none":
-            fills.append("none")
-        elif col is not None:
-            fills.append("fixed")
-        elif fill == "random":
-            fills.append(_RANDOM_FILLS[min(int(blk[i, 0] * 4), 3)])
-        elif fill == "natural":
-            fills.append("natural" if k in NATURAL_KINDS else "solid")
-        else:
-            fills.append(fill)
+    fills = _choose_fills(eff_kinds, fill, col is not None, blk)
     if all(f == "none" for f in fills):
         out, colors = x.clone(), torch.full((b, 3), float("nan"))
     else:
@@ -603,6 +546,86 @@ def occlude(images: Tensor, kind: str | Sequence[str], generator: torch.Generato
     }
     return OcclusionResult(images=out, masks=masks[:, None], coverage=coverage,
                            kind=kind if isinstance(kind, str) else "per-sample", params=params)
+
+
+def _check_options(fill: str, color: Any, coverage_range: tuple[float, float] | None,
+                   position: tuple[float, float] | None, batch: int
+                   ) -> tuple[Tensor | None, tuple[float, float] | None, tuple[float, float] | None]:
+    """:func:`occlude`'s options checked and normalised: (colour (B, 3) or None, coverage range, position)."""
+    if fill not in FILLS:
+        raise ValueError(f"unknown fill {fill!r}; valid fills: {', '.join(FILLS)}")
+    col = None
+    if color is not None:
+        if fill not in ("natural", "solid"):
+            raise ValueError(f"color={color!r} fixes a solid colour; it cannot be combined with fill={fill!r}")
+        col = _check_color(color, batch)
+    if coverage_range is not None:
+        lo, hi = (float(v) for v in coverage_range)
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"coverage_range must satisfy 0 < lo <= hi <= 1, got {coverage_range!r}")
+        coverage_range = (lo, hi)
+    if position is not None:
+        try:
+            pu, pv = (float(v) for v in position)
+        except (TypeError, ValueError):
+            raise ValueError(f"position must be two numbers (u, v) in [0, 1], got {position!r}") from None
+        if not (0 <= pu <= 1 and 0 <= pv <= 1):
+            raise ValueError(f"position must be two numbers (u, v) in [0, 1], got {position!r}")
+        position = (pu, pv)
+    return col, coverage_range, position
+
+
+def _face_boxes(landmarks: Tensor | None, boxes: Tensor | None, batch: int) -> tuple[Tensor | None, Tensor]:
+    """(landmarks (B, 68, 2) or None, face boxes (B, 4)): the boxes given, else those of the landmarks."""
+    lm = _check_landmarks(landmarks, batch) if landmarks is not None else None
+    if boxes is not None:
+        return lm, _check_boxes(boxes, batch)
+    if lm is not None:
+        return lm, face_boxes_from_landmarks(lm)
+    raise ValueError("pass landmarks (B, 68, 2) or face boxes (B, 4) so the occluder can find the face")
+
+
+def _draw_occluders(kinds: list[str], u: np.ndarray, regs: list[oc.Region], lm: Tensor | None, bx: Tensor,
+                    coverage_range: tuple[float, float] | None,
+                    position: tuple[float, float] | None) -> list[oc.Drawing]:
+    """One drawing per face from its uniforms ``u (B, N_UNIFORMS)``: squares and 'full', patterns, or a
+    natural occluder placed from the landmarks (or the template fitted into the box)."""
+    lm_np = None
+    if any(k in NATURAL_KINDS or k == "natural" for k in kinds):
+        lm_np = (lm if lm is not None else landmarks_from_boxes(bx)).double().cpu().numpy()
+    drawings: list[oc.Drawing] = []
+    for i, k in enumerate(kinds):
+        dr = oc.Draws(u[i])
+        if k == "none":
+            d = oc.Drawing(info={"type": "none"})
+        elif k in oc.RECT_AREA:
+            d = oc.draw_rects(k, dr, regs[i], coverage_range or oc.RECT_AREA[k], position)
+            d.info = {"type": k, **d.info}
+        elif k in PATTERN_KINDS:
+            d = oc.draw_pattern(k, dr, regs[i], coverage_range, position)
+            d.info = {"type": k, **d.info}
+        else:
+            d = oc.draw_natural(k, dr, lm_np[i], FOREHEAD_FRACTION)
+        drawings.append(d)
+    return drawings
+
+
+def _choose_fills(kinds: list[str], fill: str, fixed_colour: bool, blk: Tensor) -> list[str]:
+    """The fill of each face: 'none', 'fixed' (a given colour), a random one ('random'), the natural
+    occluders' own texture or solid for the rest ('natural'), or ``fill``."""
+    fills = []
+    for i, k in enumerate(kinds):
+        if k == "none":
+            fills.append("none")
+        elif fixed_colour:
+            fills.append("fixed")
+        elif fill == "random":
+            fills.append(_RANDOM_FILLS[min(int(blk[i, 0] * 4), 3)])
+        elif fill == "natural":
+            fills.append("natural" if k in NATURAL_KINDS else "solid")
+        else:
+            fills.append(fill)
+    return fills
 
 
 def _rasterize(drawings: list[oc.Drawing], regs: list[oc.Region], height: int, width: int) -> Tensor:

@@ -34,7 +34,6 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from occ3d_lib.core import thresholds as TH
 from occ3d_lib.core.artifacts import load_cached, torch_save
 from occ3d_lib.core.config import Profile
 from occ3d_lib.data.context import Context
@@ -322,59 +321,6 @@ def stage_history(model: nn.Module) -> list[dict[str, float]]:
         return list(h)
     d = getattr(model, "out_dir", None)
     return load_history(d) if d is not None else []
-
-
-# ------------------------------------------------------------------------------------ the claims
-@dataclass(frozen=True)
-class Claim:
-    """One quantitative claim checked on measured numbers (notebook 03 section 6, report.md)."""
-
-    name: str
-    holds: bool
-    detail: str
-
-
-def sopi_claims(me: Mapping[str, Mapping[str, float]], occluded: tuple[str, ...] = ("dsofi", "dhofi", "shofi")) -> list[Claim]:
-    """Check notebook 03's claims on landmark ME (pixels at 224 scale), notebook 03 section 7.
-
-    ``me[model][kind]`` with models 'baseline' (mean face at the true pose), 'teacher', 'sopi' and
-    kinds 'clean' plus ``occluded``. The thresholds are :mod:`occ3d_lib.core.thresholds` (their only
-    definition): our sanity check that the teacher learned shape (clean ME <= ``LEARNED_SHAPE`` x the
-    baseline's; not a claim of the paper); teacher SHOFI >= ``DEGRADES`` x teacher clean; SOPI on each
-    occluded kind <= ``AS_PRECISE`` x SOPI clean and < teacher on that kind; SOPI clean comparable to
-    the teacher's (within ``AS_PRECISE``); SOPI below the mean face at the true pose on every kind.
-    """
-    for m in ("baseline", "teacher", "sopi"):
-        if m not in me:
-            raise KeyError(f"sopi_claims needs ME for model {m!r}; got {sorted(me)}")
-    b, t, s = me["baseline"], me["teacher"], me["sopi"]
-    lim = TH.LEARNED_SHAPE * b["clean"]
-    out = [Claim(f"our sanity check: teacher clean ME <= {TH.LEARNED_SHAPE:.2f}x the mean face at the true pose",
-                 t["clean"] <= lim, f"teacher {t['clean']:.2f} vs baseline {b['clean']:.2f} (limit {lim:.2f})"),
-           Claim(f"teacher degrades under occlusion: SHOFI ME >= {TH.DEGRADES:g}x clean",
-                 t["shofi"] >= TH.DEGRADES * t["clean"],
-                 f"SHOFI {t['shofi']:.2f} vs clean {t['clean']:.2f} (ratio {t['shofi'] / t['clean']:.2f})")]
-    for k in occluded:
-        out.append(Claim(f"SOPI on {k.upper()} as precise as unoccluded (<= {TH.AS_PRECISE:g}x its clean ME) "
-                         "and below the teacher",
-                         s[k] <= TH.AS_PRECISE * s["clean"] and s[k] < t[k],
-                         f"SOPI {s[k]:.2f} (clean {s['clean']:.2f}, ratio {s[k] / s['clean']:.2f}); teacher {t[k]:.2f}"))
-    out.append(Claim(f"SOPI clean ME comparable to the teacher's (within {TH.AS_PRECISE:g}x)",
-                     s["clean"] <= TH.AS_PRECISE * t["clean"] and t["clean"] <= TH.AS_PRECISE * s["clean"],
-                     f"SOPI {s['clean']:.2f} vs teacher {t['clean']:.2f} (ratio {s['clean'] / t['clean']:.2f})"))
-    bk = {k: b.get(k, b["clean"]) for k in ("clean", *occluded)}  # the mean face does not see the image
-    worst = max(bk, key=lambda k: s[k] - bk[k])
-    out.append(Claim("baseline: SOPI below the mean face at the true pose on every kind",
-                     all(s[k] < bk[k] for k in bk),
-                     f"worst kind {worst}: SOPI {s[worst]:.2f} vs mean face {bk[worst]:.2f}"))
-    return out
-
-
-def claims_markdown(claims: list[Claim]) -> str:
-    """A markdown table of claims with holds / does not hold."""
-    rows = ["| claim | verdict | numbers |", "|---|---|---|"]
-    rows += [f"| {c.name} | {'holds' if c.holds else 'does NOT hold'} | {c.detail} |" for c in claims]
-    return "\n".join(rows)
 
 
 # ------------------------------------------------------------------------------- quick evaluation
