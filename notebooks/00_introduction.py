@@ -25,7 +25,16 @@
 # - see the problem the paper attacks and its two models (SOPI and MOPI) in a few bullets;
 # - get the map of notebooks 01-05 and what each one produces;
 # - learn how to pick a *profile* (how much compute) and a *data track* (synthetic or real files);
-# - print a report of your machine, so that when something misbehaves you know what you ran on.
+# - print a report of your machine, so that when something misbehaves you know what you ran on;
+# - find the glossary and the notation table (paper symbol -> notebook symbol -> `occ3d_lib` name) you
+#   can come back to from any notebook.
+#
+# **Prerequisites.** Python and NumPy-style tensor code; PyTorch basics (a module, a forward pass,
+# `loss.backward()`, an optimiser step); linear algebra (matrix-vector products, rotations, norms, a
+# least-squares fit); a first course in deep learning (convolutional networks, training and validation
+# splits, overfitting). Helpful but taught here: pinhole cameras, spherical harmonics, knowledge
+# distillation, contrastive embeddings, bootstrap intervals. Have the paper at hand: the notebooks cite
+# its sections, equations and tables.
 
 # %% [markdown]
 # ## Setup
@@ -81,6 +90,8 @@ print(f"profile: {P.name}   outputs go to: {RUN}")
 #
 # The paper's headline numbers: landmark error 0.77 (SOPI) against 5.84 (RNet) on naturally
 # occluded CelebA faces, and 1.24 (MOPI) against 7.91 (RNet) on random-pattern occlusions.
+# Notebook 05 re-measures them on one set of faces and reads the paper's tables critically: they do
+# not all add up (its section 12).
 #
 # ## 3. The map of the series
 #
@@ -95,6 +106,14 @@ print(f"profile: {P.name}   outputs go to: {RUN}")
 # Every notebook can be opened first: when an artifact of an earlier notebook is missing, it builds
 # it through the library (and caches it, keyed by a hash of its settings).
 #
+# **How long each notebook takes.** Reading time is estimated from each notebook's length; running
+# time is what the recorded `course` run measured (section 4 says on which machine). Notebooks 04
+# sections 7b-8 are optional research sections and can be skipped in class.
+
+# %%
+display(Markdown(pipeline.time_table_markdown()))
+
+# %% [markdown]
 # The coefficient vector every network in the series predicts has RNet's layout:
 
 # %%
@@ -154,6 +173,47 @@ print(envinfo.format_report(envinfo.environment_report(P.name)))
 # anything, writes each executed notebook to `runs/<profile>/` only once it has finished, keeps a
 # `summary.json` with the status and time of each, and on an error stops with the notebook and cell.
 #
+# ## Glossary
+#
+# | term | meaning |
+# |---|---|
+# | 3DMM | 3D morphable model: a mean face plus linear bases of shape, expression and albedo (Blanz and Vetter) |
+# | BFM | Basel Face Model, the 3DMM RNet uses (35,709 vertices in Deep3DFaceRecon's front-face crop); the series ships a procedural model in its layout |
+# | SH | spherical harmonics: 9 basis functions (bands 0-2) that describe distant Lambertian lighting (Eq. 4) |
+# | RNet | the reconstruction network of Deng et al. 2019 (Deep3DFaceRecon): a ResNet-50 that outputs the 257 coefficients; the paper's trainer |
+# | teacher / trainer | the frozen RNet whose outputs on clean images are SOPI's labels (Eq. 2) |
+# | SOPI | Single-Occlusion per Identity: a trainee that sees one occluded image and regresses teacher(clean) (Eqs. 1, 6) |
+# | MOPI | Multi-Occlusion per Identity: one backbone, seven heads, seven occluded images of one face (Eqs. 7-9) |
+# | DSOFI | Double Slightly Occluded Face Image: two small squares |
+# | DHOFI | Double Heavily Occluded Face Image: two large squares |
+# | SHOFI | Single Heavily Occluded Face Image: one square of up to 60 % of the face |
+# | random pattern | stars, crowns, ellipses, polygons, scribbles (Tables 5-7) |
+# | ME | landmark mean error: mean Euclidean distance over 68 landmarks, pixels at 224x224 |
+# | MSE (x, y) | landmark mean squared error along x and along y (Table 1's pairs) |
+# | NME | normalised ME: ME divided by a face size (AFLW2000-3D protocol: the landmark box's square root area) |
+# | histogram dissimilarity | the paper's texture metric; here the Hellinger distance of masked colour histograms |
+# | FaceNet | a network mapping a face to a unit vector whose cosine similarity says "same person" (Schroff et al.) |
+# | Eq. 8 label | the SOPI prediction, among seven, whose render FaceNet finds closest to the clean face |
+# | mean face at the true pose | the baseline: zero identity and expression, the true pose, light and position |
+# | profile | how much compute a run spends (`smoke`, `course`, `paper`) |
+#
+# ## Notation
+#
+# | paper | notebooks | `occ3d_lib` |
+# |---|---|---|
+# | $\mathbf v \in \mathbb R^{257}$ (Eq. 1), $\mathbf v_u$ (Eq. 2) | coefficients, teacher(clean) | `face.coeffs` (`SLICES`, `N_COEFFS`), `training.stages.predict_coeffs` |
+# | $s, e, k$ (Eq. 3) | $\boldsymbol\alpha$ (identity), $\boldsymbol\beta$ (expression), $\boldsymbol\delta$ (albedo) | `coeffs` slices `id`, `exp`, `tex` |
+# | $\bar{\mathbf S}, \mathbf B_s, \mathbf B_e$; $\bar{\mathbf K}, \mathbf B_k$ (Eq. 3) | $\bar{\mathbf S}$, bases; $\mathbf T$ (albedo) | `face.facemodel.FaceModel` |
+# | $\gamma$ (Eq. 4; printed $\in\mathbb R^9$) | $\boldsymbol\gamma \in \mathbb R^{9\times 3}$ (27 values) | `coeffs` slice `gamma`, `render.lighting` |
+# | $\mathbf R, \mathbf t$, $\zeta$ (Eq. 5) | $\mathbf R = \mathbf R_z\mathbf R_y\mathbf R_x$, $\mathbf v' = \mathbf R\mathbf v + \mathbf t$, projection | `coeffs` slices `angle`, `trans`; `render.camera` |
+# | trainee, $\theta$ (Eq. 1) | SOPI, `ReconNet` | `nets.models.ReconNet`, `training.stages.get_sopi` |
+# | RNet (Eq. 2) | teacher | `training.stages.get_teacher` |
+# | $L_{SE}$ (Eq. 6) | SE loss | `training.losses` (SOPI loss), `stages.SopiSettings(loss="se")` |
+# | $\chi$, $L_{perc}$ (Eq. 7) | embeddings of seven renders, perceptual loss | `losses.perceptual_loss`, `losses.perceptual_similarity` |
+# | $\mathbf f_s^i, \mathbf f, i^*$, $L_{label}$ (Eq. 8) | FaceNet embeddings, chosen label | `losses.select_sopi_labels`, `losses.label_loss`, `training.mopi.select_labels` |
+# | $x_1, x_2$ (Eq. 9) | weights 0.2, 0.8 | `losses.composite_loss`, `training.mopi.MopiSettings` |
+# | $\mathbf v_m \in \mathbb R^{257\times 7}$ | MOPI's seven outputs | `nets.models.MultiOcclusionNet` |
+#
 # ## Summary
 #
 # - RNet-style regressors explain occluders as face; the paper fixes this by distillation (SOPI) and
@@ -161,9 +221,75 @@ print(envinfo.format_report(envinfo.environment_report(P.name)))
 # - The series goes 01 rendering → 02 occlusion → 03 teacher and SOPI → 04 MOPI → 05 evaluation.
 # - Profiles trade compute for fidelity; data tracks switch between synthetic faces and the real files.
 #
+# ## Recap questions
+#
+# 1. What does an occluder do to an RNet-style regressor, and what does the paper call the result?
+#    <details><summary>Answer</summary>The network reads the occluder as part of the face and bends
+#    shape, pose and skin colour to explain it: "ghost-like faces".</details>
+# 2. What does SOPI learn from, and what does MOPI add?
+#    <details><summary>Answer</summary>SOPI regresses the frozen teacher's coefficients of the clean
+#    image from an occluded copy (Eqs. 1, 2, 6). MOPI reads seven occluded copies of one face and is
+#    trained to make their renders agree (Eq. 7) and to match the best SOPI prediction (Eq. 8).</details>
+# 3. Why does the default data track need no downloads, and what does it give that real photos do not?
+#    <details><summary>Answer</summary>It uses a procedural morphable model in BFM's layout and renders
+#    synthetic faces from it; every face has exact coefficients, mesh and landmarks, so the 3D error
+#    can be measured.</details>
+#
 # ## Exercises
 #
+# All three take seconds and retrain nothing.
+#
 # 1. Run `python -m occ3d_lib.pipeline --list` and find which parameters notebook 03 takes.
+#    <details><summary>Hint</summary>Run it in a terminal at the repository root with the venv's
+#    Python, or prefix it with <code>!</code> in a cell.</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    for nb in pipeline.discover_notebooks(pipeline.REPO_ROOT / "notebooks"):
+#        if nb.name.startswith("03"):
+#            print(sorted(pipeline.declared_parameters(nb)))
+#    ```
+#    The `parameters` cell of notebook 03 declares the profile, the run folder, the data track
+#    (`face_model`, `dataset`, `teacher`, `facenet`), the seed, `coeff_weight` and
+#    `run_l1_ablation`.</details>
 # 2. Create a profile of your own with `config.get_profile("course", teacher_steps=3000)`: which
 #    fields does a profile have, and which values does it refuse? Try `image_size=100`.
+#    <details><summary>Hint</summary>A profile is a frozen dataclass: <code>dataclasses.fields</code>
+#    lists its fields; wrap the bad call in <code>try/except ValueError</code>.</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    import dataclasses
+#    mine = config.get_profile("course", teacher_steps=3000)
+#    print([f.name for f in dataclasses.fields(mine)])
+#    try:
+#        config.get_profile("course", image_size=100)
+#    except (TypeError, ValueError) as e:
+#        print("refused:", e)
+#    ```
+#    The message names the field and says what is allowed; steps must be whole numbers, and types
+#    are checked too (`teacher_steps=1.5` is refused).</details>
 # 3. Read Sec. 3 of the paper and write down, for each of Eqs. 1-9, which notebook will implement it.
+#    <details><summary>Hint</summary>The map in section 3 and the notation table name the
+#    equations.</details>
+#    <details><summary>Solution</summary>Eq. 3 (3DMM), Eq. 4 (SH light), Eq. 5 (pose and
+#    projection): notebook 01. Eq. 1 (the trainee), Eq. 2 (the frozen trainer), Eq. 6 (SE loss):
+#    notebook 03. Eq. 7 (perceptual), Eq. 8 (label), Eq. 9 (composite): notebook 04. Notebook 02
+#    builds the occlusions of Sec. 4, notebook 05 the evaluation of Sec. 4.2.</details>
+#
+# ## References
+#
+# - H. Tiwari, V. K. Kurmi, K. S. Venkatesh, Y.-S. Chen. Occlusion Resistant Network for 3D Face Reconstruction
+#   (the paper this series follows).
+# - V. Blanz, T. Vetter. A morphable model for the synthesis of 3D faces. SIGGRAPH 1999.
+# - P. Paysan, R. Knothe, B. Amberg, S. Romdhani, T. Vetter. A 3D face model for pose and illumination invariant
+#   face recognition. AVSS 2009 (the Basel Face Model).
+# - Y. Deng, J. Yang, S. Xu, D. Chen, Y. Jia, X. Tong. Accurate 3D face reconstruction with weakly-supervised
+#   learning: from single image to image set. CVPR Workshops 2019 (RNet).
+# - R. Ramamoorthi, P. Hanrahan. An efficient representation for irradiance environment maps. SIGGRAPH 2001.
+# - G. Hinton, O. Vinyals, J. Dean. Distilling the knowledge in a neural network. 2015 (soft targets; SOPI
+#   differs: it regresses the teacher's coefficients of the clean image from an occluded copy).
+# - F. Schroff, D. Kalenichenko, J. Philbin. FaceNet: a unified embedding for face recognition and clustering.
+#   CVPR 2015.
+# - P. Khosla et al. Supervised contrastive learning. NeurIPS 2020.
+# - S. Umeyama. Least-squares estimation of transformation parameters between two point patterns. IEEE TPAMI 1991.

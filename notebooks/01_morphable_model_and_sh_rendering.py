@@ -162,8 +162,17 @@ plt.show()
 #
 # $$x = u - \tfrac12, \qquad y = \left(H - \tfrac12\right) - v .$$
 #
-# The row flips because $y$ points up in the world and down in an image. The 68 **landmarks**
-# are 68 fixed vertices of the mesh (iBUG order: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth
+# The row flips because $y$ points up in the world and down in an image.
+#
+# **The paper writes Eq. 5 as $\zeta(\mathbf R^{-1}(\mathbf x - \mathbf t))$**, the inverse of the
+# transform above. Both describe the same family of rigid motions, parameterised inversely: the paper's
+# $(\mathbf R, \mathbf t)$ is the camera's pose in the face's frame, ours is the face's pose in the
+# camera's frame, and $\mathbf R_{paper} = \mathbf R^\top$, $\mathbf t_{paper} = -\mathbf R^\top\mathbf t$
+# turn one into the other, since $\mathbf R_{paper}^{-1}(\mathbf x - \mathbf t_{paper}) = \mathbf R\mathbf x +
+# \mathbf t$. We implement $\mathbf R\mathbf v + \mathbf t$ because it is what RNet's code does, so a real
+# checkpoint's angles and translation mean the same here.
+#
+# The 68 **landmarks** are 68 fixed vertices of the mesh (iBUG order: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth
 # 48-67), projected the same way, so a landmark sits exactly where its vertex is drawn; projecting them
 # costs nothing: this is the landmark loss's prediction. (Deep3DFaceRecon writes its landmark
 # coordinates as $(u, H - 1 - v)$, half a pixel right of and above where its own renderer draws the
@@ -200,7 +209,11 @@ assert torch.allclose(centre, torch.full((2,), (S_SHOW - 1) / 2))
 # where the $\Psi_b$ are the first 9 real spherical harmonics (bands 0, 1, 2), pre-multiplied by the
 # Lambertian kernel's factors, and $\boldsymbol\gamma \in \mathbb R^{9 \times 3}$ (27 numbers, one set
 # per colour channel). Nine numbers per channel describe any distant light environment to within a
-# few percent, because the diffuse reflection blurs away higher frequencies. As in RNet, 0.8 is added
+# few percent, because the diffuse reflection blurs away higher frequencies. The paper says it assumes
+# white light, $\gamma \in \mathbb R^9$, which contradicts its own total of 257 coefficients:
+# $80 + 64 + 80 + 3 + 27 + 3 = 257$ needs 27 light values, and RNet's checkpoints hold 27 (coloured
+# light). The series keeps RNet's 27 so a real checkpoint loads; white light is the special case of
+# equal values in the three channels (`lighting.white_gamma`). As in RNet, 0.8 is added
 # to the constant term so that $\boldsymbol\gamma = 0$ is a soft white ambient light. Below, the 9
 # basis functions on a sphere seen from the camera (red positive, blue negative):
 
@@ -527,18 +540,90 @@ assert torch.allclose(ctx.renderer.landmarks(b["coeffs"]), b["landmarks"], atol=
 # - The synthetic dataset has exact ground truth, is split by identity, and is built once and cached.
 #   Speed: `benchmarks/bench_raster.py` compares a render with a ResNet training step.
 #
+# ## Recap questions
+#
+# 1. In what units are the identity, expression and albedo coefficients, and what does a zero vector give?
+#    <details><summary>Answer</summary>Standard deviations of each component; zero is the mean face with the
+#    mean albedo.</details>
+# 2. The paper writes Eq. 5 with $\mathbf R^{-1}(\mathbf x - \mathbf t)$; the series uses $\mathbf R\mathbf v +
+#    \mathbf t$. Are they different cameras?
+#    <details><summary>Answer</summary>No: the same rigid motions, parameterised inversely
+#    ($\mathbf R_{paper} = \mathbf R^\top$, $\mathbf t_{paper} = -\mathbf R^\top \mathbf t$). We follow RNet's
+#    code.</details>
+# 3. Why 27 light values when the paper says $\gamma \in \mathbb R^9$?
+#    <details><summary>Answer</summary>9 SH coefficients per colour channel; only 27 make the paper's total of
+#    257, and RNet's checkpoints hold 27. White light is the case of three equal channels.</details>
+# 4. Why must a renderer sample pixel centres the way the teacher's renderer did?
+#    <details><summary>Answer</summary>A network trained against such renders predicts coefficients whose
+#    renders line up with the photo only in that convention; half a pixel is visible at 64 px.</details>
+#
 # ## Exercises
+#
+# All of these take seconds to a minute on the `course` profile and retrain no network.
 #
 # 1. Which identity component changes the face most in 3D? Rank the first ten by the RMS vertex
 #    displacement of a $+3\sigma$ change (`model.id_base`), then check visually with `explorers.component_sweep`.
+#    <details><summary>Hint</summary>Section 1's <code>rms</code> gives the RMS displacement of one standard
+#    deviation per component; a $+3\sigma$ change is three times that.</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    disp = 3 * rms(model.id_base[:, :10]) * 100  # mm
+#    order = disp.argsort(descending=True)
+#    print([(int(k), round(float(disp[k]), 1)) for k in order])
+#    viz.rows_grid({f"id {int(k)}": explorers.component_sweep(fit_r, "id", int(k), studio) for k in order[:2]})
+#    ```
+#    Components are ordered by decaying standard deviation, so the first ones move the face most.</details>
 # 2. Light a face from below (a "flashlight under the chin") by choosing $\gamma$; which basis function's
 #    sign do you need to flip?
+#    <details><summary>Hint</summary>Compare the lights "from above" and "from the left" of section 3: which of
+#    the nine entries differs?</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    below = lighting.white_gamma(torch.tensor([[0.0, 0.45, 0.1, 0.0, 0, 0, 0, 0, 0]]))
+#    c = coeffs.join_coeffs(angle=torch.tensor([[0.0, 0.3, 0.0]]), gamma=below)
+#    viz.image_grid(FaceRenderer(model, 96)(c, torch.full((1, 3, 96, 96), 0.85)).image, ncols=1)
+#    ```
+#    The band-1 function along $y$ (the second entry): "from above" uses a negative value, from below a
+#    positive one.</details>
 # 3. Render the mean face at yaw $90°$ with `FaceRenderer(model, 128, cull_backfaces=True)` and without:
 #    what changes, and why does a front-only face mask not need culling at moderate yaw?
+#    <details><summary>Hint</summary>Render both with <code>angle=[[0, pi/2, 0]]</code> and show the
+#    difference.</details>
+#    <details><summary>Solution</summary>At $90°$ some rays first meet the *inside* of the open mask (a back
+#    face); culling drops those triangles, so the background shows there instead. At moderate yaw every ray that
+#    meets the mask meets a front face first, and the z-buffer alone keeps it: culling changes nothing.</details>
 # 4. Rasterise two triangles that share an edge passing exactly through pixel centres and check with
 #    `fr.face_idx` that every pixel on the edge is claimed once. Then break the tie rule (in a copy of
 #    `raster._oriented_edge`, use `e >= 0` only) and count the double-covered pixels.
+#    <details><summary>Hint</summary>Section 4 already builds such a pair (<code>two</code>,
+#    <code>two_tri</code>); count how many pixel centres each triangle's edge test accepts.</details>
+#    <details><summary>Solution</summary>With the tie rule every pixel on the shared edge belongs to exactly one
+#    triangle (its <code>face_idx</code> is one of the two, never both, and none is left empty). With
+#    <code>e >= 0</code> both triangles accept the edge pixels: the double-covered count equals the number of
+#    pixel centres on the edge, and blending would draw them twice.</details>
 # 5. Extend the fitting demo in section 4 to also fit the identity coefficients. Does the photometric loss
 #    alone recover them? What about the landmark loss alone?
+#    <details><summary>Hint</summary>Add <code>"id"</code> to the keys of <code>free</code>, give the target a
+#    random identity, and run the loop twice: once without the landmark term, once without the photometric
+#    term.</details>
+#    <details><summary>Solution</summary>Shading constrains the surface orientation, so the photometric loss
+#    recovers the large identity components roughly; the landmark loss alone sees 68 points and recovers the
+#    outline-related components only; neither pins down the small ones. This is why RNet adds priors.</details>
 # 6. Time `compare_backends` at 24, 48 and 96 px. How does each backend's time grow with the image size?
 #    Predict it from the two algorithms before you run it.
+#    <details><summary>Hint</summary><code>cmp</code> holds the timings; loop over the sizes as section 5
+#    does for one.</details>
+#    <details><summary>Solution</summary>The bounding-box rasteriser tests every pixel of each triangle's box:
+#    roughly proportional to the pixel count (x4 per doubling) once triangles cover several pixels, plus a
+#    per-triangle cost that dominates at small sizes. PyTorch3D's binned rasteriser has a larger fixed cost
+#    and grows more slowly; where the curves cross depends on the machine.</details>
+#
+# ## References
+#
+# - V. Blanz, T. Vetter. A morphable model for the synthesis of 3D faces. SIGGRAPH 1999.
+# - P. Paysan et al. A 3D face model for pose and illumination invariant face recognition. AVSS 2009 (BFM).
+# - Y. Deng et al. Accurate 3D face reconstruction with weakly-supervised learning. CVPR Workshops 2019 (RNet).
+# - R. Ramamoorthi, P. Hanrahan. An efficient representation for irradiance environment maps. SIGGRAPH 2001.
+# - N. Ravi et al. Accelerating 3D deep learning with PyTorch3D. 2020.

@@ -355,7 +355,8 @@ else:
 # - `occlusion.occlude(images, kind, generator, landmarks=..., boxes=..., fill=...)` is the single entry
 #   point: occluded images, exact masks and per-sample coverage of the face region, reproducible from a seed.
 # - The paper's taxonomy has numbers here: DSOFI two squares of 5-15% of the face region each, DHOFI
-#   two of 15-30%, SHOFI one of 30-60%, full 60-80%; random patterns cover 8-25% per shape.
+#   two of 15-30%, SHOFI one of 30-60%, full 60-80%; the `random_pattern` kind of Tables 5-7 puts 1-3
+#   shapes of 5-15% each on a face (`occlusion.KIND_DESCRIPTIONS` holds every kind's ranges).
 # - Natural occluders are placed from the 68 landmarks and verified (sunglasses on the eyes, mask on
 #   the nose tip and mouth).
 # - Fill colours vary so a model cannot learn a colour shortcut (Sec. 4); geometry and colour are
@@ -363,15 +364,75 @@ else:
 # - MOPI's 7 variants per identity, SOPI's on-the-fly occluder (resumable) and the fixed evaluation
 #   sets are all built by the library and cached.
 #
+# ## Recap questions
+#
+# 1. What separates DSOFI, DHOFI and SHOFI?
+#    <details><summary>Answer</summary>The number of squares and their size as a fraction of the face region:
+#    two slight, two heavy, one heavy (up to 60 %).</details>
+# 2. Why are the occluder's geometry and colour drawn separately?
+#    <details><summary>Answer</summary>So that the same occluder can be redrawn in another colour: colour
+#    invariance (the paper's Fig. 3) becomes measurable.</details>
+# 3. Why are the evaluation sets fixed and built from the test identities only?
+#    <details><summary>Answer</summary>Every model is measured on the very same images, so differences come from
+#    the models; identities seen in training would flatter every model.</details>
+#
 # ## Exercises
+#
+# All of these take seconds on the `course` profile (the probe fits in closed form) and retrain no network.
 #
 # 1. Fit the landmark probe of section 1 on faces occluded only by `dsofi` and evaluate it on `shofi`.
 #    Does training on light occlusion transfer to heavy occlusion?
+#    <details><summary>Hint</summary>Occlude <code>fit["image"]</code> with <code>occlusion.occlude</code>
+#    and kind <code>"dsofi"</code>, then reuse section 1's loop.</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    d = occlusion.occlude(fit["image"], "dsofi", seed, fit["landmarks"], fill="solid")
+#    probe_d = probes.fit_landmark_probe(d.images, fit["landmarks"], lam=10.0)
+#    sh = occlusion.occlude(all_test["image"], "shofi", seed, all_test["landmarks"], fill="solid")
+#    for name, pr in (("clean", probe_clean), ("dsofi", probe_d), ("training mix", probe_occ)):
+#        print(name, metrics.landmark_me(pr(sh.images), all_test["landmarks"], image_size, "mean").item())
+#    ```
+#    Light occlusion helps on heavy occlusion somewhat, less than the training mix that includes heavy
+#    squares.</details>
 # 2. Change `FOREHEAD_FRACTION` (the forehead added to the landmark box) to 0 and recompute the
 #    coverage histograms. Which kinds change, and why do the squares' histograms not?
+#    <details><summary>Hint</summary>It is <code>occlusion.FOREHEAD_FRACTION</code>; set it, rebuild the
+#    sets of the coverage section, set it back.</details>
+#    <details><summary>Solution</summary>The squares are sized as a fraction of the face region, so their
+#    coverage stays in the same range by construction; occluders placed from landmarks (sunglasses, masks)
+#    cover a larger fraction of the smaller region.</details>
 # 3. Write a new natural occluder (say, a face-shield visor or a medical eye patch) in
 #    `occ3d_lib/occlusion/shapes.py` placed from the landmarks, and add a test that it covers the landmarks it should.
+#    <details><summary>Hint</summary>Copy <code>_sunglasses</code>: it builds its polygon from the eye
+#    landmarks 36-47; register the new name where <code>NATURAL_TYPES</code> is defined.</details>
+#    <details><summary>Solution</summary>An eye patch: an ellipse centred on the mean of landmarks 36-41, with
+#    axes 1.3 times the eye's width and height; the test occludes canonical landmarks and asserts that the mask
+#    is set at every point 36-41 and at none of 42-47.</details>
 # 4. Using `color=`, build SHOFI sets that differ only in colour (black, white, skin) and compare the
 #    clean-trained and occlusion-trained probes on them: which one shows a colour bias?
+#    <details><summary>Hint</summary><code>occlusion.occlude(..., "shofi", seed, ..., fill="solid",
+#    color=(0, 0, 0))</code>: the same seed gives the same square.</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    for col in ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (0.85, 0.65, 0.5)):
+#        o = occlusion.occlude(all_test["image"], "shofi", seed, all_test["landmarks"], fill="solid", color=col)
+#        print(col, [round(metrics.landmark_me(p(o.images), all_test["landmarks"], image_size, "mean").item(), 2)
+#                    for p in (probe_clean, probe_occ)])
+#    ```
+#    The clean-trained probe's error moves with the colour (a skin-coloured square looks like face to it); the
+#    occlusion-trained one, which saw varied fills, moves less.</details>
 # 5. Set `profile.extra["occlusion_mix"]` to `{"none": 1.0}` and `{"full": 1.0}` and refit the probe of
 #    section 1 with each. Plot the error on each evaluation set: what does the mix trade off?
+#    <details><summary>Hint</summary>A <code>TrainingOccluder</code> takes the mix; build one per mix and refit
+#    as section 1 does.</details>
+#    <details><summary>Solution</summary>No occlusion is best on clean faces and worst under heavy occlusion;
+#    only full occlusion teaches the probe to predict the mean landmarks whatever it sees (good on "full", poor
+#    on clean). A mix trades clean accuracy for robustness.</details>
+#
+# ## References
+#
+# - H. Tiwari et al. Occlusion Resistant Network for 3D Face Reconstruction (Sec. 4.1.1: the square taxonomy).
+# - Y. Deng et al. Accurate 3D face reconstruction with weakly-supervised learning. CVPR Workshops 2019.
+# - C. Sagonas et al. 300 Faces in-the-wild challenge. 2013 (the iBUG 68-landmark layout).

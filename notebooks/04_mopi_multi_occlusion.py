@@ -28,8 +28,10 @@
 # - work Eq. 7 and Eq. 8 by hand on toy embeddings, then on real renders;
 # - watch Eq. 8 choose one SOPI label among an identity's seven occluded images;
 # - build the 7-head `MultiOcclusionNet`, pick a rule for single test images, and train MOPI;
-# - run the Table 7 ablation (perceptual only / label only / both);
-# - compare MOPI with SOPI and the teacher on a fixed random-pattern evaluation set (Fig. 5).
+# - run the Table 7 ablation (perceptual only / label only / both) and measure the size and the gradient
+#   of each Eq. 9 term;
+# - compare MOPI with SOPI and the teacher on a fixed random-pattern evaluation set (Fig. 5);
+# - optionally (sections 7b and 8, research), ask why MOPI does or does not beat SOPI here.
 
 # %% [markdown]
 # ## Setup
@@ -99,8 +101,10 @@ print(f"pixels hidden in at least one view: {union:.1%};  hidden in all seven: {
 # %% [markdown]
 # ## 2. FaceNet embeddings and cosine distance
 #
-# FaceNet (Schroff et al. 2015) maps a face image to a 512-d unit vector such that images of the
-# same person are close. "Close" is measured by the **cosine similarity**
+# FaceNet (Schroff et al. 2015) maps a face image to a unit vector such that images of the same
+# person are close. The FaceNet paper uses 128 dimensions; facenet-pytorch's `InceptionResnetV1`,
+# which this series uses, outputs 512, so our embeddings $\mathbf f$ live in $\mathbb R^{512}$.
+# "Close" is measured by the **cosine similarity**
 # $\cos(f_1, f_2) = \langle f_1, f_2\rangle / (\|f_1\|\|f_2\|)$ (for unit vectors: their dot
 # product) or the **cosine distance** $1 - \cos$, which is what Eq. 8 uses. Face *verification*
 # turns this into a decision: "same person" when the similarity exceeds a threshold.
@@ -113,6 +117,9 @@ print(f"pixels hidden in at least one view: {union:.1%};  hidden in all seven: {
 # raises the cosine between views of one identity and lowers it between identities. Inputs are
 # resized to the network's input size and standardised as facenet-pytorch does,
 # $(255x - 127.5)/128$.
+
+# *Runtime:* the next cell trains the embedder the first time it runs (`P.embedder_steps` steps,
+# printed in the setup cell) and only loads it after.
 
 # %%
 embedder = E.get_embedder(ctx)
@@ -130,8 +137,9 @@ if hist:
 # the embedder never saw: it trained on fresh samples of the prior, the test split is a separate
 # draw) is a trial. The ROC curve plots the true-positive rate against the false-positive rate as
 # the threshold moves; we report the area under it (AUC) and the accuracy at the best threshold
-# with same and different pairs weighted equally. The series asks for at least 90 % (checked below): an embedder
-# that cannot tell identities apart would make Eqs. 7 and 8 meaningless.
+# with same and different pairs weighted equally. The series requires at least 90 % (the cell
+# stops otherwise outside the smoke profile): an embedder that cannot tell identities apart would
+# make Eqs. 7 and 8 meaningless.
 
 # %%
 tb = data.test.batch(list(range(len(data.test))))
@@ -269,6 +277,9 @@ with torch.no_grad():
 print(f"at initialisation MOPI.predict == SOPI: max |difference| = {gap:.2e}")
 assert gap < 1e-3
 
+# *Runtime:* the next cell builds the label pool and trains MOPI the first time it runs
+# (`P.mopi_steps` steps) and only loads it after.
+
 # %%
 mopi_net = mopi.get_mopi(ctx, "both", sopi=sopi, embedder=embedder)
 fig = viz.plot_history(mopi_net.history, keys=["loss", "perceptual", "label"], title="MOPI (Eq. 9, x1=0.2, x2=0.8)")
@@ -284,6 +295,9 @@ plt.show()
 # measure the landmark mean error (pixels at 224 x 224) on a fixed random-pattern evaluation set of
 # held-out test faces (`mopi.per_face_me`); the last column compares each variant with the full
 # loss face by face (a paired bootstrap interval, explained in section 8).
+#
+# *Runtime:* with `run_ablations` on, the next cell trains two more MOPI variants, each as long as
+# section 5's.
 
 # %%
 variants = {"both": mopi_net}
@@ -312,16 +326,46 @@ if run_ablations:
 # on the validation identities, see section 8, so the drift is slow but steady). The label loss
 # keeps every head at the best SOPI guess, so label-only and both start equal (MOPI is
 # initialised from SOPI) and can only differ by what the 0.2-weighted perceptual term adds on
-# top. With the short CPU budgets the gap between "both" and "label only" is tiny and can go
-# either way from one run to the next (its paired interval above straddles 0); the gap to
-# "perceptual only" is the robust part of Table 7. The smoke profile trains each variant for a
+# top. Where the paired interval of "label only" above straddles 0, the two tie at this budget, and
+# the next cell says why (how hard each term pulls); the gap to "perceptual only" is the part of
+# Table 7 to expect at any budget. The smoke profile trains each variant for a
 # handful of steps only: read the `course` numbers.
+#
+# **How big is each term of Eq. 9, and how hard does it pull?** The history logs $L_{perc}$ and
+# $L_{label}$ at every step; the next cell plots the weighted terms $0.2\,L_{perc}$ and
+# $0.8\,L_{label}$ over training, and measures on one training batch the norm of the gradient that
+# each weighted term alone sends into the network's weights, at the start (MOPI = SOPI) and at the end
+# (`mopi.term_gradient_norms`). If the perceptual term's gradient is a small fraction of the label
+# term's, "both" is "label only" with a small perturbation, and the two are expected to tie.
+
+# %%
+hist5 = mopi_net.history
+steps5 = [h["step"] for h in hist5]
+fig, ax = plt.subplots(figsize=(6.4, 3.2))
+ax.plot(steps5, [0.2 * h["perceptual"] for h in hist5], label="0.2 L_perc")
+ax.plot(steps5, [0.8 * h["label"] for h in hist5], label="0.8 L_label")
+ax.set_xlabel("step"); ax.set_ylabel("weighted term"); ax.set_yscale("log")
+ax.set_title("the two terms of Eq. 9 during MOPI training", fontsize=9)
+ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0)); fig.tight_layout()
+plt.show()
+gbatch = mopi.mopi_batch_fn(data.train, sopi, embedder, ctx.renderer, 2, P.n_occlusion_variants)(
+    0, torch.Generator().manual_seed(seed))
+start = MultiOcclusionNet(P.backbone, n_heads=P.n_occlusion_variants).init_from_reconnet(sopi)
+rows = ["| weights | 0.2 L_perc | its gradient norm | 0.8 L_label | its gradient norm | ratio of gradients |",
+        "|---|---|---|---|---|---|"]
+for name, model_ in (("start (= SOPI)", start), ("end of training", mopi_net)):
+    g = mopi.term_gradient_norms(model_, gbatch, ctx.renderer, embedder, 0.2, 0.8)
+    ratio = g["perceptual"]["grad_norm"] / max(g["label"]["grad_norm"], 1e-12)
+    rows.append(f"| {name} | {g['perceptual']['value']:.4f} | {g['perceptual']['grad_norm']:.3g} | "
+                f"{g['label']['value']:.3f} | {g['label']['grad_norm']:.3g} | {ratio:.3g} |")
+display(Markdown("\n".join(rows)))
 
 # %% [markdown]
 # ## 7. MOPI vs SOPI vs the teacher (Fig. 5)
 #
 # The same fixed random-pattern set, now for the teacher (never saw an occluder), SOPI and MOPI.
-# The paper (CelebA): MOPI 1.24 vs RNet 7.91.
+# The paper (CelebA): MOPI 1.24 vs RNet 7.91. Beating the teacher is the easy part; notebook 05 also
+# compares MOPI with the mean face at the true pose, a baseline handed the pose.
 
 # %%
 faces7 = mopi.per_face_me(ctx, {"teacher": teacher_net, "SOPI": sopi, "MOPI": mopi_net}, kind="random_pattern", seed=2024)
@@ -346,7 +390,10 @@ fig = viz.rows_grid({"input": occ7, "teacher": draw(stages.predict_coeffs(teache
 plt.show()
 
 # %% [markdown]
-# ### When MOPI does not beat SOPI: look at its targets
+# ### 7b. Optional research section: when MOPI does not beat SOPI, look at its targets
+#
+# *This subsection and section 8 are optional: they go beyond the paper to explain a result. A class
+# short of time can skip to the summary.*
 #
 # MOPI can only become as good as its labels. SOPI learned from teacher(**clean**) outputs; MOPI's
 # Eq. 8 label is SOPI's prediction on one of the seven **occluded** images, chosen because its render
@@ -360,10 +407,9 @@ plt.show()
 # as good as SOPI's average occluded prediction, worse than teacher(clean), and a MOPI network
 # fine-tuned towards them drifts towards worse targets (on clean faces too). The paper trains 500K
 # steps with a FaceNet trained on millions of real faces; it does not report how well Eq. 8 ranks.
-# A softer embedder does not help: trained with contrastive temperature 0.5 or 1.0 instead of
-# 0.1 (`EmbedderSettings(temperature=...)`), its Spearman stays within +-0.08 on the validation
-# and test faces and its verification accuracy falls below 90 % (0.891, 0.885). Section 8 asks
-# whether a better ranking would be enough.
+# A softer embedder is one thing to try: train it with a higher contrastive temperature
+# (`EmbedderSettings(temperature=...)`) and measure both its Spearman and its verification
+# accuracy (exercise 5). Section 8 asks whether a better ranking would be enough.
 
 # %%
 n_chk = min(64, len(data.test))
@@ -390,10 +436,10 @@ ax.set_title(f"Does FaceNet rank SOPI's guesses? Spearman {quality['spearman']:+
 plt.show()
 
 # %% [markdown]
-# ## 8. Beyond the paper: would a perfect Eq. 8 be enough?
+# ## 8. Optional research section: would a perfect Eq. 8 be enough?
 #
-# Section 7 measured that our FaceNet ranks SOPI's seven guesses about as well as a coin. Is that
-# what keeps MOPI from beating SOPI? Synthetic faces let us answer, because their landmarks are
+# Section 7b measured how well our FaceNet ranks SOPI's seven guesses. Is the ranking what keeps
+# MOPI from beating SOPI? Synthetic faces let us answer, because their landmarks are
 # exact: we replace Eq. 8's FaceNet choice by an **oracle** that takes, for every training set,
 # the SOPI prediction with the lowest landmark error (`MopiSettings(selection="oracle")`, which
 # calls `mopi.oracle_label_index`). Nothing else changes: the same occluded sets, steps, learning
@@ -462,25 +508,131 @@ plt.show()
 #   face, and pulls all seven heads to it; Eq. 9 weighs the two 0.2 / 0.8.
 # - Table 7's ablation and the comparison with SOPI and the teacher are measured on a fixed
 #   random-pattern set of held-out faces; notebook 05 evaluates all models on every occlusion type.
-# - Eq. 8 can only be as good as its ranking and its candidates: our FaceNet ranks at chance, and
-#   even an oracle ranking only brings MOPI level with SOPI, because every candidate label is a
-#   SOPI prediction.
+# - Eq. 9's two terms differ in size and pull: section 6 measures both, which tells why "both" and
+#   "label only" end close together.
+# - Eq. 8 can only be as good as its ranking and its candidates: every candidate label is a SOPI
+#   prediction, so even an oracle ranking (section 8) cannot give MOPI a target better than what SOPI
+#   already learned from.
+#
+# ## Recap questions
+#
+# 1. What does Eq. 7 reward, and why is the printed form not usable as a loss?
+#    <details><summary>Answer</summary>Agreement between the seven renders' embeddings (the Gram sum
+#    is the squared norm of their sum). It is a similarity, and its denominator mixes a row and a
+#    column norm, so its best value depends on the direction of the embeddings; we minimise one minus
+#    the row-normalised form (section 3).</details>
+# 2. Which networks are frozen in Eq. 8, and what does that let the series do once per run?
+#    <details><summary>Answer</summary>SOPI and FaceNet. The labels then do not change during
+#    training, so they are chosen once per run (<code>mopi.get_label_pool</code>) and every Table 7
+#    variant trains on the same batches.</details>
+# 3. Why does "perceptual only" drift while "label only" does not?
+#    <details><summary>Answer</summary>Nothing anchors seven renders that agree with each other to the
+#    input; they can agree on a wrong face. The label term pulls every head to a SOPI prediction of
+#    that very face.</details>
+# 4. How does MOPI reconstruct one test image, and why does that cost no more than one head?
+#    <details><summary>Answer</summary>All seven heads read it and their outputs are averaged; the
+#    mean of linear heads on the same features is itself one linear head.</details>
 #
 # ## Exercises
 #
+# Costs are on the `course` profile, in units of this notebook's trainings (notebook 00 gives the
+# measured minutes per notebook).
+#
 # 1. Replace the test-time rule by "head 0 only" (`mopi_net.heads[0](mopi_net.features(x))`).
 #    How much does the ME on the random-pattern set change? What does it say about how different
-#    the heads are?
+#    the heads are? *(No retraining; seconds.)*
+#    <details><summary>Hint</summary><code>mopi.per_face_me</code> takes any callable as a
+#    model.</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    head0 = lambda x: mopi_net.heads[0](mopi_net.features(x))
+#    f1 = mopi.per_face_me(ctx, {"MOPI": mopi_net, "head 0": head0}, kind="random_pattern", seed=2024)
+#    display(Markdown(mopi.comparison_markdown(f1, "MOPI", P.bootstrap)))
+#    ```
+#    The heads start equal (copied from SOPI) and are all pulled to the same label, so they stay
+#    close: head 0 alone is within a hair of the mean, and the mean cannot be worse than the average
+#    head.</details>
 # 2. Set `x1 = 0.5, x2 = 0.5` (`mopi.MopiSettings(x1=0.5, x2=0.5)` with `mopi.train_mopi`). Does
-#    the perceptual term help or hurt at this budget?
+#    the perceptual term help or hurt at this budget? *(Retrains one MOPI.)*
+#    <details><summary>Hint</summary>Pass <code>settings=mopi.MopiSettings("both", x1=0.5, x2=0.5)</code>
+#    to <code>mopi.get_mopi</code>, as section 8 passes its oracle settings.</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    half = mopi.get_mopi(ctx, "both", sopi=sopi, embedder=embedder, settings=mopi.MopiSettings("both", x1=0.5, x2=0.5))
+#    f2 = mopi.per_face_me(ctx, {"MOPI (0.2/0.8)": mopi_net, "MOPI (0.5/0.5)": half}, kind="random_pattern", seed=2024)
+#    display(Markdown(mopi.comparison_markdown(f2, "MOPI (0.2/0.8)", P.bootstrap)))
+#    ```
+#    A larger perceptual weight lets the unanchored term pull harder; section 6's gradient table
+#    tells how much harder. Expect no gain on landmarks and, with a larger weight, a drift towards
+#    the perceptual-only behaviour.</details>
 # 3. Evaluate the printed Eq. 7 (`losses.perceptual_similarity`) on seven identical unit rows
-#    pointing along different axes of R^512. Why is it not a usable loss as printed?
+#    pointing along different axes of R^512. Why is it not a usable loss as printed? *(Seconds.)*
+#    <details><summary>Hint</summary>Build <code>torch.zeros(1, 7, 512)</code> and set one coordinate
+#    to 1 in every row, for two different axes; then try a direction with all coordinates equal.</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    for d in (0, 300):
+#        chi = torch.zeros(1, 7, 512); chi[..., d] = 1.0
+#        print(d, losses.perceptual_similarity(chi).item())
+#    chi = torch.full((1, 7, 512), 512 ** -0.5)
+#    print("diagonal", losses.perceptual_similarity(chi).item())
+#    ```
+#    Seven identical rows should give the best value whatever their direction; the printed form
+#    gives different values for different directions, because its column norm depends on how the
+#    vector spreads over coordinates.</details>
 # 4. Train MOPI from scratch (`MopiSettings(init="scratch")`). How many steps does it need to
-#    reach SOPI's error?
+#    reach SOPI's error? *(Retrains MOPI, many times longer than section 5.)*
+#    <details><summary>Hint</summary>Train with increasing <code>mopi_steps</code> (in
+#    <code>make_context</code>) and plot the random-pattern ME against the steps.</details>
+#    <details><summary>Solution</summary>From scratch the network must learn the whole face model from
+#    SOPI's labels; at the course budget it stays far above SOPI, which is why the series (like the
+#    paper's ImageNet start, at 500K steps) does not start from nothing on a CPU.</details>
 # 5. Lower the embedder's verification accuracy on purpose (fewer `embedder_steps`) and retrain
 #    MOPI: how sensitive is Eq. 8's label choice to the quality of FaceNet? Compare with
-#    `MopiSettings("label", selection="random")`, a choice made by a coin.
+#    `MopiSettings("label", selection="random")`, a choice made by a coin. *(Retrains the embedder
+#    and one or two MOPIs.)*
+#    <details><summary>Hint</summary>Section 7b's cell gives the label quality
+#    (<code>mopi.selection_quality</code>) without training MOPI: compare its "Eq. 8 label" with its
+#    "random choice".</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    rnd = mopi.get_mopi(ctx, "label", sopi=sopi, embedder=embedder, settings=mopi.MopiSettings("label", selection="random"))
+#    f5 = mopi.per_face_me(ctx, {"SOPI": sopi, "Eq. 8": label_eq8, "random": rnd}, kind="random_pattern", seed=2024)
+#    display(Markdown(mopi.comparison_markdown(f5, "SOPI", P.bootstrap)))
+#    ```
+#    If the Spearman of section 7b is near 0, Eq. 8 and the coin give labels of the same quality, and
+#    their MOPIs tie: the selection then does no work.</details>
 # 6. Section 8 showed that the best single SOPI prediction is not enough. Average the seven SOPI
 #    predictions of each set instead of choosing one (the `label` of `select_labels`' output
 #    replaced by `sopi_coeffs.mean(1)`): how good is that label (section 7's landmark error), and
-#    does MOPI trained on it beat SOPI?
+#    does MOPI trained on it beat SOPI? *(Measuring the label: seconds; training on it: one MOPI.)*
+#    <details><summary>Hint</summary>Measure first: render <code>lab["sopi_coeffs"].mean(1)</code> and
+#    take its landmark ME against <code>chk["landmarks"]</code>, as section 7b does for each
+#    candidate.</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    avg = lab["sopi_coeffs"].mean(1)
+#    print("mean of seven:", ctx.renderer.landmark_me(avg, chk["landmarks"]).mean().item(),
+#          "| Eq. 8:", quality["selected"], "| oracle:", quality["oracle"])
+#    ```
+#    Averaging cancels part of each view's occluder-driven error, so the mean label is usually
+#    better than a random single one; training on it needs a batch function that returns it as
+#    <code>label</code> (wrap <code>mopi.mopi_batch_fn</code>).</details>
+#
+# ## References
+#
+# - F. Schroff, D. Kalenichenko, J. Philbin. FaceNet: a unified embedding for face recognition and clustering.
+#   CVPR 2015 (128-d embeddings; facenet-pytorch's InceptionResnetV1 gives 512-d).
+# - P. Khosla, P. Teterwak, C. Wang, A. Sarna, Y. Tian, P. Isola, A. Maschinot, C. Liu, D. Krishnan. Supervised
+#   contrastive learning. NeurIPS 2020 (the embedder's loss).
+# - G. Hinton, O. Vinyals, J. Dean. Distilling the knowledge in a neural network. 2015 (MOPI's label loss is a
+#   regression to a chosen SOPI output, not soft-target distillation).
+# - Y. Deng et al. Accurate 3D face reconstruction with weakly-supervised learning. CVPR Workshops 2019 (RNet).
+# - V. Blanz, T. Vetter. A morphable model for the synthesis of 3D faces. SIGGRAPH 1999.
+# - R. Ramamoorthi, P. Hanrahan. An efficient representation for irradiance environment maps. SIGGRAPH 2001.
+# - S. Umeyama. Least-squares estimation of transformation parameters between two point patterns. IEEE TPAMI 1991.

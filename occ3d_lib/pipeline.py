@@ -227,6 +227,45 @@ def summary_markdown(summary: dict[str, Any] | str | Path = COURSE_SUMMARY) -> s
     return "\n".join(lines)
 
 
+#: Reading speed for technical text with formulas, words per minute (notebook 00's time table).
+WORDS_PER_MINUTE = 120
+
+
+def reading_minutes(notebooks_dir: str | Path = REPO_ROOT / "notebooks",
+                    words_per_minute: float = WORDS_PER_MINUTE) -> dict[str, float]:
+    """Minutes to read each notebook: the words of its markdown and code cells at ``words_per_minute``
+    (a code line counts as a few words). ``{notebook stem: minutes}``. Notebook 00 section 3."""
+    import nbformat
+
+    if words_per_minute <= 0:
+        raise ValueError(f"words_per_minute must be positive, got {words_per_minute!r}")
+    out = {}
+    for path in discover_notebooks(notebooks_dir):
+        nb = nbformat.read(path, as_version=4)
+        words = sum(len(c.source.split()) for c in nb.cells if c.cell_type == "markdown")
+        words += sum(4 * len([ln for ln in c.source.splitlines() if ln.strip()]) for c in nb.cells
+                     if c.cell_type == "code")
+        out[path.stem] = words / words_per_minute
+    return out
+
+
+def time_table_markdown(summary: dict[str, Any] | str | Path = COURSE_SUMMARY,
+                        notebooks_dir: str | Path = REPO_ROOT / "notebooks") -> str:
+    """A markdown table per notebook: minutes to read (:func:`reading_minutes`) and minutes the recorded
+    course run took to execute it (from ``summary``; "not recorded" without one). Notebook 00 section 3."""
+    books: dict[str, Any] = {}
+    if isinstance(summary, dict):
+        books = summary.get("notebooks", {}) or {}
+    elif Path(summary).is_file():
+        books = json.loads(Path(summary).read_text()).get("notebooks", {}) or {}
+    lines = ["| notebook | read (min, estimated) | run in the course profile (min, measured) |", "|---|---|---|"]
+    for name, minutes in reading_minutes(notebooks_dir).items():
+        entry = books.get(name) or books.get(f"{name}.ipynb")
+        run = f"{float(entry.get('seconds', 0.0)) / 60:.1f}" if isinstance(entry, dict) else "not recorded"
+        lines.append(f"| {name} | {minutes:.0f} | {run} |")
+    return "\n".join(lines)
+
+
 def check_writable(folder: Path) -> None:
     """Raise ``PipelineUsageError`` (one line) unless ``folder`` can be created and written in."""
     import tempfile

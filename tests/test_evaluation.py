@@ -325,3 +325,18 @@ def test_verdict_strings_are_formatted_from_the_papers_table():
     t1 = E.PAPER["table1"]
     assert v["SOPI on DHOFI is as precise as on unoccluded faces (Table 1)"].paper == \
         f"ME {t1['dhofi']['sopi'][0]} vs {t1['none']['sopi'][0]}"
+
+
+def test_verdict_counts_split_by_what_a_claim_compares_with():
+    res = _fake_results()
+    res["summary"][E.MEAN_FACE] = {k: {"me": {"mean": 1.05, "lo": 0.95, "hi": 1.15, "n": 10},
+                                       "vertex_mm": {"mean": 10.0, "lo": 9.0, "hi": 11.0, "n": 10}}
+                                   for k in ("none", "shofi", "random_pattern")}
+    v = E.verdicts(res)
+    base = [x for x in v if x.against == "mean face"]
+    assert len(base) == 6 and all(x.claim.startswith("Baseline:") for x in base)
+    # landmark ME: SOPI 1.1 and 2.0, MOPI 1.3 are all above the mean face's 1.05; 3D: 2.2, 4.0, 2.6 mm far below 10
+    counts = E.verdict_counts(v)
+    assert counts["mean face"] == {"does not hold here": 3, "holds": 3}
+    assert sum(sum(row.values()) for row in counts.values()) == len(v)
+    assert "mean face: 3 of 6" in E.verdict_counts_markdown(v)

@@ -151,6 +151,26 @@ def test_step_fn_terms_and_gradients(toy):
     assert losses.label_loss(v, batch["label"]).item() == pytest.approx(hand, rel=1e-5)
 
 
+def test_term_gradient_norms_match_each_term_alone(toy):
+    ctx, sopi, emb = toy
+    fn = mopi.mopi_batch_fn(ctx.dataset.train, sopi.eval(), emb.eval(), ctx.renderer, 2, 3)
+    batch = fn(0, torch.Generator().manual_seed(0))
+    net = MultiOcclusionNet("resnet18", n_heads=3).init_from_reconnet(sopi).eval()
+    for q in net.parameters():
+        q.requires_grad_(False)
+    g = mopi.term_gradient_norms(net, batch, ctx.renderer, emb, 0.2, 0.8)
+    assert all(not q.requires_grad for q in net.parameters()) and not net.training  # restored
+    for q in net.parameters():
+        q.requires_grad_(True)
+    for name, (x1, x2), w in (("perceptual", (1.0, 0.0), 0.2), ("label", (0.0, 1.0), 0.8)):
+        net.zero_grad()
+        terms = mopi.mopi_step_fn(ctx.renderer, emb, x1, x2)(net, batch)
+        terms["loss"].backward()
+        by_hand = sum(float(q.grad.double().pow(2).sum()) for q in net.parameters() if q.grad is not None) ** 0.5
+        assert g[name]["value"] == pytest.approx(w * float(terms[name]), rel=1e-5)
+        assert g[name]["grad_norm"] == pytest.approx(w * by_hand, rel=1e-4)
+
+
 def test_train_mopi_end_to_end_and_cache(toy):
     ctx, sopi, emb = toy
     net = mopi.train_mopi(ctx, "both", sopi=sopi, embedder=emb)

@@ -169,8 +169,8 @@ PROFILES: dict[str, Profile] = {
         # set-ups measured, and the teacher without the photometric term learned as much per step for less
         # CPU. The teacher is still improving fast at every budget measured (400 steps: 1.15x the mean face at
         # the true pose, 700: 0.93x, 1600: 0.71x), so it gets most of notebook 03's class period and SOPI,
-        # which starts from it, the rest. The embedder needs its 700 steps (1.9 s each, FaceNet at its
-        # smallest input) to verify faces at 0.90 (400 steps: 0.89)
+        # which starts from it, the rest (measured times: docs/course_summary.json). The embedder needs its 700
+        # steps (FaceNet at its smallest input) to verify faces at 0.90 (400 steps: 0.89)
         teacher_steps=700, teacher_batch_size=32, teacher_lr=1e-3,
         sopi_steps=300, sopi_batch_size=32, sopi_lr=3e-4,
         embedder_steps=700, embedder_batch_size=64, embedder_image_size=64,

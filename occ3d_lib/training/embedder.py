@@ -1,4 +1,5 @@
-"""FaceNet embedder: 512-d identity embeddings for the MOPI losses (paper Sec. 3.2.2, Eqs. 7-8).
+"""FaceNet embedder: identity embeddings for the MOPI losses (paper Sec. 3.2.2, Eqs. 7-8), 512-d as
+facenet-pytorch's ``InceptionResnetV1`` gives them (the FaceNet paper, Schroff et al. 2015, uses 128-d).
 
 Taught in notebook 04, section 2 ("FaceNet embeddings and cosine distance"). The paper uses a
 pre-trained FaceNet [34] to compare faces: Eq. 7 compares the renders of the 7 predictions of

@@ -303,6 +303,41 @@ def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float 
     return step
 
 
+def term_gradient_norms(model: nn.Module, batch: dict[str, Tensor], renderer: Any, embedder: nn.Module,
+                        x1: float = 0.2, x2: float = 0.8) -> dict[str, dict[str, float]]:
+    """Size and gradient norm of each weighted Eq. 9 term, ``x1 L_perc`` and ``x2 L_label``, on one batch
+    (``images (B, W, 3, S, S)`` and ``label (B, 257)`` as :func:`mopi_batch_fn` returns them).
+
+    Returns ``{"perceptual": {"value", "grad_norm"}, "label": {...}}``: the L2 norm over all of the model's
+    parameters of the gradient of that term alone. BatchNorm layers run in eval mode and the model's
+    ``requires_grad`` flags and mode are restored. Notebook 04 section 6: why the full loss ties label-only.
+    """
+    was_training = model.training
+    flags = [q.requires_grad for q in model.parameters()]
+    params = list(model.parameters())
+    try:
+        model.eval()
+        for q in params:
+            q.requires_grad_(True)
+        dev = params[0].device if params else torch.device("cpu")
+        with torch.enable_grad():
+            v = model(batch["images"].to(dev).float()).float()
+            b, w = v.shape[:2]
+            emb = _render_embed(renderer, embedder, v.flatten(0, 1)).view(b, w, -1)
+            terms = {"perceptual": x1 * losses.perceptual_loss(emb),
+                     "label": x2 * losses.label_loss(v, batch["label"].to(dev).float())}
+            out = {}
+            for name, term in terms.items():
+                grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+                sq = sum(float(g.double().pow(2).sum()) for g in grads if g is not None)
+                out[name] = {"value": float(term.detach()), "grad_norm": sq ** 0.5}
+    finally:
+        for q, f in zip(params, flags):
+            q.requires_grad_(f)
+        model.train(was_training)
+    return out
+
+
 def build_mopi(profile: Any, sopi: ReconNet | None = None, init: str = "sopi",
                seed: int | None = None) -> MultiOcclusionNet:
     """A MultiOcclusionNet with the profile's backbone and ``n_occlusion_variants`` heads, started from ``sopi``

@@ -19,11 +19,12 @@ SOPI (Single Occlusion Per Identity)
     The trainee sees each training image occluded partially, fully or not at all at random
     (:class:`occ3d_lib.occlusion.occlude.TrainingOccluder`) and regresses the frozen teacher's output on
     the *clean* version of the same image with the SE loss of Eq. 6 (L1 as the Fig. 6 ablation).
-    The teacher's clean outputs are computed once for the whole training split and cached
-    (they are Eq. 1's labels). The paper does not say how the trainee is initialised; on a CPU
-    budget we start it from the teacher's weights (``SopiSettings.init = "teacher"``), so it
-    begins by reproducing the teacher on clean faces and only has to learn to ignore occluders.
-    ``init = "scratch"`` (or ImageNet in the paper profile) is the alternative.
+    The teacher's clean outputs (Eq. 2's outputs, the labels the trainee of Eq. 1 regresses) are
+    computed once for the whole training split and cached. The paper initialises its models with
+    ImageNet weights (Sec. 4); on a CPU budget we start the trainee from the teacher's weights
+    (``SopiSettings.init = "teacher"``), so it begins by reproducing the teacher on clean faces and
+    only has to learn to ignore occluders. ``init = "scratch"`` (or ImageNet in the paper profile)
+    is the alternative.
 """
 from __future__ import annotations
 
@@ -238,7 +239,8 @@ def get_teacher(ctx: Context, settings: TeacherSettings | None = None, **kw: Any
 
 # --------------------------------------------------------------------------------------------- SOPI
 def teacher_labels(ctx: Context, teacher: nn.Module, split: str = "train") -> Tensor:
-    """Eq. 1's labels: the frozen teacher's output on every *clean* image of a split, cached. (M, 257).
+    """Eq. 2's outputs, the labels the trainee of Eq. 1 regresses: the frozen teacher on every *clean* image
+    of a split, cached. (M, 257).
 
     Under torchrun rank 0 computes and writes the cache while the other ranks wait, then read it.
     """
@@ -319,7 +321,6 @@ def stage_history(model: nn.Module) -> list[dict[str, float]]:
     return load_history(d) if d is not None else []
 
 
-# ------------------------------------------------------------------------------------ the claims
 # ------------------------------------------------------------------------------- quick evaluation
 #: Groups of :func:`error_with_true_groups`: each row swaps these coefficient groups for the truth.
 TRUE_GROUP_ROWS: Mapping[str, tuple[str, ...]] = {
