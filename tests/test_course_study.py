@@ -180,3 +180,22 @@ def test_stage_seconds_reads_finished_stages_newest_first_wins(tmp_path):
     (tmp_path / "checkpoints" / "teacher-aaaa" / "history.json").write_text("{}")
     with pytest.raises(ValueError, match="teacher-aaaa.*not a training history"):
         study.stage_seconds(tmp_path)
+
+
+def test_limit_markdown_reads_the_longest_run_against_the_goals(monkeypatch):
+    from occ3d_lib.core import thresholds
+
+    def rec(steps, cpu, me, dense):
+        pts = [{"step": s, "cpu_s": c, "wall_s": c / 2, "me": m, "dense_mm": d, "baseline_me": 4.0,
+                "baseline_dense_mm": 5.0} for s, c, m, d in zip(steps, cpu, me, dense)]
+        return {"setup": "A", "steps": steps[-1], "points": pts}
+
+    short = rec([100], [60.0], [1.0], [1.0])  # better, but not the longest run
+    long = rec([100, 300, 400], [100.0, 300.0, 400.0], [6.0, 3.0, 2.8], [5.0, 3.5, 3.5])
+    text = study.limit_markdown([short, long])
+    assert "400 steps, 7 CPU-minutes" in text and "**0.70 x**" in text and "**0.70 x** its dense" in text
+    assert "does not reach the goals" in text and "from step 300" in text and "from 3.00 to 2.80 px" in text
+    monkeypatch.setattr(study, "COURSE_GOAL_ME", 0.75)
+    monkeypatch.setattr(study, "COURSE_GOAL_DENSE", 0.75)
+    assert "so it reaches both goals" in study.limit_markdown([long])
+    assert thresholds.COURSE_GOAL_ME == 0.5  # the module's own value is untouched by the patch above

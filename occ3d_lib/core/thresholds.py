@@ -16,6 +16,12 @@ DEGRADES: float = 2.0
 #: mean face at the true pose, i.e. the teacher has learned shape, not only where the face is.
 LEARNED_SHAPE: float = 1 / 3
 
+#: The course profile's goals for the teacher on clean faces (not claims of the paper): landmark ME at
+#: most COURSE_GOAL_ME x, and dense 3D error at most COURSE_GOAL_DENSE x, those of the mean face at the
+#: true pose. Notebook 03 section 2 measures how far a class's CPU budget gets (the course study).
+COURSE_GOAL_ME: float = 0.5
+COURSE_GOAL_DENSE: float = 0.6
+
 
 def thresholds_markdown() -> str:
     """The definitions of the verdict thresholds as a markdown list (notebook 03 section 7, report.md)."""

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from occ3d_lib.core.thresholds import COURSE_GOAL_DENSE, COURSE_GOAL_ME
+
 #: Where the committed study records live, relative to the repository root.
 STUDY_DIR = Path(__file__).resolve().parents[2] / "docs" / "course_study"
 
@@ -70,8 +72,26 @@ def study_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+
+def limit_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """Where the study's budget ends: the longest run's last point against the course goals
+    (:data:`occ3d_lib.core.thresholds.COURSE_GOAL_ME` / ``COURSE_GOAL_DENSE``), and how much its
+    landmark error still fell over its last quarter of CPU time. Notebook 03 section 2."""
+    longest = max(records, key=lambda r: r["points"][-1]["cpu_s"])
+    pts, last = longest["points"], longest["points"][-1]
+    earlier = min(pts, key=lambda p: abs(p["cpu_s"] - 0.75 * last["cpu_s"]))
+    me_r, dense_r = last["me"] / last["baseline_me"], last["dense_mm"] / last["baseline_dense_mm"]
+    verdict = ("reaches both goals" if me_r <= COURSE_GOAL_ME and dense_r <= COURSE_GOAL_DENSE
+               else "does not reach the goals")
+    return (f"The longest run of the study ({longest['setup']}, {last['step']} steps, {last['cpu_s'] / 60:.0f} "
+            f"CPU-minutes) ends at **{me_r:.2f} x** the mean face's landmark ME and **{dense_r:.2f} x** its dense 3D "
+            f"error; the course goals are {COURSE_GOAL_ME:g} x and {COURSE_GOAL_DENSE:g} x, so it {verdict}. Over its "
+            f"last quarter of CPU time (from step {earlier['step']}) the landmark ME still fell from "
+            f"{earlier['me']:.2f} to {last['me']:.2f} px.")
+
+
 def plot_study(records: Sequence[Mapping[str, Any]], axes: Any = None,
-               targets: tuple[float, float] | None = (0.5, 0.6)) -> Any:
+               targets: tuple[float, float] | None = (COURSE_GOAL_ME, COURSE_GOAL_DENSE)) -> Any:
     """Validation landmark ME and dense 3D error against CPU-minutes, one line per set-up, with the mean
     face at the true pose as a dashed line and, when ``targets`` is given, the course profile's goals
     (that fraction of the mean face's error, landmarks then 3D) as dotted lines. Returns the figure."""
