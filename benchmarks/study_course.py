@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from occ3d_lib.core import metrics  # noqa: E402
 from occ3d_lib.core.artifacts import write_json  # noqa: E402
 from occ3d_lib.data.context import make_context  # noqa: E402
+from occ3d_lib.evaluation import diagnostics  # noqa: E402
 from occ3d_lib.evaluation.evaluate import mean_face_like  # noqa: E402
 from occ3d_lib.evaluation.study import load_sopi_study, load_study, plot_study, sopi_markdown, study_markdown  # noqa: E402,E501
 from occ3d_lib.face.coeffs import split_coeffs  # noqa: E402
@@ -84,7 +85,7 @@ def val_errors(ctx: Any, model: torch.nn.Module, n: int = 200) -> dict[str, floa
 def sopi_val_errors(ctx: Any, model: torch.nn.Module, eval_sets: dict[str, Any]) -> dict[str, float]:
     """SOPI's landmark ME (px at 224) on the validation identities' fixed occluded sets, per kind, with
     the mean face at the true pose as ``baseline_<kind>``."""
-    me = stages.landmark_me_by_kind({"sopi": model}, eval_sets, ctx.dataset.val, ctx.renderer)
+    me = diagnostics.landmark_me_by_kind({"sopi": model}, eval_sets, ctx.dataset.val, ctx.renderer)
     return {**me["sopi"], **{f"baseline_{k}": v for k, v in me["baseline"].items()}}
 
 

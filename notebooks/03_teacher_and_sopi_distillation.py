@@ -47,7 +47,7 @@ from IPython.display import Markdown, display
 
 from occ3d_lib.core import thresholds, viz
 from occ3d_lib.data.context import make_context
-from occ3d_lib.evaluation import study
+from occ3d_lib.evaluation import diagnostics, study
 from occ3d_lib.evaluation.claims import claims_markdown, sopi_claims
 from occ3d_lib.occlusion import occlude as occlusion
 from occ3d_lib.training import stages
@@ -207,14 +207,14 @@ plt.show()
 # ### Where does the teacher's error come from?
 #
 # Swap one group of the teacher's coefficients for the ground truth and measure again
-# (`stages.error_with_true_groups`). If the error is mostly pose, the *true pose* row drops to
+# (`diagnostics.error_with_true_groups`). If the error is mostly pose, the *true pose* row drops to
 # near zero; if it is mostly shape, the *true shape* row does. The mean-face baseline is the
 # extreme case "true pose, no shape at all".
 
 # %%
 gt_clean = test.batch([int(i) for i in clean.params["indices"]])
 pred_clean = stages.predict_coeffs(teacher_net, clean.images.float(), device=ctx.device)
-parts = stages.error_with_true_groups(pred_clean, gt_clean["coeffs"], gt_clean["landmarks"], ctx.renderer)
+parts = diagnostics.error_with_true_groups(pred_clean, gt_clean["coeffs"], gt_clean["landmarks"], ctx.renderer)
 display(Markdown("| teacher's prediction with ... | ME (px @224) |\n|---|---|\n" +
                  "\n".join(f"| {'nothing changed' if k == 'prediction' else 'true ' + k} | {v:.2f} |"
                             for k, v in parts.items())))
@@ -303,7 +303,7 @@ display(Markdown(thresholds.thresholds_markdown()))
 
 # %%
 models = {"teacher": teacher_net, "sopi": sopi_net}
-me = stages.landmark_me_by_kind(models, eval_sets, test, ctx.renderer, device=ctx.device)
+me = diagnostics.landmark_me_by_kind(models, eval_sets, test, ctx.renderer, device=ctx.device)
 table = ["| model | clean | DSOFI | DHOFI | SHOFI |", "|---|---|---|---|---|"]
 for m, row in me.items():
     table.append(f"| {m} | " + " | ".join(f"{row.get(k, float('nan')):.2f}" for k in ("clean", *kinds)) + " |")
@@ -400,7 +400,7 @@ for name, d in ci["models"].items():
 # %%
 if run_l1_ablation:
     sopi_l1 = stages.get_sopi(ctx, stages.SopiSettings(loss="l1"), teacher=teacher_net)
-    me_l1 = stages.landmark_me_by_kind({"sopi (L1)": sopi_l1}, eval_sets, test, ctx.renderer, device=ctx.device)
+    me_l1 = diagnostics.landmark_me_by_kind({"sopi (L1)": sopi_l1}, eval_sets, test, ctx.renderer, device=ctx.device)
     rows = ["| loss | clean | DSOFI | DHOFI | SHOFI |", "|---|---|---|---|---|"]
     for name, row in (("SE (Eq. 6)", me["sopi"]), ("L1", me_l1["sopi (L1)"])):
         rows.append(f"| {name} | " + " | ".join(f"{row[k]:.2f}" for k in ("clean", *kinds)) + " |")
@@ -459,7 +459,7 @@ else:
 #    ```python
 #    t0 = stages.get_teacher(ctx, stages.resolve_teacher_settings(P, stages.TeacherSettings(coeff_weight=0.0)))
 #    p0 = stages.predict_coeffs(t0, clean.images.float(), device=ctx.device)
-#    print(stages.error_with_true_groups(p0, gt_clean["coeffs"], gt_clean["landmarks"], ctx.renderer))
+#    print(diagnostics.error_with_true_groups(p0, gt_clean["coeffs"], gt_clean["landmarks"], ctx.renderer))
 #    ```
 #    With weak supervision only and the course budget, the error stays well above the supervised
 #    teacher's; the "true shape" and "true pose" rows show it confuses identity with expression and
@@ -475,7 +475,7 @@ else:
 #    squares = {k: v for k, v in stages.SOPI_TRAINING_MIX.items() if k in ("dsofi", "dhofi", "shofi")}
 #    sq = stages.get_sopi(ctx, stages.SopiSettings(loss="se", mix=squares), teacher=teacher_net)
 #    sets = {**eval_sets, **occlusion.load_or_build_eval_sets(ctx, kinds=("natural",))}
-#    print(stages.landmark_me_by_kind({"sopi": sopi_net, "squares only": sq}, sets, test, ctx.renderer))
+#    print(diagnostics.landmark_me_by_kind({"sopi": sopi_net, "squares only": sq}, sets, test, ctx.renderer))
 #    ```
 #    Expect it to do as well or better on the squares and worse on natural occluders, whose shapes
 #    and textures it never saw: robustness follows the training distribution.</details>
@@ -487,7 +487,7 @@ else:
 #
 #    ```python
 #    scratch = stages.get_sopi(ctx, stages.SopiSettings(loss="se", init="scratch"), teacher=teacher_net)
-#    print(stages.landmark_me_by_kind({"from teacher": sopi_net, "scratch": scratch}, eval_sets, test, ctx.renderer))
+#    print(diagnostics.landmark_me_by_kind({"from teacher": sopi_net, "scratch": scratch}, eval_sets, test, ctx.renderer))
 #    ```
 #    From scratch, the same budget leaves the trainee far behind on every kind, clean included: the
 #    teacher's weights already hold the face model, SOPI only has to learn to ignore occluders.</details>
@@ -509,7 +509,7 @@ else:
 #    measured on `data.val`. How does the validation error scale with the steps? *(Retrains the
 #    teacher at twice its cost.)*
 #    <details><summary>Hint</summary>Measure both teachers with
-#    <code>stages.landmark_me_by_kind</code> on sets built from <code>data.val</code>, or read the
+#    <code>diagnostics.landmark_me_by_kind</code> on sets built from <code>data.val</code>, or read the
 #    study's records, which already list the error every 100 steps.</details>
 #    <details><summary>Solution</summary>The study's curves are still falling at their last step;
 #    doubling the steps lowers the validation error, by less than it did over the first half

@@ -46,6 +46,7 @@ from IPython.display import Markdown, display
 
 from occ3d_lib.core import viz
 from occ3d_lib.data.context import make_context
+from occ3d_lib.evaluation import diagnostics
 from occ3d_lib.nets.facenet import embed_images
 from occ3d_lib.nets.models import MultiOcclusionNet
 from occ3d_lib.occlusion import occlude as occlusion
@@ -293,7 +294,7 @@ plt.show()
 # to look alike; nothing anchors them to the input, so they may agree on a wrong face. The label
 # loss anchors them to the best SOPI guess. We train the two ablations with the same budget and
 # measure the landmark mean error (pixels at 224 x 224) on a fixed random-pattern evaluation set of
-# held-out test faces (`mopi.per_face_me`); the last column compares each variant with the full
+# held-out test faces (`diagnostics.per_face_me`); the last column compares each variant with the full
 # loss face by face (a paired bootstrap interval, explained in section 8).
 #
 # *Runtime:* with `run_ablations` on, the next cell trains two more MOPI variants, each as long as
@@ -308,9 +309,9 @@ fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 3), squ
 for ax, (v, m) in zip(axes[0], variants.items()):
     viz.plot_history(m.history, keys=["perceptual", "label"], title=f"MOPI: {v}", ax=ax)
 plt.show()
-faces6 = mopi.per_face_me(ctx, {f"MOPI ({v})": m for v, m in variants.items()}, kind="random_pattern", seed=2024)
-res = mopi.mean_me(faces6)
-display(Markdown(mopi.comparison_markdown(faces6, "MOPI (both)", P.bootstrap)))
+faces6 = diagnostics.per_face_me(ctx, {f"MOPI ({v})": m for v, m in variants.items()}, kind="random_pattern", seed=2024)
+res = diagnostics.mean_me(faces6)
+display(Markdown(diagnostics.comparison_markdown(faces6, "MOPI (both)", P.bootstrap)))
 
 # %%
 if run_ablations:
@@ -368,9 +369,9 @@ display(Markdown("\n".join(rows)))
 # compares MOPI with the mean face at the true pose, a baseline handed the pose.
 
 # %%
-faces7 = mopi.per_face_me(ctx, {"teacher": teacher_net, "SOPI": sopi, "MOPI": mopi_net}, kind="random_pattern", seed=2024)
-cmp = mopi.mean_me(faces7)
-display(Markdown(mopi.comparison_markdown(faces7, "SOPI", P.bootstrap)))
+faces7 = diagnostics.per_face_me(ctx, {"teacher": teacher_net, "SOPI": sopi, "MOPI": mopi_net}, kind="random_pattern", seed=2024)
+cmp = diagnostics.mean_me(faces7)
+display(Markdown(diagnostics.comparison_markdown(faces7, "SOPI", P.bootstrap)))
 m, s_, t_ = cmp["MOPI"]["occluded"], cmp["SOPI"]["occluded"], cmp["teacher"]["occluded"]
 print(f"MOPI below SOPI: {'yes' if m < s_ else 'NO'} ({m:.2f} vs {s_:.2f});  "
       f"MOPI below the teacher: {'yes' if m < t_ else 'NO'} ({m:.2f} vs {t_:.2f}, ratio {t_ / m:.2f})")
@@ -400,7 +401,7 @@ plt.show()
 # *looks like the same person*. FaceNet is trained to say "same person" whatever the pose,
 # expression and light, so its cosine distance is built to be blind to most of what the landmark
 # error measures. The cell below asks how good Eq. 8's choice is on held-out faces
-# (`mopi.selection_quality`): the landmark error of the chosen label, of a prediction picked at
+# (`diagnostics.selection_quality`): the landmark error of the chosen label, of a prediction picked at
 # random among the seven, of the best of the seven (an oracle that knows the ground truth), and
 # the rank correlation (Spearman) between FaceNet's distance and the landmark error within each
 # identity. A correlation near 0 means the choice is as good as a coin: the labels are then about
@@ -418,7 +419,7 @@ chk_set = occlusion.multi_occlusion_set(chk["image"], chk["landmarks"], P.n_occl
 lab = mopi.select_labels(sopi, embedder, ctx.renderer, chk_set.images.float(), chk["image"])
 W = P.n_occlusion_variants
 me_variants = ctx.renderer.landmark_me(lab["sopi_coeffs"].flatten(0, 1), chk["landmarks"].repeat_interleave(W, 0)).view(n_chk, W)
-quality = mopi.selection_quality(me_variants, lab["distance"])
+quality = diagnostics.selection_quality(me_variants, lab["distance"])
 me_teacher = ctx.renderer.landmark_me(stages.predict_coeffs(teacher_net, chk["image"]), chk["landmarks"])
 print(f"{n_chk} held-out faces x {W} occlusions, landmark ME in px at 224:")
 print(f"  Eq. 8 label (FaceNet's choice) {quality['selected']:.2f} | random choice {quality['mean']:.2f} | "
@@ -454,7 +455,7 @@ plt.show()
 #
 # Small differences need a careful test. All models are measured on the same faces, so we
 # compare them **pairwise**: for each face, the model's error minus SOPI's, and a bootstrap
-# interval of the mean of those differences (`mopi.comparison_markdown`, sections 6-7 too). An
+# interval of the mean of those differences (`diagnostics.comparison_markdown`, sections 6-7 too). An
 # interval that excludes 0 says the difference is not luck of the draw, even when the two models'
 # own intervals overlap.
 
@@ -468,9 +469,9 @@ label_oracle = None if not run_oracle else mopi.get_mopi(ctx, "label", sopi=sopi
 label_models = {"SOPI": sopi, "MOPI, label only, Eq. 8 (FaceNet)": label_eq8}
 if label_oracle is not None:
     label_models["MOPI, label only, oracle selection"] = label_oracle
-faces = mopi.per_face_me(ctx, label_models, kind="random_pattern", seed=2024)
-cmp8 = mopi.mean_me(faces)
-display(Markdown(mopi.comparison_markdown(faces, "SOPI", P.bootstrap)))
+faces = diagnostics.per_face_me(ctx, label_models, kind="random_pattern", seed=2024)
+cmp8 = diagnostics.mean_me(faces)
+display(Markdown(diagnostics.comparison_markdown(faces, "SOPI", P.bootstrap)))
 # better labels (section 7's set) against the MOPI they train (this section's set)
 n_bars = len(label_models) - 1
 fig, ax = plt.subplots(figsize=(6.4, 3.4))
@@ -541,14 +542,14 @@ plt.show()
 # 1. Replace the test-time rule by "head 0 only" (`mopi_net.heads[0](mopi_net.features(x))`).
 #    How much does the ME on the random-pattern set change? What does it say about how different
 #    the heads are? *(No retraining; seconds.)*
-#    <details><summary>Hint</summary><code>mopi.per_face_me</code> takes any callable as a
+#    <details><summary>Hint</summary><code>diagnostics.per_face_me</code> takes any callable as a
 #    model.</details>
 #    <details><summary>Solution</summary>
 #
 #    ```python
 #    head0 = lambda x: mopi_net.heads[0](mopi_net.features(x))
-#    f1 = mopi.per_face_me(ctx, {"MOPI": mopi_net, "head 0": head0}, kind="random_pattern", seed=2024)
-#    display(Markdown(mopi.comparison_markdown(f1, "MOPI", P.bootstrap)))
+#    f1 = diagnostics.per_face_me(ctx, {"MOPI": mopi_net, "head 0": head0}, kind="random_pattern", seed=2024)
+#    display(Markdown(diagnostics.comparison_markdown(f1, "MOPI", P.bootstrap)))
 #    ```
 #    The heads start equal (copied from SOPI) and are all pulled to the same label, so they stay
 #    close: head 0 alone is within a hair of the mean, and the mean cannot be worse than the average
@@ -561,8 +562,8 @@ plt.show()
 #
 #    ```python
 #    half = mopi.get_mopi(ctx, "both", sopi=sopi, embedder=embedder, settings=mopi.MopiSettings("both", x1=0.5, x2=0.5))
-#    f2 = mopi.per_face_me(ctx, {"MOPI (0.2/0.8)": mopi_net, "MOPI (0.5/0.5)": half}, kind="random_pattern", seed=2024)
-#    display(Markdown(mopi.comparison_markdown(f2, "MOPI (0.2/0.8)", P.bootstrap)))
+#    f2 = diagnostics.per_face_me(ctx, {"MOPI (0.2/0.8)": mopi_net, "MOPI (0.5/0.5)": half}, kind="random_pattern", seed=2024)
+#    display(Markdown(diagnostics.comparison_markdown(f2, "MOPI (0.2/0.8)", P.bootstrap)))
 #    ```
 #    A larger perceptual weight lets the unanchored term pull harder; section 6's gradient table
 #    tells how much harder. Expect no gain on landmarks and, with a larger weight, a drift towards
@@ -595,14 +596,14 @@ plt.show()
 #    `MopiSettings("label", selection="random")`, a choice made by a coin. *(Retrains the embedder
 #    and one or two MOPIs.)*
 #    <details><summary>Hint</summary>Section 7b's cell gives the label quality
-#    (<code>mopi.selection_quality</code>) without training MOPI: compare its "Eq. 8 label" with its
+#    (<code>diagnostics.selection_quality</code>) without training MOPI: compare its "Eq. 8 label" with its
 #    "random choice".</details>
 #    <details><summary>Solution</summary>
 #
 #    ```python
 #    rnd = mopi.get_mopi(ctx, "label", sopi=sopi, embedder=embedder, settings=mopi.MopiSettings("label", selection="random"))
-#    f5 = mopi.per_face_me(ctx, {"SOPI": sopi, "Eq. 8": label_eq8, "random": rnd}, kind="random_pattern", seed=2024)
-#    display(Markdown(mopi.comparison_markdown(f5, "SOPI", P.bootstrap)))
+#    f5 = diagnostics.per_face_me(ctx, {"SOPI": sopi, "Eq. 8": label_eq8, "random": rnd}, kind="random_pattern", seed=2024)
+#    display(Markdown(diagnostics.comparison_markdown(f5, "SOPI", P.bootstrap)))
 #    ```
 #    If the Spearman of section 7b is near 0, Eq. 8 and the coin give labels of the same quality, and
 #    their MOPIs tie: the selection then does no work.</details>

@@ -9,6 +9,7 @@ import torch
 from occ3d_lib.core.config import get_profile
 from occ3d_lib.data.context import Context
 from occ3d_lib.data.synthetic import load_or_build_synthetic
+from occ3d_lib.evaluation import diagnostics
 from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet
 from occ3d_lib.training import losses, mopi
 from occ3d_lib.training.embedder import FaceEmbedder
@@ -187,9 +188,9 @@ def test_train_mopi_end_to_end_and_cache(toy):
     # another variant trains in its own folder
     lab = mopi.train_mopi(ctx, "label", sopi=sopi, embedder=emb)
     assert lab.out_dir != net.out_dir
-    res = mopi.compare_models(ctx, {"sopi": sopi, "mopi": net}, n=2)
+    res = diagnostics.compare_models(ctx, {"sopi": sopi, "mopi": net}, n=2)
     assert set(res) == {"sopi", "mopi"} and all(v["occluded"] >= 0 and v["clean"] >= 0 for v in res.values())
-    faces = mopi.per_face_me(ctx, {"sopi": sopi, "mopi": net}, n=2)
+    faces = diagnostics.per_face_me(ctx, {"sopi": sopi, "mopi": net}, n=2)
     for name in ("sopi", "mopi"):
         for tag in ("occluded", "clean"):
             assert faces[name][tag].shape == (2,)
@@ -206,16 +207,16 @@ def test_train_mopi_end_to_end_and_cache(toy):
 def test_selection_quality_on_hand_made_rankings():
     me = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 1.0, 3.0, 2.0]])
     # distances that rank exactly like the errors: the choice is the oracle, rho = 1
-    q = mopi.selection_quality(me, me * 0.01)
+    q = diagnostics.selection_quality(me, me * 0.01)
     assert q["selected"] == pytest.approx(1.0) and q["oracle"] == pytest.approx(1.0)
     assert q["spearman"] == pytest.approx(1.0)
     assert q["mean"] == pytest.approx(me.mean().item()) and q["worst"] == pytest.approx(4.5)
     # reversed ranking: the choice is the worst one, rho = -1
-    q = mopi.selection_quality(me, -me)
+    q = diagnostics.selection_quality(me, -me)
     assert q["selected"] == pytest.approx(4.5) and q["spearman"] == pytest.approx(-1.0)
     # hand-computed: identity 0 picks index 2 (ME 3), identity 1 picks index 0 (ME 5)
     d = torch.tensor([[0.3, 0.2, 0.1, 0.4], [0.1, 0.2, 0.3, 0.4]])
-    q = mopi.selection_quality(me, d)
+    q = diagnostics.selection_quality(me, d)
     assert q["selected"] == pytest.approx(4.0)
     # ranks of identity 0: me (0,1,2,3), d (2,1,0,3) -> rho = 1 - 6*sum(d^2)/(n(n^2-1)) = 1 - 6*8/60 = 0.2
     # identity 1: me ranks (3,0,2,1), d (0,1,2,3) -> sum d^2 = 9+1+0+4 = 14 -> rho = 1 - 84/60 = -0.4
@@ -224,12 +225,12 @@ def test_selection_quality_on_hand_made_rankings():
 
 def test_selection_quality_skips_constant_rows_and_checks_shapes():
     me = torch.tensor([[1.0, 1.0, 1.0], [1.0, 2.0, 3.0]])
-    q = mopi.selection_quality(me, torch.tensor([[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]]))
+    q = diagnostics.selection_quality(me, torch.tensor([[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]]))
     assert q["spearman"] == pytest.approx(1.0)  # only identity 1 counts
     with pytest.raises(ValueError, match=r"\(B, W\)"):
-        mopi.selection_quality(me, me[:, :2])
+        diagnostics.selection_quality(me, me[:, :2])
     with pytest.raises(ValueError, match="W >= 2"):
-        mopi.selection_quality(me[:, :1], me[:, :1])
+        diagnostics.selection_quality(me[:, :1], me[:, :1])
 
 
 def test_label_pool_serves_the_online_batches(toy):
@@ -315,7 +316,7 @@ def test_comparison_markdown_pairs_the_faces():
     faces = {"ref": {"occluded": a, "clean": a / 2},
              "plus": {"occluded": a + 0.5, "clean": a},  # worse by exactly 0.5 on every face
              "noisy": {"occluded": a + torch.tensor([1.0, -1.0, 1.0, -1.0]), "clean": a}}
-    md = mopi.comparison_markdown(faces, "ref", n_boot=200)
+    md = diagnostics.comparison_markdown(faces, "ref", n_boot=200)
     lines = md.splitlines()
     assert lines[0] == "| model | ME occluded | ME clean | occluded minus ref, same faces [95 % CI] |"
     assert lines[2] == "| ref | 2.50 | 1.25 | |"
@@ -323,6 +324,6 @@ def test_comparison_markdown_pairs_the_faces():
     assert lines[3] == "| plus | 3.00 | 2.50 | +0.500 [+0.500, +0.500] |"
     lo, hi = (float(x) for x in lines[4].split("[")[1].rstrip(" |]").split(", "))
     assert lo < 0 < hi and "+0.000 [" in lines[4]
-    assert mopi.comparison_markdown(faces).splitlines()[0] == "| model | ME occluded | ME clean |"
+    assert diagnostics.comparison_markdown(faces).splitlines()[0] == "| model | ME occluded | ME clean |"
     with pytest.raises(ValueError, match="reference 'teacher'"):
-        mopi.comparison_markdown(faces, "teacher")
+        diagnostics.comparison_markdown(faces, "teacher")

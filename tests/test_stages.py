@@ -5,6 +5,7 @@ from torch import nn
 
 from occ3d_lib.core.config import get_profile
 from occ3d_lib.data.context import Context
+from occ3d_lib.evaluation import diagnostics
 from occ3d_lib.training import stages
 from occ3d_lib.training.stages import SopiSettings, predict_coeffs
 
@@ -91,7 +92,7 @@ def test_landmark_me_by_kind_is_zero_for_the_truth_and_names_clean(tiny_ctx):
 
     sets = {"none": SimpleNamespace(images=b["image"], params={"indices": idx}),
             "shofi": SimpleNamespace(images=b["image"].clone(), params={"indices": idx})}
-    me = stages.landmark_me_by_kind({"oracle": Oracle()}, sets, test, tiny_ctx.renderer)
+    me = diagnostics.landmark_me_by_kind({"oracle": Oracle()}, sets, test, tiny_ctx.renderer)
     assert set(me) == {"zero", "baseline", "oracle"} and set(me["oracle"]) == {"clean", "shofi"}
     assert me["oracle"]["clean"] < 1e-3 and me["oracle"]["shofi"] < 1e-3
     assert me["zero"]["clean"] > 0
@@ -108,18 +109,18 @@ def test_error_with_true_groups_locates_the_wrong_group(tiny_ctx):
     lm = r.landmarks(gt)  # exact landmarks of the ground truth
     pred = gt.clone()
     pred[:, SLICES["trans"]] += torch.tensor([0.05, -0.03, 0.0])  # only the translation is wrong
-    out = stages.error_with_true_groups(pred, gt, lm, r)
+    out = diagnostics.error_with_true_groups(pred, gt, lm, r)
     assert out["prediction"] > 0.5
     assert out["translation"] < 1e-3 and out["pose (rotation + translation)"] < 1e-3
     for row in ("identity", "expression", "rotation", "shape (identity + expression)"):
         assert out[row] == pytest.approx(out["prediction"], rel=1e-5)  # swapping a correct group changes nothing
-    assert stages.error_with_true_groups(gt, gt, lm, r, rows={})["prediction"] < 1e-3
+    assert diagnostics.error_with_true_groups(gt, gt, lm, r, rows={})["prediction"] < 1e-3
 
 
 def test_error_with_true_groups_validates(tiny_ctx):
     gt = torch.zeros(2, 257)
     lm = torch.zeros(2, 68, 2)
     with pytest.raises(ValueError, match="unknown coefficient group"):
-        stages.error_with_true_groups(gt, gt, lm, tiny_ctx.renderer, rows={"x": ("pose",)})
+        diagnostics.error_with_true_groups(gt, gt, lm, tiny_ctx.renderer, rows={"x": ("pose",)})
     with pytest.raises(ValueError, match=r"\(B, 68, 2\)"):
-        stages.error_with_true_groups(gt, gt, lm[:, :5], tiny_ctx.renderer)
+        diagnostics.error_with_true_groups(gt, gt, lm[:, :5], tiny_ctx.renderer)

@@ -43,13 +43,12 @@ import torch
 from torch import Tensor, nn
 
 from occ3d_lib.core.artifacts import load_or_build, torch_save
-from occ3d_lib.core.metrics import bootstrap_ci
 from occ3d_lib.data.context import Context
 from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, freeze, seeded
-from occ3d_lib.occlusion.occlude import MOPI_KINDS, make_eval_set, multi_occlusion_set, quantise
+from occ3d_lib.occlusion.occlude import MOPI_KINDS, multi_occlusion_set, quantise
 from occ3d_lib.training import distributed, losses
 from occ3d_lib.training.embedder import get_embedder, weights_hash
-from occ3d_lib.training.stages import get_sopi, predict_coeffs
+from occ3d_lib.training.stages import get_sopi
 from occ3d_lib.training.train import TrainConfig, Trainer, full_precision
 
 VARIANTS = tuple(losses.MOPI_ABLATIONS)  # ("both", "perceptual", "label")
@@ -139,36 +138,6 @@ def oracle_label_index(renderer: Any, sopi_coeffs: Tensor, landmarks: Tensor) ->
     b, w = sopi_coeffs.shape[:2]
     err = renderer.landmark_me(sopi_coeffs.flatten(0, 1), landmarks.repeat_interleave(w, 0)).view(b, w)
     return err.argmin(dim=1)
-
-
-def _ranks(x: Tensor) -> Tensor:
-    """Ranks 0..W-1 along the last dimension (ties broken by position). (B, W) -> (B, W) float."""
-    return x.argsort(dim=-1, stable=True).argsort(dim=-1).float()
-
-
-def selection_quality(me: Tensor, distance: Tensor) -> dict[str, float]:
-    """How good is Eq. 8's choice? Compare the chosen label with chance and with an oracle.
-
-    ``me (B, W)``: landmark error of each of the W SOPI predictions of B identities (e.g. from
-    :func:`occ3d_lib.core.metrics.landmark_me`); ``distance (B, W)``: the cosine distances Eq. 8 ranks
-    (``select_labels(...)["distance"]``). Returns, averaged over identities, ``selected`` (ME of
-    the argmin-distance prediction, i.e. the label), ``mean`` (a prediction picked at random),
-    ``oracle`` (the best of W), ``worst`` and ``spearman`` (mean per-identity rank correlation of
-    distance and ME: 1 = FaceNet ranks reconstructions exactly by landmark error, 0 = no relation;
-    identities whose W errors or distances are all equal are skipped). Notebook 04, section 7.
-    """
-    if me.ndim != 2 or me.shape != distance.shape or me.shape[1] < 2:
-        raise ValueError(f"me and distance must both have shape (B, W) with W >= 2, got {tuple(me.shape)} "
-                         f"and {tuple(distance.shape)}")
-    me, distance = me.detach().double(), distance.detach().double()
-    choice = distance.argmin(dim=1, keepdim=True)
-    rm, rd = _ranks(me).double(), _ranks(distance).double()
-    rm, rd = rm - rm.mean(1, keepdim=True), rd - rd.mean(1, keepdim=True)
-    ok = (me.max(1).values > me.min(1).values) & (distance.max(1).values > distance.min(1).values)
-    rho = (rm * rd).sum(1) / (rm.norm(dim=1) * rd.norm(dim=1)).clamp_min(1e-12)
-    return {"selected": float(me.gather(1, choice).mean()), "mean": float(me.mean()),
-            "oracle": float(me.min(1).values.mean()), "worst": float(me.max(1).values.mean()),
-            "spearman": float(rho[ok].mean()) if bool(ok.any()) else float("nan")}
 
 
 def mopi_batch_fn(split: Any, sopi: nn.Module, embedder: nn.Module, renderer: Any, n_identities: int,
@@ -416,66 +385,3 @@ def train_mopi(ctx: Context, variant: str = "both", sopi: nn.Module | None = Non
 def get_mopi(ctx: Context, variant: str = "both", **kw: Any) -> MultiOcclusionNet:
     """The frozen MOPI network of this context for a Table 7 variant (trained and cached on first use)."""
     return train_mopi(ctx, variant, **kw)
-
-
-# ------------------------------------------------------------------------------------ evaluation
-@torch.no_grad()
-def per_face_me(ctx: Context, models: Mapping[str, nn.Module], kind: str = "random_pattern", seed: int = 1234,
-                split: str = "test", n: int | None = None) -> dict[str, dict[str, Tensor]]:
-    """Landmark ME (224-px scale) of several models, face by face, on a fixed occluded set and on the clean images.
-
-    The set: the first ``n`` (default ``profile.eval_samples``) images of ``split`` occluded with
-    ``kind`` by :func:`occ3d_lib.occlusion.occlude.make_eval_set` (fixed seed, solid random colours).
-    Each model reconstructs through ``predict`` when it has one (MOPI's single-image rule),
-    else ``__call__``. Returns ``{name: {"occluded": (n,), "clean": (n,)}}``, the same faces in the
-    same order for every model, so two models can be compared pairwise (notebook 04, section 8).
-    """
-    data = ctx.dataset.split(split)
-    n = min(len(data), n or ctx.profile.eval_samples)
-    b = data.batch(list(range(n)))
-    occ = make_eval_set(b["image"], b["landmarks"], kind, seed, fill="solid")
-    images = {"occluded": occ.images.float(), "clean": b["image"]}
-    return {name: {tag: ctx.renderer.landmark_me(predict_coeffs(m, x, device=ctx.device), b["landmarks"]).float().cpu()
-                   for tag, x in images.items()} for name, m in models.items()}
-
-
-def compare_models(ctx: Context, models: Mapping[str, nn.Module], kind: str = "random_pattern", seed: int = 1234,
-                   split: str = "test", n: int | None = None) -> dict[str, dict[str, float]]:
-    """Mean landmark ME (224-px scale) of several models on a fixed occluded evaluation set and on the
-    clean images: the means of :func:`per_face_me` (same arguments). Returns
-    ``{name: {"occluded": ME, "clean": ME}}``. Notebook 04, sections 6-8.
-    """
-    return mean_me(per_face_me(ctx, models, kind, seed, split, n))
-
-
-def mean_me(faces: Mapping[str, Mapping[str, Tensor]]) -> dict[str, dict[str, float]]:
-    """The means of :func:`per_face_me`'s per-face errors: ``{name: {"occluded": ME, "clean": ME}}``."""
-    return {name: {tag: float(v.mean()) for tag, v in r.items()} for name, r in faces.items()}
-
-
-def comparison_markdown(faces: Mapping[str, Mapping[str, Tensor]], reference: str | None = None, n_boot: int = 1000,
-                        seed: int = 0) -> str:
-    """A markdown table of :func:`per_face_me` results: mean ME on the occluded and clean images and,
-    when ``reference`` names one of the models, each model's occluded error minus the reference's on
-    the same faces (paired percentile bootstrap of the mean difference, 95 %, ``n_boot`` resamples;
-    an interval excluding 0 means the models differ). Notebook 04, sections 6-8.
-    """
-    if reference is not None and reference not in faces:
-        raise ValueError(f"reference {reference!r} is not one of the models {list(faces)}")
-    head = "| model | ME occluded | ME clean |"
-    rule = "|---|---|---|"
-    if reference is not None:
-        head += f" occluded minus {reference}, same faces [95 % CI] |"
-        rule += "---|"
-    rows = [head, rule]
-    for name, r in faces.items():
-        row = f"| {name} | {float(r['occluded'].mean()):.2f} | {float(r['clean'].mean()):.2f} |"
-        if reference is not None:
-            if name == reference:
-                row += " |"
-            else:
-                d = r["occluded"].double() - faces[reference]["occluded"].double()
-                m, lo, hi = bootstrap_ci(d, n=n_boot, generator=torch.Generator().manual_seed(seed))
-                row += f" {m:+.3f} [{lo:+.3f}, {hi:+.3f}] |"
-        rows.append(row)
-    return "\n".join(rows)

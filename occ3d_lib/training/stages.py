@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from occ3d_lib.core.artifacts import load_or_build, torch_save
 from occ3d_lib.core.config import Profile
 from occ3d_lib.data.context import Context
-from occ3d_lib.face.coeffs import SLICES, mean_face_like, split_coeffs, validate_coeffs
+from occ3d_lib.face.coeffs import split_coeffs
 from occ3d_lib.nets.checkpoints import load_deep3d_checkpoint
 from occ3d_lib.nets.models import ReconNet, freeze, seeded
 from occ3d_lib.occlusion.occlude import TrainingOccluder
@@ -319,67 +319,3 @@ def stage_history(model: nn.Module) -> list[dict[str, float]]:
         return list(h)
     d = getattr(model, "out_dir", None)
     return load_history(d) if d is not None else []
-
-
-# ------------------------------------------------------------------------------- quick evaluation
-#: Groups of :func:`error_with_true_groups`: each row swaps these coefficient groups for the truth.
-TRUE_GROUP_ROWS: Mapping[str, tuple[str, ...]] = {
-    "identity": ("id",), "expression": ("exp",), "rotation": ("angle",), "translation": ("trans",),
-    "pose (rotation + translation)": ("angle", "trans"), "shape (identity + expression)": ("id", "exp"),
-}
-
-
-@torch.no_grad()
-def error_with_true_groups(pred: Tensor, gt: Tensor, landmarks: Tensor, renderer: Any,
-                           rows: Mapping[str, tuple[str, ...]] = TRUE_GROUP_ROWS) -> dict[str, float]:
-    """Where does a model's landmark error come from? Swap coefficient groups for the truth.
-
-    ``pred`` and ``gt`` (B, 257), ``landmarks`` (B, 68, 2) ground truth in pixels of the renderer's
-    image size. Returns the mean ME (pixels at 224) of the prediction (``"prediction"``) and, for each
-    row of ``rows``, of the prediction with those groups (names of :data:`occ3d_lib.face.coeffs.SLICES`)
-    replaced by the ground truth. A row that barely lowers the error is not where the error is;
-    errors of several groups can also cancel, so a swap may even raise it. Notebook 03, section 4.
-    """
-    validate_coeffs(pred, "pred")
-    validate_coeffs(gt, "gt")
-    if pred.shape != gt.shape or landmarks.shape != (pred.shape[0], 68, 2):
-        raise ValueError(f"pred and gt must both be (B, 257) and landmarks (B, 68, 2), got {tuple(pred.shape)}, "
-                         f"{tuple(gt.shape)} and {tuple(landmarks.shape)}")
-    bad = sorted({g for groups in rows.values() for g in groups} - set(SLICES))
-    if bad:
-        raise ValueError(f"unknown coefficient group(s) {bad}; valid: {list(SLICES)}")
-    def me(c: Tensor) -> float:
-        return float(renderer.landmark_me(c, landmarks).mean())
-
-    out = {"prediction": me(pred)}
-    for name, groups in rows.items():
-        c = pred.clone()
-        for g in groups:
-            c[:, SLICES[g]] = gt[:, SLICES[g]].to(c.dtype)
-        out[name] = me(c)
-    return out
-
-
-def landmark_me_by_kind(models: Mapping[str, Any], eval_sets: Mapping[str, Any], split: Any, renderer: Any,
-                        device: str = "cpu") -> dict[str, dict[str, float]]:
-    """Mean landmark ME (pixels at 224) of each model on each fixed evaluation set. Notebook 03 sec. 4-6.
-
-    ``eval_sets[kind]`` is an :class:`occ3d_lib.occlusion.occlude.OcclusionResult` whose
-    ``params['indices']`` are rows of ``split`` (ground truth); kind 'none' is reported as 'clean'.
-    Adds the 'baseline' row (:func:`occ3d_lib.face.coeffs.mean_face_like`: mean face at the *true* pose, which does
-    not look at the image) and the 'zero' row (all-zero coefficients: mean face, frontal, centred,
-    what an untrained RNet outputs). Returns ``{model: {kind: ME}}``.
-    """
-    out: dict[str, dict[str, float]] = {name: {} for name in ["zero", "baseline", *models]}
-    for kind, res in eval_sets.items():
-        name = "clean" if kind == "none" else kind
-        idx = [int(i) for i in res.params["indices"]]
-        gt = split.batch(idx)
-        with torch.no_grad():
-            out["baseline"][name] = float(renderer.landmark_me(mean_face_like(gt["coeffs"]), gt["landmarks"]).mean())
-            out["zero"][name] = float(renderer.landmark_me(torch.zeros_like(gt["coeffs"]), gt["landmarks"]).mean())
-        for mname, model in models.items():
-            pred = predict_coeffs(model, res.images.float(), device=device)
-            with torch.no_grad():
-                out[mname][name] = float(renderer.landmark_me(pred, gt["landmarks"]).mean())
-    return out

@@ -1,0 +1,177 @@
+"""Quick diagnostics of trained models on fixed sets: where an error comes from, each model's error
+per occlusion kind, face-by-face comparisons with paired intervals, and how well Eq. 8 picks labels.
+
+Notebooks 03 (sections 4-6: :func:`error_with_true_groups`, :func:`landmark_me_by_kind`) and 04
+(sections 6-8: :func:`per_face_me`, :func:`mean_me`, :func:`comparison_markdown`,
+:func:`selection_quality`). The full evaluation behind Tables 1-7 is :mod:`occ3d_lib.evaluation.evaluate`.
+Landmark errors are :func:`occ3d_lib.core.metrics.landmark_me` at the paper's 224-px scale.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from occ3d_lib.core.metrics import bootstrap_ci
+from occ3d_lib.data.context import Context
+from occ3d_lib.face.coeffs import SLICES, mean_face_like, validate_coeffs
+from occ3d_lib.occlusion.occlude import make_eval_set
+from occ3d_lib.training.stages import predict_coeffs
+
+# -------------------------------------------------------------------------- where the error is
+#: Groups of :func:`error_with_true_groups`: each row swaps these coefficient groups for the truth.
+TRUE_GROUP_ROWS: Mapping[str, tuple[str, ...]] = {
+    "identity": ("id",), "expression": ("exp",), "rotation": ("angle",), "translation": ("trans",),
+    "pose (rotation + translation)": ("angle", "trans"), "shape (identity + expression)": ("id", "exp"),
+}
+
+
+@torch.no_grad()
+def error_with_true_groups(pred: Tensor, gt: Tensor, landmarks: Tensor, renderer: Any,
+                           rows: Mapping[str, tuple[str, ...]] = TRUE_GROUP_ROWS) -> dict[str, float]:
+    """Where does a model's landmark error come from? Swap coefficient groups for the truth.
+
+    ``pred`` and ``gt`` (B, 257), ``landmarks`` (B, 68, 2) ground truth in pixels of the renderer's
+    image size. Returns the mean ME (pixels at 224) of the prediction (``"prediction"``) and, for each
+    row of ``rows``, of the prediction with those groups (names of :data:`occ3d_lib.face.coeffs.SLICES`)
+    replaced by the ground truth. A row that barely lowers the error is not where the error is;
+    errors of several groups can also cancel, so a swap may even raise it. Notebook 03, section 4.
+    """
+    validate_coeffs(pred, "pred")
+    validate_coeffs(gt, "gt")
+    if pred.shape != gt.shape or landmarks.shape != (pred.shape[0], 68, 2):
+        raise ValueError(f"pred and gt must both be (B, 257) and landmarks (B, 68, 2), got {tuple(pred.shape)}, "
+                         f"{tuple(gt.shape)} and {tuple(landmarks.shape)}")
+    bad = sorted({g for groups in rows.values() for g in groups} - set(SLICES))
+    if bad:
+        raise ValueError(f"unknown coefficient group(s) {bad}; valid: {list(SLICES)}")
+    def me(c: Tensor) -> float:
+        return float(renderer.landmark_me(c, landmarks).mean())
+
+    out = {"prediction": me(pred)}
+    for name, groups in rows.items():
+        c = pred.clone()
+        for g in groups:
+            c[:, SLICES[g]] = gt[:, SLICES[g]].to(c.dtype)
+        out[name] = me(c)
+    return out
+
+
+def landmark_me_by_kind(models: Mapping[str, Any], eval_sets: Mapping[str, Any], split: Any, renderer: Any,
+                        device: str = "cpu") -> dict[str, dict[str, float]]:
+    """Mean landmark ME (pixels at 224) of each model on each fixed evaluation set. Notebook 03 sec. 4-6.
+
+    ``eval_sets[kind]`` is an :class:`occ3d_lib.occlusion.occlude.OcclusionResult` whose
+    ``params['indices']`` are rows of ``split`` (ground truth); kind 'none' is reported as 'clean'.
+    Adds the 'baseline' row (:func:`occ3d_lib.face.coeffs.mean_face_like`: mean face at the *true* pose, which does
+    not look at the image) and the 'zero' row (all-zero coefficients: mean face, frontal, centred,
+    what an untrained RNet outputs). Returns ``{model: {kind: ME}}``.
+    """
+    out: dict[str, dict[str, float]] = {name: {} for name in ["zero", "baseline", *models]}
+    for kind, res in eval_sets.items():
+        name = "clean" if kind == "none" else kind
+        idx = [int(i) for i in res.params["indices"]]
+        gt = split.batch(idx)
+        with torch.no_grad():
+            out["baseline"][name] = float(renderer.landmark_me(mean_face_like(gt["coeffs"]), gt["landmarks"]).mean())
+            out["zero"][name] = float(renderer.landmark_me(torch.zeros_like(gt["coeffs"]), gt["landmarks"]).mean())
+        for mname, model in models.items():
+            pred = predict_coeffs(model, res.images.float(), device=device)
+            with torch.no_grad():
+                out[mname][name] = float(renderer.landmark_me(pred, gt["landmarks"]).mean())
+    return out
+
+
+# ------------------------------------------------------------------ Eq. 8's choice of labels
+def _ranks(x: Tensor) -> Tensor:
+    """Ranks 0..W-1 along the last dimension (ties broken by position). (B, W) -> (B, W) float."""
+    return x.argsort(dim=-1, stable=True).argsort(dim=-1).float()
+
+
+def selection_quality(me: Tensor, distance: Tensor) -> dict[str, float]:
+    """How good is Eq. 8's choice? Compare the chosen label with chance and with an oracle.
+
+    ``me (B, W)``: landmark error of each of the W SOPI predictions of B identities (e.g. from
+    :func:`occ3d_lib.core.metrics.landmark_me`); ``distance (B, W)``: the cosine distances Eq. 8 ranks
+    (``select_labels(...)["distance"]``). Returns, averaged over identities, ``selected`` (ME of
+    the argmin-distance prediction, i.e. the label), ``mean`` (a prediction picked at random),
+    ``oracle`` (the best of W), ``worst`` and ``spearman`` (mean per-identity rank correlation of
+    distance and ME: 1 = FaceNet ranks reconstructions exactly by landmark error, 0 = no relation;
+    identities whose W errors or distances are all equal are skipped). Notebook 04, section 7.
+    """
+    if me.ndim != 2 or me.shape != distance.shape or me.shape[1] < 2:
+        raise ValueError(f"me and distance must both have shape (B, W) with W >= 2, got {tuple(me.shape)} "
+                         f"and {tuple(distance.shape)}")
+    me, distance = me.detach().double(), distance.detach().double()
+    choice = distance.argmin(dim=1, keepdim=True)
+    rm, rd = _ranks(me).double(), _ranks(distance).double()
+    rm, rd = rm - rm.mean(1, keepdim=True), rd - rd.mean(1, keepdim=True)
+    ok = (me.max(1).values > me.min(1).values) & (distance.max(1).values > distance.min(1).values)
+    rho = (rm * rd).sum(1) / (rm.norm(dim=1) * rd.norm(dim=1)).clamp_min(1e-12)
+    return {"selected": float(me.gather(1, choice).mean()), "mean": float(me.mean()),
+            "oracle": float(me.min(1).values.mean()), "worst": float(me.max(1).values.mean()),
+            "spearman": float(rho[ok].mean()) if bool(ok.any()) else float("nan")}
+
+
+# -------------------------------------------------------------------- face-by-face comparisons
+@torch.no_grad()
+def per_face_me(ctx: Context, models: Mapping[str, nn.Module], kind: str = "random_pattern", seed: int = 1234,
+                split: str = "test", n: int | None = None) -> dict[str, dict[str, Tensor]]:
+    """Landmark ME (224-px scale) of several models, face by face, on a fixed occluded set and on the clean images.
+
+    The set: the first ``n`` (default ``profile.eval_samples``) images of ``split`` occluded with
+    ``kind`` by :func:`occ3d_lib.occlusion.occlude.make_eval_set` (fixed seed, solid random colours).
+    Each model reconstructs through ``predict`` when it has one (MOPI's single-image rule),
+    else ``__call__``. Returns ``{name: {"occluded": (n,), "clean": (n,)}}``, the same faces in the
+    same order for every model, so two models can be compared pairwise (notebook 04, section 8).
+    """
+    data = ctx.dataset.split(split)
+    n = min(len(data), n or ctx.profile.eval_samples)
+    b = data.batch(list(range(n)))
+    occ = make_eval_set(b["image"], b["landmarks"], kind, seed, fill="solid")
+    images = {"occluded": occ.images.float(), "clean": b["image"]}
+    return {name: {tag: ctx.renderer.landmark_me(predict_coeffs(m, x, device=ctx.device), b["landmarks"]).float().cpu()
+                   for tag, x in images.items()} for name, m in models.items()}
+
+
+def compare_models(ctx: Context, models: Mapping[str, nn.Module], kind: str = "random_pattern", seed: int = 1234,
+                   split: str = "test", n: int | None = None) -> dict[str, dict[str, float]]:
+    """Mean landmark ME (224-px scale) of several models on a fixed occluded evaluation set and on the
+    clean images: the means of :func:`per_face_me` (same arguments). Returns
+    ``{name: {"occluded": ME, "clean": ME}}``. Notebook 04, sections 6-8.
+    """
+    return mean_me(per_face_me(ctx, models, kind, seed, split, n))
+
+
+def mean_me(faces: Mapping[str, Mapping[str, Tensor]]) -> dict[str, dict[str, float]]:
+    """The means of :func:`per_face_me`'s per-face errors: ``{name: {"occluded": ME, "clean": ME}}``."""
+    return {name: {tag: float(v.mean()) for tag, v in r.items()} for name, r in faces.items()}
+
+
+def comparison_markdown(faces: Mapping[str, Mapping[str, Tensor]], reference: str | None = None, n_boot: int = 1000,
+                        seed: int = 0) -> str:
+    """A markdown table of :func:`per_face_me` results: mean ME on the occluded and clean images and,
+    when ``reference`` names one of the models, each model's occluded error minus the reference's on
+    the same faces (paired percentile bootstrap of the mean difference, 95 %, ``n_boot`` resamples;
+    an interval excluding 0 means the models differ). Notebook 04, sections 6-8.
+    """
+    if reference is not None and reference not in faces:
+        raise ValueError(f"reference {reference!r} is not one of the models {list(faces)}")
+    head = "| model | ME occluded | ME clean |"
+    rule = "|---|---|---|"
+    if reference is not None:
+        head += f" occluded minus {reference}, same faces [95 % CI] |"
+        rule += "---|"
+    rows = [head, rule]
+    for name, r in faces.items():
+        row = f"| {name} | {float(r['occluded'].mean()):.2f} | {float(r['clean'].mean()):.2f} |"
+        if reference is not None:
+            if name == reference:
+                row += " |"
+            else:
+                d = r["occluded"].double() - faces[reference]["occluded"].double()
+                m, lo, hi = bootstrap_ci(d, n=n_boot, generator=torch.Generator().manual_seed(seed))
+                row += f" {m:+.3f} [{lo:+.3f}, {hi:+.3f}] |"
+        rows.append(row)
+    return "\n".join(rows)
