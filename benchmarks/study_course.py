@@ -37,9 +37,8 @@ from occ3d_lib.core import metrics  # noqa: E402
 from occ3d_lib.core.artifacts import write_json  # noqa: E402
 from occ3d_lib.data.context import make_context  # noqa: E402
 from occ3d_lib.evaluation import diagnostics  # noqa: E402
-from occ3d_lib.evaluation.evaluate import mean_face_like  # noqa: E402
 from occ3d_lib.evaluation.study import load_sopi_study, load_study, plot_study, sopi_markdown, study_markdown  # noqa: E402,E501
-from occ3d_lib.face.coeffs import split_coeffs  # noqa: E402
+from occ3d_lib.face.coeffs import mean_face_like, split_coeffs  # noqa: E402
 from occ3d_lib.occlusion.occlude import load_or_build_eval_sets  # noqa: E402
 from occ3d_lib.training import stages  # noqa: E402
 

@@ -314,8 +314,8 @@ plt.show()
 
 # %% [markdown]
 # It is cheap: `benchmarks/bench_occlusion.py` times it against one ResNet-50 training step on the
-# same batch (target at most 5%). On one CPU thread we measured about 1.4% at 32 x 96x96 and 0.2% at
-# 8 x 224x224.
+# same batch and prints the share (the series' target is at most 5%); run
+# `.venv/bin/python benchmarks/bench_occlusion.py` to see it on your machine.
 #
 # ## 9. Fixed evaluation sets
 #

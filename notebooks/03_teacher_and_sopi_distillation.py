@@ -377,9 +377,10 @@ plt.show()
 
 # %%
 from occ3d_lib.evaluation import evaluate as evaluation
+from occ3d_lib.evaluation import report
 
 clean_b = test.batch([int(i) for i in clean.params["indices"]])
-evaluation.colour_grid(models, clean_b["image"][0], clean_b["landmarks"][0], ctx.renderer, seed=P.seed)
+report.colour_grid(models, clean_b["image"][0], clean_b["landmarks"][0], ctx.renderer, seed=P.seed)
 plt.show()
 n_ci = min(len(clean_b["image"]), 32)
 ci = evaluation.colour_invariance(models, clean_b["image"][:n_ci], clean_b["landmarks"][:n_ci], ctx.renderer,

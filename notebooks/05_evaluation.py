@@ -49,6 +49,8 @@ from IPython.display import Markdown, display
 from occ3d_lib.core import metrics, thresholds
 from occ3d_lib.data.context import make_context
 from occ3d_lib.evaluation import evaluate as evaluation
+from occ3d_lib.evaluation import report
+from occ3d_lib.evaluation import sets as evalsets
 from occ3d_lib.training import mopi, stages
 
 # %% [markdown]
@@ -115,8 +117,8 @@ print({k: f"{v:.1f} s" for k, v in timings.items()})
 # projected landmarks, the 257 true coefficients (hence the true mesh) and the occluded fraction.
 
 # %%
-sets = evaluation.load_eval_sets(ctx)
-evaluation.assert_no_identity_leak(torch.cat([s.identity for s in sets.values()]), ctx.dataset.train.identity)
+sets = evalsets.load_eval_sets(ctx)
+evalsets.assert_no_identity_leak(torch.cat([s.identity for s in sets.values()]), ctx.dataset.train.identity)
 for kind, s in sets.items():
     print(f"{kind:15s} {len(s):4d} faces, occluded fraction {s.coverage.mean():.2f} "
           f"(min {s.coverage.min():.2f}, max {s.coverage.max():.2f})")
@@ -214,14 +216,14 @@ print("similarity    :", metrics.vertex_error(moved, g, align_mode="similarity")
 # %% [markdown]
 # ## 6. The evaluation
 #
-# `evaluation.run_evaluation` evaluates every model (plus the mean-face baseline) on every set,
+# `report.run_evaluation` evaluates every model (plus the mean-face baseline) on every set,
 # checks again that no evaluation identity was in the training split, computes 95 % bootstrap
 # intervals for every number, measures occluder-colour invariance, and writes
 # `metrics.json`, the figures and `report.md` into the run folder.
 
 # %%
 t0 = time.perf_counter()
-results = evaluation.run_evaluation(ctx, models, timings=timings,
+results = report.run_evaluation(ctx, models, timings=timings,
                                     settings={"notebook": "05", "run_ablations": run_ablations})
 print(f"evaluated {len(results['models'])} models on {len(results['kinds'])} sets in "
       f"{time.perf_counter() - t0:.1f} s; wrote {ctx.run_dir / 'metrics.json'}")
@@ -235,7 +237,7 @@ print(f"evaluated {len(results['models'])} models on {len(results['kinds'])} set
 # columns too (the paper's: AFLW2000-3D; see section 10 for the real sets).
 
 # %%
-display(Markdown(evaluation.tables_markdown(results)))
+display(Markdown(report.tables_markdown(results)))
 
 # %% [markdown]
 # ## 7. Error against the occluded fraction and against yaw
@@ -249,10 +251,10 @@ display(Markdown(evaluation.tables_markdown(results)))
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
 for ax, metric in zip(axes, ("me", "vertex_mm")):
-    evaluation.curve_figure(results, "coverage", metric, ax=ax)
+    report.curve_figure(results, "coverage", metric, ax=ax)
 fig.tight_layout()
 plt.show()
-fig = evaluation.curve_figure(results, "yaw", "me")
+fig = report.curve_figure(results, "yaw", "me")
 plt.show()
 
 # %% [markdown]
@@ -271,7 +273,7 @@ for name, d in ci["models"].items():
     print(f"{name:16s} spread {d['spread']['mean']:6.2f} [{d['spread']['lo']:.2f}, {d['spread']['hi']:.2f}]   "
           f"vs clean {d['vs_clean']['mean']:6.2f}")
 base = sets["none"]
-fig = evaluation.colour_grid({k: models[k] for k in ("teacher", "sopi")}, base.clean[0], base.landmarks[0],
+fig = report.colour_grid({k: models[k] for k in ("teacher", "sopi")}, base.clean[0], base.landmarks[0],
                              ctx.renderer, seed=P.seed)
 plt.show()
 
@@ -298,10 +300,10 @@ for name, model in models.items():
 
 # %%
 for name in ("teacher", "sopi", "mopi"):
-    worst = evaluation.worst_cases(results, name, "shofi", "me", k=4)
+    worst = report.worst_cases(results, name, "shofi", "me", k=4)
     errs = [results["per_sample"][name]["shofi"]["me"][i] for i in worst]
     print(name, "worst SHOFI faces:", worst, "ME", [f"{e:.1f}" for e in errs])
-    fig = evaluation.failure_grid({name: models[name]}, sets["shofi"], ctx.renderer, worst, errors=errs)
+    fig = report.failure_grid({name: models[name]}, sets["shofi"], ctx.renderer, worst, errors=errs)
     plt.show()
 
 # %% [markdown]
@@ -331,9 +333,9 @@ else:
 
 # %%
 display(Markdown(thresholds.thresholds_markdown()))
-v = evaluation.verdicts(results, colour=results["colour_invariance"])
+v = report.verdicts(results, colour=results["colour_invariance"])
 display(Markdown(evaluation.claims_markdown(v)))
-display(Markdown(evaluation.verdict_counts_markdown(v)))
+display(Markdown(report.verdict_counts_markdown(v)))
 
 # %% [markdown]
 # **Read the count with care.** Most of the paper's claims compare with RNet, a teacher that never
@@ -361,7 +363,7 @@ assert (ctx.run_dir / "report.md").is_file() and (ctx.run_dir / "metrics.json").
 # The paper's numbers come from the CelebA validation split and from AFLW2000-3D. When you have
 # them on disk (see `data/README.md`; both are for non-commercial research only), set
 # `real_data` in the parameters cell to `"celeba:<root>"` or `"aflw2000:<root>"`.
-# `evaluation.real_eval_sets` aligns the faces to RNet's crop (the same alignment as
+# `evalsets.real_eval_sets` aligns the faces to RNet's crop (the same alignment as
 # Deep3DFaceRecon), takes ground-truth landmarks from the data set where it has them
 # (AFLW2000-3D's 68 points) or from **dlib's 68-point detector** on the clean face as the paper
 # does (CelebA), drops and *counts* the faces where dlib finds nothing, and occludes each face
@@ -372,14 +374,14 @@ assert (ctx.run_dir / "report.md").is_file() and (ctx.run_dir / "metrics.json").
 
 # %%
 if real_data:
-    real_sets = evaluation.real_eval_sets(real_data, P.image_size, n=P.eval_samples, seed=P.seed)
+    real_sets = evalsets.real_eval_sets(real_data, P.image_size, n=P.eval_samples, seed=P.seed)
     info = next(iter(real_sets.values())).info
     print(info["load_report"], "| landmarks from", info["landmarks"],
           f"| dlib failure rate {info.get('dlib_failure_rate', 0.0):.1%}")
     real_results = evaluation.evaluate(models, real_sets, ctx.renderer, bootstrap=P.bootstrap, seed=P.seed,
                                        device=ctx.device)
     kw = {"aflw_results": real_results} if real_data.startswith("aflw2000") else {}
-    display(Markdown(evaluation.tables_markdown(real_results if not kw else results, **kw)))
+    display(Markdown(report.tables_markdown(real_results if not kw else results, **kw)))
 else:
     print("real_data is not set: skipped (the synthetic evaluation above is complete)")
 
@@ -453,7 +455,7 @@ if demo is not None:
 # - With synthetic ground truth we measure the 3D shape itself (vertex error in mm, normal error
 #   in degrees). The mean face at the true pose is a baseline handed the pose: on landmarks it is a
 #   hard bar, in 3D it is not handed the answer; the verdict table has a row for each.
-# - `evaluation.run_evaluation` regenerates Tables 1-7 beside the paper's numbers with bootstrap
+# - `report.run_evaluation` regenerates Tables 1-7 beside the paper's numbers with bootstrap
 #   intervals, curves against occluded fraction and yaw, the colour experiment as a number, and a
 #   verdict per claim (thresholds from `occ3d_lib.core.thresholds`) in `runs/<profile>/report.md`.
 # - Most claims that hold are wins over a teacher that never saw an occluder; the paper's own
@@ -486,13 +488,13 @@ if demo is not None:
 #    the intervals narrow enough to trust the ones that hold? *(The course run retrains every model:
 #    notebook 00 gives its measured minutes.)*
 #    <details><summary>Hint</summary>Compare the two runs' <code>metrics.json</code> with
-#    <code>evaluation.verdicts</code> on each.</details>
+#    <code>report.verdicts</code> on each.</details>
 #    <details><summary>Solution</summary>
 #
 #    ```python
 #    import json
 #    other = json.loads((ctx.run_dir.parent / "course" / "metrics.json").read_text())
-#    for a, b in zip(evaluation.verdicts(results), evaluation.verdicts(other)):
+#    for a, b in zip(report.verdicts(results), report.verdicts(other)):
 #        if a.verdict != b.verdict:
 #            print(a.claim, ":", a.verdict, "->", b.verdict)
 #    ```

@@ -38,7 +38,7 @@ _EXPORTS = {name: module for module, names in {
     "training.mopi": ("get_mopi",),
     "training.train": ("Trainer", "TrainConfig"),
     "training.losses": ("se_loss", "perceptual_loss", "label_loss", "composite_loss"),
-    "evaluation.evaluate": ("run_evaluation",),
+    "evaluation.report": ("run_evaluation",),
 }.items() for name in names}
 
 

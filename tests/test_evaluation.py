@@ -12,6 +12,8 @@ import torch
 from occ3d_lib.core.config import get_profile
 from occ3d_lib.data.synthetic import SyntheticSplit
 from occ3d_lib.evaluation import evaluate as E
+from occ3d_lib.evaluation import report
+from occ3d_lib.evaluation import sets as evalsets
 from occ3d_lib.face.coeffs import SLICES, join_coeffs
 from occ3d_lib.face.facemodel import FaceModel, build_point_buf
 from occ3d_lib.nets.models import ReconNet
@@ -66,7 +68,7 @@ def _make_set(renderer, kind, coeffs, seed=0, identity=None):
     if kind != "none":  # a grey block over the top-left quarter
         images[:, :, : S // 2, : S // 2] = 0.5
     cov = torch.full((b,), 0.0 if kind == "none" else 0.25)
-    return E.EvalSet(kind=kind, images=images, clean=clean, landmarks=out.landmarks.float(), coeffs=coeffs,
+    return evalsets.EvalSet(kind=kind, images=images, clean=clean, landmarks=out.landmarks.float(), coeffs=coeffs,
                      coverage=cov, identity=identity if identity is not None else torch.arange(b))
 
 
@@ -143,7 +145,7 @@ def test_evaluate_structure_baseline_and_predict(renderer):
     cov = res["curves"]["coverage"]["mopi"]["me"]
     assert [c["n"] for c in cov][:3] == [b, 0, b]  # coverage 0 and 0.25 land in bins 0-10 % and 20-30 %
     assert res["meta"]["identity_leak_checked"] is True
-    json.dumps(E._jsonable(res))  # JSON-ready
+    json.dumps(E.jsonable(res))  # JSON-ready
 
 
 def test_identity_leak_is_refused(renderer):
@@ -152,7 +154,7 @@ def test_identity_leak_is_refused(renderer):
     with pytest.raises(AssertionError, match="identity leak: 1 evaluation identity"):
         E.evaluate({"m": lambda x: torch.zeros(x.shape[0], 257)}, sets, renderer, bootstrap=5,
                    train_identities=np.array([1, 2, 9]))
-    E.assert_no_identity_leak([1, 2], [3, 4])
+    evalsets.assert_no_identity_leak([1, 2], [3, 4])
 
 
 def test_colour_invariance_measures_albedo_change(renderer):
@@ -202,7 +204,7 @@ def _fake_results():
 
 
 def test_tables_markdown_has_paper_numbers_and_ours():
-    md = E.tables_markdown(_fake_results())
+    md = report.tables_markdown(_fake_results())
     for title in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Table 7", "Beyond the paper"):
         assert title in md
     for paper_number in ("5.84", "0.77", "7.91", "41.00", "(32.84, 23.97)", "7.98", "(3.25, 1.66)"):
@@ -214,7 +216,7 @@ def test_tables_markdown_has_paper_numbers_and_ours():
 
 
 def test_verdicts_on_hand_made_results():
-    v = {x.claim: x for x in E.verdicts(_fake_results())}
+    v = {x.claim: x for x in report.verdicts(_fake_results())}
     clean = v["SOPI's landmark error on unoccluded faces is comparable to the teacher's (Table 1)"]
     assert clean.verdict == "holds"  # 1.1 vs 1.0 within 1.25
     assert v["SOPI on SHOFI is as precise as on unoccluded faces (Table 1)"].verdict == "does not hold here"  # 2.0/1.1
@@ -225,7 +227,7 @@ def test_verdicts_on_hand_made_results():
     assert v["MOPI is more accurate than SOPI on occluded faces (Sec. 5)"].verdict == "holds, not significant"  # 1.3 vs 1.5
     res = _fake_results()
     res["summary"]["mopi-label"] = {"random_pattern": {"me": {"mean": 1.4, "lo": 1.26, "hi": 1.54, "n": 10}}}
-    v2 = {x.claim: x for x in E.verdicts(res)}
+    v2 = {x.claim: x for x in report.verdicts(res)}
     overlap = v2["Full Eq. 9 loss beats the label-only ablation (Table 7)"]  # 1.3 [1.17, 1.43] vs 1.4 [1.26, 1.54]
     assert overlap.verdict == "holds, not significant" and "CIs overlap" in overlap.ours
 
@@ -238,7 +240,7 @@ def test_write_metrics_strict_json_and_report(tmp_path):
     assert "NaN" not in text
     back = E.read_metrics(p)
     assert back["summary"]["teacher"]["none"]["hist"]["mean"] is None
-    r = E.write_report(tmp_path, res, {"profile": "smoke"}, {"teacher": 12.0}, figures={"grid_none": "figures/g.png"})
+    r = report.write_report(tmp_path, res, {"profile": "smoke"}, {"teacher": 12.0}, figures={"grid_none": "figures/g.png"})
     body = r.read_text()
     assert r == tmp_path / "report.md"
     for s in ("## Verdicts", "### Table 7", "![grid_none](figures/g.png)", "| teacher | 12.0 |", '"profile": "smoke"'):
@@ -265,7 +267,7 @@ def test_run_evaluation_end_to_end(tmp_path, monkeypatch, renderer):
                           face_model_spec="tiny", dataset_spec="synthetic", teacher_spec="train", facenet_spec="synthetic")
     ctx.run_dir.mkdir()
     models = {"teacher": ReconNet("resnet18"), "sopi": lambda x: torch.zeros(x.shape[0], 257)}
-    res = E.run_evaluation(ctx, models, kinds=("none", "shofi", "random_pattern"), timings={"teacher": 1.0})
+    res = report.run_evaluation(ctx, models, kinds=("none", "shofi", "random_pattern"), timings={"teacher": 1.0})
     assert (ctx.run_dir / "metrics.json").is_file() and (ctx.run_dir / "report.md").is_file()
     assert (ctx.run_dir / "figures" / "grid_shofi.png").is_file()
     assert res["kinds"] == ["none", "shofi", "random_pattern"]
@@ -275,7 +277,7 @@ def test_run_evaluation_end_to_end(tmp_path, monkeypatch, renderer):
     # a training identity in the test split is caught
     test.identity[:] = 0
     with pytest.raises(AssertionError, match="identity leak"):
-        E.run_evaluation(ctx, models, kinds=("none",), write=False)
+        report.run_evaluation(ctx, models, kinds=("none",), write=False)
 
 
 def test_real_eval_sets_from_an_aligned_batch(monkeypatch, renderer):
@@ -293,7 +295,7 @@ def test_real_eval_sets_from_an_aligned_batch(monkeypatch, renderer):
             return batch
 
     monkeypatch.setattr(realdata, "open_dataset", lambda spec, size, split="test", template=None: FakeSet())
-    sets = E.real_eval_sets("aflw2000:/nowhere", S, kinds=("none", "shofi"), n=3)
+    sets = evalsets.real_eval_sets("aflw2000:/nowhere", S, kinds=("none", "shofi"), n=3)
     assert list(sets) == ["none", "shofi"]
     assert sets["none"].coeffs is None and sets["none"].dataset == "aflw2000"
     assert torch.equal(sets["none"].clean, images) and not torch.equal(sets["shofi"].images, images)
@@ -306,23 +308,23 @@ def test_real_eval_sets_from_an_aligned_batch(monkeypatch, renderer):
 
 def test_worst_cases_and_figures(renderer):
     res = {"per_sample": {"m": {"shofi": {"me": [1.0, 5.0, None, 3.0]}}}}
-    assert E.worst_cases(res, "m", "shofi", k=2) == [1, 3]
+    assert report.worst_cases(res, "m", "shofi", k=2) == [1, 3]
     with pytest.raises(KeyError, match="no per-sample"):
-        E.worst_cases(res, "m", "none")
+        report.worst_cases(res, "m", "none")
     gt = _gt_coeffs(3)
     es = _make_set(renderer, "shofi", gt)
     models = {"zero": lambda x: torch.zeros(x.shape[0], 257)}
-    fig = E.failure_grid(models, es, renderer, [2, 0])
+    fig = report.failure_grid(models, es, renderer, [2, 0])
     assert len(fig.axes) == 2 * 2
-    fig2 = E.colour_grid(models, es.clean[0], canonical_landmarks(S), renderer, colours=E.DEFAULT_COLOURS[:3])
+    fig2 = report.colour_grid(models, es.clean[0], canonical_landmarks(S), renderer, colours=E.DEFAULT_COLOURS[:3])
     assert len(fig2.axes) == 2 * 3
 
 
 def test_verdict_strings_are_formatted_from_the_papers_table():
-    v = {x.claim: x for x in E.verdicts(_fake_results())}
-    t5 = E.PAPER["table5"]
+    v = {x.claim: x for x in report.verdicts(_fake_results())}
+    t5 = report.PAPER["table5"]
     assert v["MOPI beats the teacher on random patterns (Table 5)"].paper == f"ME {t5['mopi'][0]} vs {t5['teacher'][0]}"
-    t1 = E.PAPER["table1"]
+    t1 = report.PAPER["table1"]
     assert v["SOPI on DHOFI is as precise as on unoccluded faces (Table 1)"].paper == \
         f"ME {t1['dhofi']['sopi'][0]} vs {t1['none']['sopi'][0]}"
 
@@ -332,11 +334,11 @@ def test_verdict_counts_split_by_what_a_claim_compares_with():
     res["summary"][E.MEAN_FACE] = {k: {"me": {"mean": 1.05, "lo": 0.95, "hi": 1.15, "n": 10},
                                        "vertex_mm": {"mean": 10.0, "lo": 9.0, "hi": 11.0, "n": 10}}
                                    for k in ("none", "shofi", "random_pattern")}
-    v = E.verdicts(res)
+    v = report.verdicts(res)
     base = [x for x in v if x.against == "mean face"]
     assert len(base) == 6 and all(x.claim.startswith("Baseline:") for x in base)
     # landmark ME: SOPI 1.1 and 2.0, MOPI 1.3 are all above the mean face's 1.05; 3D: 2.2, 4.0, 2.6 mm far below 10
-    counts = E.verdict_counts(v)
+    counts = report.verdict_counts(v)
     assert counts["mean face"] == {"does not hold here": 3, "holds": 3}
     assert sum(sum(row.values()) for row in counts.values()) == len(v)
-    assert "mean face: 3 of 6" in E.verdict_counts_markdown(v)
+    assert "mean face: 3 of 6" in report.verdict_counts_markdown(v)

@@ -9,7 +9,7 @@ import jupytext
 
 from occ3d_lib.core import thresholds as TH
 from occ3d_lib.evaluation import claims as C
-from occ3d_lib.evaluation import evaluate as E
+from occ3d_lib.evaluation import report
 
 ROOT = Path(__file__).resolve().parents[1]
 RATIO_TEXT = re.compile(r"\b(within|limit|target:?|precise|comparable|degrades?)\b[^.\n]{0,30}?\b\d+(\.\d+)?\s*(x|×)(?=[\s,.)])")
@@ -34,7 +34,7 @@ def test_claims_and_verdicts_follow_the_single_source(monkeypatch):
     for limit, holds in ((ratio - 0.1, False), (ratio + 0.1, True)):
         monkeypatch.setattr(TH, "AS_PRECISE", limit)
         assert C.sopi_claims(_me(2.6))[claim].holds is holds
-        v = {x.claim: x for x in E.verdicts(_results(2.0, 2.6))}[dsofi]
+        v = {x.claim: x for x in report.verdicts(_results(2.0, 2.6))}[dsofi]
         assert (v.verdict == "holds") is holds and f"limit {limit}" in v.ours
         assert f"{limit:g} x" in TH.thresholds_markdown()
 
@@ -46,6 +46,6 @@ def test_no_ratio_is_typed_in_elsewhere():
         texts[src.name] = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     bad = [f"{name}: {m.group(0)!r}" for name, t in texts.items() for m in RATIO_TEXT.finditer(t)]
     assert not bad, "a verdict threshold typed in (read it from occ3d_lib.core.thresholds): " + "; ".join(bad)
-    for mod in ("training/stages.py", "evaluation/claims.py", "evaluation/evaluate.py"):
+    for mod in ("training/stages.py", "evaluation/claims.py", "evaluation/evaluate.py", "evaluation/report.py"):
         code = (ROOT / "occ3d_lib" / mod).read_text()
         assert not re.search(r"(flat_ratio: float = \d|\b1\.25\s*\*|\b1\.5\s*\*|<= [\w\[\]\"']+ / 3\b)", code), mod

@@ -2,7 +2,7 @@
 
 Notebook 03 section 7 introduces them (:func:`thresholds_markdown`); notebook 03's claims
 (:func:`occ3d_lib.evaluation.claims.sopi_claims`), notebook 05's verdicts and ``report.md``
-(:func:`occ3d_lib.evaluation.evaluate.verdicts`, :func:`~occ3d_lib.evaluation.evaluate.write_report`)
+(:func:`occ3d_lib.evaluation.report.verdicts`, :func:`~occ3d_lib.evaluation.report.write_report`)
 and README read them from here; ``tests/test_thresholds.py`` fails when a ratio is typed in elsewhere.
 """
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Claims checked on measured numbers: one :class:`Claim` type and one markdown table for all of them.
 
 Notebook 03 checks the series' targets for the teacher and SOPI (:func:`sopi_claims`); notebook 05 and
-``report.md`` check the paper's claims (:func:`occ3d_lib.evaluation.evaluate.verdicts`), whose "paper"
-column is formatted from :data:`occ3d_lib.evaluation.evaluate.PAPER`, the one table of the paper's numbers.
+``report.md`` check the paper's claims (:func:`occ3d_lib.evaluation.report.verdicts`), whose "paper"
+column is formatted from :data:`occ3d_lib.evaluation.report.PAPER`, the one table of the paper's numbers.
 Both judge with the thresholds of :mod:`occ3d_lib.core.thresholds`, their only definition.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ VERDICTS = ("holds", "holds, not significant", "does not hold here", "not measur
 class Claim:
     """One quantitative claim: what is claimed, the paper's numbers ('' for the series' own targets),
     ours, the verdict (one of :data:`VERDICTS`) and what the claim compares with (``against``: 'teacher',
-    'mean face', 'clean', 'ablation', 'SOPI'; :func:`occ3d_lib.evaluation.evaluate.verdict_counts`)."""
+    'mean face', 'clean', 'ablation', 'SOPI'; :func:`occ3d_lib.evaluation.report.verdict_counts`)."""
 
     claim: str
     paper: str

@@ -3,7 +3,7 @@ per occlusion kind, face-by-face comparisons with paired intervals, and how well
 
 Notebooks 03 (sections 4-6: :func:`error_with_true_groups`, :func:`landmark_me_by_kind`) and 04
 (sections 6-8: :func:`per_face_me`, :func:`mean_me`, :func:`comparison_markdown`,
-:func:`selection_quality`). The full evaluation behind Tables 1-7 is :mod:`occ3d_lib.evaluation.evaluate`.
+:func:`selection_quality`). The full evaluation behind Tables 1-7 is :mod:`occ3d_lib.evaluation.report`.
 Landmark errors are :func:`occ3d_lib.core.metrics.landmark_me` at the paper's 224-px scale.
 """
 from __future__ import annotations
