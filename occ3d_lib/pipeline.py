@@ -34,6 +34,7 @@ from typing import Any, Sequence
 from occ3d_lib.core.artifacts import REPO_ROOT, write_json
 from occ3d_lib.core.config import PROFILE_ENV, get_profile, profile_names
 from occ3d_lib.core.params import Declared, ParameterError, coerce, parse_cell, split_items
+from occ3d_lib.evaluation.study import stage_seconds_markdown
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
 EXIT_USAGE = 2
@@ -208,7 +209,8 @@ COURSE_SUMMARY = REPO_ROOT / "docs" / "course_summary.json"
 
 def summary_markdown(summary: dict[str, Any] | str | Path = COURSE_SUMMARY) -> str:
     """A markdown table of a run's ``summary.json`` (a dict or a path): each notebook's status and minutes,
-    and the total. Notebook 00 section 4 and README's timings table show the course run's."""
+    and the total; for a published run (:mod:`occ3d_lib.publish`) also the training minutes per stage.
+    Notebook 00 section 4 and README's timings table show the course run's."""
     if not isinstance(summary, dict):
         path = Path(summary)
         if not path.is_file():
@@ -224,6 +226,9 @@ def summary_markdown(summary: dict[str, Any] | str | Path = COURSE_SUMMARY) -> s
         total += float(entry.get("seconds", 0.0))
         lines.append(f"| {name} | {entry.get('status', '?')} | {float(entry.get('seconds', 0.0)) / 60:.1f} |")
     lines.append(f"| **all** | | **{total / 60:.1f}** |")
+    if summary.get("stages"):  # a published run (occ3d_lib.publish) also says where the training time went
+        lines += ["", "Training time per stage (the loops alone; evaluation and caching excluded):", "",
+                  stage_seconds_markdown(summary["stages"])]
     return "\n".join(lines)
 
 

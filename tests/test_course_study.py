@@ -149,6 +149,9 @@ def test_summary_table_lists_each_notebook_in_minutes_and_the_total(tmp_path):
         pipeline.summary_markdown(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="not a pipeline summary"):
         pipeline.summary_markdown({"profile": "course"})
+    s["stages"] = [{"stage": "teacher", "steps": 700, "seconds": 420.0, "s_per_step": 0.6}]
+    with_stages = pipeline.summary_markdown(s).splitlines()
+    assert with_stages[:5] == md.splitlines() and with_stages[-1] == "| teacher | 700 | 7.0 | 0.60 |"
 
 
 def test_stage_seconds_reads_finished_stages_newest_first_wins(tmp_path):
