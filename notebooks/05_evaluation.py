@@ -48,9 +48,10 @@ from IPython.display import Markdown, display
 
 from occ3d_lib.core import metrics, thresholds
 from occ3d_lib.data.context import make_context
+from occ3d_lib.evaluation import claims, report
 from occ3d_lib.evaluation import evaluate as evaluation
-from occ3d_lib.evaluation import report
 from occ3d_lib.evaluation import sets as evalsets
+from occ3d_lib.face import coeffs
 from occ3d_lib.training import mopi, stages
 
 # %% [markdown]
@@ -165,7 +166,7 @@ print("MSE (x, y):", metrics.landmark_mse_xy(pred, gt, 224)[0].tolist())
 # %%
 es = sets["none"]
 truth = evaluation.sample_metrics(es.coeffs, es, ctx.renderer)
-mean_face = evaluation.sample_metrics(evaluation.mean_face_like(es.coeffs), es, ctx.renderer)
+mean_face = evaluation.sample_metrics(coeffs.mean_face_like(es.coeffs), es, ctx.renderer)
 print(f"mean face at the true pose: ME {mean_face['me'].mean():.2f} px, "
       f"3D error {mean_face['vertex_mm'].mean():.2f} mm  (ground truth: ME {truth['me'].mean():.2f}, "
       f"3D {truth['vertex_mm'].mean():.2f})")
@@ -334,7 +335,7 @@ else:
 # %%
 display(Markdown(thresholds.thresholds_markdown()))
 v = report.verdicts(results, colour=results["colour_invariance"])
-display(Markdown(evaluation.claims_markdown(v)))
+display(Markdown(claims.claims_markdown(v)))
 display(Markdown(report.verdict_counts_markdown(v)))
 
 # %% [markdown]
