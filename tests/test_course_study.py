@@ -202,3 +202,12 @@ def test_limit_markdown_reads_the_longest_run_against_the_goals(monkeypatch):
     monkeypatch.setattr(study, "COURSE_GOAL_DENSE", 0.75)
     assert "so it reaches both goals" in study.limit_markdown([long])
     assert thresholds.COURSE_GOAL_ME == 0.5  # the module's own value is untouched by the patch above
+
+
+def test_stage_seconds_adds_the_segments_of_an_old_resumed_history():
+    from occ3d_lib.evaluation.study import _loop_seconds
+
+    old = [{"step": 100, "seconds": 200.0}, {"step": 200, "seconds": 400.0}, {"step": 300, "seconds": 90.0},
+           {"step": 400, "seconds": 180.0}]
+    assert _loop_seconds(old) == 580.0
+    assert _loop_seconds(old[:2]) == 400.0

@@ -129,3 +129,25 @@ def test_trainer_applies_the_schedule(tmp_path):
     t.fit(progress=False)
     # the lr in effect for step k is set before the optimiser step; seen[k] is the value of step k-1
     assert seen[1:] == pytest.approx([t.cfg.lr_at(k) for k in range(5)])
+
+
+def test_history_seconds_count_across_a_resume(tmp_path):
+    run = make(tmp_path)
+
+    def killer(tr, rec):
+        if tr.step == 12:
+            raise Kill()
+
+    with pytest.raises(Kill):
+        run.fit(progress=False, callback=killer)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ck["history"][-1]["step"] == 10
+    ck["history"][-1]["seconds"] = 1000.0  # as if the first 10 steps had taken 1000 s
+    from occ3d_lib.core import artifacts
+    artifacts.torch_save(ck, tmp_path / "checkpoint.pt")  # with its manifest, as the Trainer writes it
+    resumed = make(tmp_path)
+    resumed.fit(progress=False)
+    secs = [h["seconds"] for h in resumed.history]
+    after = secs[[h["step"] for h in resumed.history].index(10) + 1:]
+    assert after and all(s >= 1000.0 for s in after) and after == sorted(after)
+

@@ -151,6 +151,18 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
     return "\n".join(lines)
 
 
+def _loop_seconds(records: Sequence[Mapping[str, Any]]) -> float:
+    """Seconds of a training history. Histories written before the Trainer counted across resumes
+    restart their clock at a resume; each such segment's last value is added."""
+    total, prev = 0.0, 0.0
+    for r in records:
+        sec = float(r["seconds"])
+        if sec < prev:  # the clock restarted: a resumed run
+            total += prev
+        prev = sec
+    return total + prev
+
+
 def stage_seconds(run_dir: str | Path) -> list[dict[str, Any]]:
     """Where a run's training time went: one row per trained stage of ``run_dir/checkpoints/``.
 
@@ -166,8 +178,7 @@ def stage_seconds(run_dir: str | Path) -> list[dict[str, Any]]:
             continue
         try:
             records = json.loads(hist.read_text())["history"]
-            last = records[-1]
-            step, seconds = int(last["step"]), float(last["seconds"])
+            step, seconds = int(records[-1]["step"]), _loop_seconds(records)
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise ValueError(f"{hist} is not a training history ({e}); delete its folder and rerun the stage") from e
         stage = hist.parent.name.rsplit("-", 1)[0]

@@ -14,7 +14,8 @@ Guarantees:
   with the same weights as an uninterrupted run with the same seed;
 - guarded: a NaN/inf loss term stops training with :class:`TrainingDiverged`
   naming the step and the term;
-- logged: ``history.json`` (step, each loss term, seconds) beside the checkpoint;
+- logged: ``history.json`` (step, each loss term, seconds of training so far, resumes included) beside
+  the checkpoint;
 - device-agnostic: CPU here, CUDA (with bf16 autocast when ``amp``) where present;
 - distributed: the same loop under torchrun and DistributedDataParallel (see :class:`Trainer`).
 """
@@ -228,7 +229,8 @@ class Trainer:
         dev = self.cfg.device
         use_amp = self.cfg.amp and dev.startswith("cuda")
         main = self.dist.is_main
-        t0 = time.time()
+        # "seconds" in the history count the training loop of the steps kept, across resumes
+        t0 = time.time() - (float(self.history[-1]["seconds"]) if self.history else 0.0)
         with progress_bar(total=self.cfg.steps, initial=self.step, desc=desc, disable=not (progress and main)) as bar:
             while self.step < self.cfg.steps:
                 batch = _to_device(self.batch_fn(self.step, self.generator), dev)
