@@ -2,7 +2,8 @@
 
 A run writes into ``runs/<profile>/`` (ignored by git). The README, notebook 00 and the course
 report quote one reference run of the course profile, so after a fresh-clone ``make run`` on the
-reference machine this copies what they quote into ``docs/``:
+reference machine this copies what they quote into ``docs/`` (``--runs-dir`` and ``--root`` name a run
+made in another checkout, e.g. a fresh clone):
 
 - ``docs/<profile>_summary.json``: the run's ``summary.json`` (notebook statuses and seconds, output
   paths made relative to the repository) plus ``stages`` (training minutes per stage,
@@ -94,9 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--profile", default="course")
     ap.add_argument("--runs-dir", default=str(REPO_ROOT / "runs"))
     ap.add_argument("--docs-dir", default=str(REPO_ROOT / "docs"))
+    ap.add_argument("--root", default=str(REPO_ROOT),
+                    help="the checkout the run was made in (its commit is recorded; paths are made relative to it)")
     a = ap.parse_args(argv)
     try:
-        files = publish_run(Path(a.runs_dir) / a.profile, a.docs_dir, a.profile)
+        files = publish_run(Path(a.runs_dir) / a.profile, a.docs_dir, a.profile, root=a.root)
     except (FileNotFoundError, ValueError) as e:
         print(f"publish: {e}", file=sys.stderr)
         return 2
