@@ -226,6 +226,8 @@ def summary_markdown(summary: dict[str, Any] | str | Path = COURSE_SUMMARY) -> s
         total += float(entry.get("seconds", 0.0))
         lines.append(f"| {name} | {entry.get('status', '?')} | {float(entry.get('seconds', 0.0)) / 60:.1f} |")
     lines.append(f"| **all** | | **{total / 60:.1f}** |")
+    if summary.get("note"):
+        lines += ["", f"How this run went: {summary['note']}"]
     if summary.get("stages"):  # a published run (occ3d_lib.publish) also says where the training time went
         lines += ["", "Training time per stage (the loops alone; evaluation and caching excluded):", "",
                   stage_seconds_markdown(summary["stages"])]

@@ -47,10 +47,12 @@ def _commit(root: Path) -> str | None:
         return None
 
 
-def publish_run(run_dir: str | Path, docs_dir: str | Path, prefix: str, root: str | Path = REPO_ROOT) -> list[Path]:
+def publish_run(run_dir: str | Path, docs_dir: str | Path, prefix: str, root: str | Path = REPO_ROOT,
+                note: str | None = None) -> list[Path]:
     """Copy the account of the finished run in ``run_dir`` to ``docs_dir`` under ``prefix``; returns the files written.
 
-    Raises ``FileNotFoundError`` naming the missing file, and ``ValueError`` when a notebook of the
+    ``note`` (what a reader should know about how the run went, e.g. an interruption) is kept in the
+    summary. Raises ``FileNotFoundError`` naming the missing file, and ``ValueError`` when a notebook of the
     run did not finish ("ok"), so a partial run never replaces the published one.
     """
     run_dir, docs_dir, root = Path(run_dir), Path(docs_dir), Path(root)
@@ -66,12 +68,14 @@ def publish_run(run_dir: str | Path, docs_dir: str | Path, prefix: str, root: st
     for entry in books.values():
         if "output" in entry:
             entry["output"] = _relative(entry["output"], root)
-    stages = [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items() if k != "finished"}
+    stages = [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if k != "finished"}
               for r in stage_seconds(run_dir)]
     summary.update({"stages": stages, "commit": _commit(root),
                     "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                                 "cuda": torch.cuda.is_available(), "python": platform.python_version(),
                                 "torch": torch.__version__}})
+    if note:
+        summary["note"] = note
     written = [write_json(docs_dir / f"{prefix}_summary.json", summary)]
 
     figdir = docs_dir / f"{prefix}_figures"
@@ -97,9 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--docs-dir", default=str(REPO_ROOT / "docs"))
     ap.add_argument("--root", default=str(REPO_ROOT),
                     help="the checkout the run was made in (its commit is recorded; paths are made relative to it)")
+    ap.add_argument("--note", default=None, help="a sentence kept in the summary (how the run went)")
     a = ap.parse_args(argv)
     try:
-        files = publish_run(Path(a.runs_dir) / a.profile, a.docs_dir, a.profile, root=a.root)
+        files = publish_run(Path(a.runs_dir) / a.profile, a.docs_dir, a.profile, root=a.root, note=a.note)
     except (FileNotFoundError, ValueError) as e:
         print(f"publish: {e}", file=sys.stderr)
         return 2

@@ -152,6 +152,8 @@ def test_summary_table_lists_each_notebook_in_minutes_and_the_total(tmp_path):
     s["stages"] = [{"stage": "teacher", "steps": 700, "seconds": 420.0, "s_per_step": 0.6}]
     with_stages = pipeline.summary_markdown(s).splitlines()
     assert with_stages[:5] == md.splitlines() and with_stages[-1] == "| teacher | 700 | 7.0 | 0.60 |"
+    s["note"] = "resumed once"
+    assert "How this run went: resumed once" in pipeline.summary_markdown(s)
 
 
 def test_stage_seconds_reads_finished_stages_newest_first_wins(tmp_path):

@@ -118,8 +118,9 @@ def test_publish_copies_a_finished_run_and_refuses_a_partial_one(tmp_path):
     books = {"00_introduction": {"status": "ok", "seconds": 5.0, "output": str(run / "00_introduction.ipynb")}}
     (run / "summary.json").write_text(json.dumps({"profile": "course", "notebooks": books}))
     docs = tmp_path / "repo" / "docs"
-    publish_run(run, docs, "course", root=tmp_path / "repo")
+    publish_run(run, docs, "course", root=tmp_path / "repo", note="resumed once")
     summary = json.loads((docs / "course_summary.json").read_text())
+    assert summary["note"] == "resumed once"
     assert summary["notebooks"]["00_introduction"]["output"] == "runs/course/00_introduction.ipynb"
     assert summary["stages"] == [{"stage": "teacher", "steps": 400, "seconds": 240.0, "s_per_step": 0.6}]
     assert (docs / "course_report.md").read_text() == "# Report\n![grid](course_figures/grid_none.png)\n"
