@@ -163,14 +163,19 @@ def move_slider(driver: Any, widget: WebElement, label: str, dx: int) -> tuple[s
     return before, after
 
 
-def picture(widget: WebElement) -> str:
-    """The ``src`` (an inline PNG) of the picture the widget's output shows."""
-    return widget.find_element(By.CSS_SELECTOR, ".widget-output img").get_attribute("src")
+def picture(widget: WebElement) -> str | None:
+    """The ``src`` (an inline PNG) of the picture the widget's output shows; None while the output is
+    being replaced (the element found went stale before its ``src`` could be read)."""
+    try:
+        return widget.find_element(By.CSS_SELECTOR, ".widget-output img").get_attribute("src")
+    except StaleElementReferenceException:
+        return None
 
 
-def redrawn(driver: Any, widget: WebElement, old: str) -> str:
-    """The widget's picture once it differs from ``old`` and stays the same over two polls 0.5 s apart
-    with an idle kernel (a dragged slider with continuous updates queues several redraws)."""
+def redrawn(driver: Any, widget: WebElement, old: str | None = None) -> str:
+    """The widget's picture once it differs from ``old`` (any picture when ``old`` is None) and stays the
+    same over two polls 0.5 s apart with an idle kernel (a dragged slider with continuous updates queues
+    several redraws, and an explorer may redraw once after it first appears)."""
     last: dict[str, Any] = {"src": None, "since": 0.0}
 
     def settled(d: Any) -> str | None:
@@ -232,7 +237,7 @@ def test_face_explorer_of_notebook_01(driver: Any, lab: LabServer, screenshots: 
     w = rendered_widget(driver, cell, ".widget-interact")
     labels = [e.text for e in w.find_elements(By.CSS_SELECTOR, ".widget-slider .widget-label")]
     assert len(labels) == 13 and {"yaw", "smile", "skin_tone"} <= set(labels), labels
-    old = picture(w)
+    old = redrawn(driver, w)  # the first picture, once it has settled
     before, after = move_slider(driver, w, "yaw", -30)
     new = redrawn(driver, w, old)
     check_changed(old, new, f"face explorer, yaw {before} -> {after}")
@@ -248,7 +253,7 @@ def test_occlusion_explorer_of_notebook_02(driver: Any, lab: LabServer, screensh
     w = rendered_widget(driver, cell, ".occ3d-occlusion-explorer")
     labels = [e.text for e in w.find_elements(By.CSS_SELECTOR, ".widget-slider .widget-label")]
     assert {"size", "position x", "position y", "seed"} <= set(labels), labels
-    old = picture(w)
+    old = redrawn(driver, w)  # the first picture, once it has settled
     before, after = move_slider(driver, w, "size", 60)
     new = redrawn(driver, w, old)
     check_changed(old, new, f"occlusion explorer, size {before} -> {after}")
