@@ -207,15 +207,24 @@ def update_summary(summary_path: str | Path, profile: str, name: str, entry: dic
 COURSE_SUMMARY = REPO_ROOT / "docs" / "course_summary.json"
 
 
+def read_summary(summary: dict[str, Any] | str | Path = COURSE_SUMMARY, required: bool = True) -> dict[str, Any] | None:
+    """A run's ``summary.json`` as a dict (a dict passes through). A missing file raises
+    ``FileNotFoundError`` saying what writes it, or gives None when not ``required``."""
+    if isinstance(summary, dict):
+        return summary
+    path = Path(summary)
+    if not path.is_file():
+        if not required:
+            return None
+        raise FileNotFoundError(f"{path} not found; run `make run` (it writes runs/<profile>/summary.json)")
+    return json.loads(path.read_text())
+
+
 def summary_markdown(summary: dict[str, Any] | str | Path = COURSE_SUMMARY) -> str:
     """A markdown table of a run's ``summary.json`` (a dict or a path): each notebook's status and minutes,
     and the total; for a published run (:mod:`occ3d_lib.publish`) also the training minutes per stage.
     Notebook 00 section 4 and README's timings table show the course run's."""
-    if not isinstance(summary, dict):
-        path = Path(summary)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found; run `make run` (it writes runs/<profile>/summary.json)")
-        summary = json.loads(path.read_text())
+    summary = read_summary(summary)
     books = summary.get("notebooks")
     if not isinstance(books, dict) or not books:
         raise ValueError("summary has no 'notebooks' entries; it is not a pipeline summary.json")
@@ -260,11 +269,7 @@ def time_table_markdown(summary: dict[str, Any] | str | Path = COURSE_SUMMARY,
                         notebooks_dir: str | Path = REPO_ROOT / "notebooks") -> str:
     """A markdown table per notebook: minutes to read (:func:`reading_minutes`) and minutes the recorded
     course run took to execute it (from ``summary``; "not recorded" without one). Notebook 00 section 3."""
-    books: dict[str, Any] = {}
-    if isinstance(summary, dict):
-        books = summary.get("notebooks", {}) or {}
-    elif Path(summary).is_file():
-        books = json.loads(Path(summary).read_text()).get("notebooks", {}) or {}
+    books = (read_summary(summary, required=False) or {}).get("notebooks") or {}
     lines = ["| notebook | read (min, estimated) | run in the course profile (min, measured) |", "|---|---|---|"]
     for name, minutes in reading_minutes(notebooks_dir).items():
         entry = books.get(name) or books.get(f"{name}.ipynb")

@@ -15,7 +15,6 @@ Nothing is changed when the run did not finish every notebook (the account would
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -29,6 +28,7 @@ import torch
 
 from occ3d_lib.core.artifacts import REPO_ROOT, write_json, write_text
 from occ3d_lib.evaluation.study import stage_seconds
+from occ3d_lib.pipeline import read_summary
 
 
 def _relative(path: str, root: Path) -> str:
@@ -60,7 +60,7 @@ def publish_run(run_dir: str | Path, docs_dir: str | Path, prefix: str, root: st
     for p in (summary_path, report_path):
         if not p.is_file():
             raise FileNotFoundError(f"{p} not found; finish the run first (`make run`)")
-    summary = json.loads(summary_path.read_text())
+    summary = dict(read_summary(summary_path))
     books = summary.get("notebooks") or {}
     unfinished = sorted(n for n, e in books.items() if e.get("status") != "ok")
     if not books or unfinished:
