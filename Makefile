@@ -1,7 +1,7 @@
 # occ3d: two commands do everything on a fresh machine.
 #   make run   - set up if needed, then run the whole notebook series headlessly (course profile)
 #   make test  - set up if needed, then library tests + nbval on every notebook (smoke profile)
-# Other targets: setup, lint, notebooks, lab, test-browser, check-notebooks, strip-notebooks, bench, lock, clean.
+# Other targets: setup, pretrained, lint, notebooks, lab, test-browser, check-notebooks, strip-notebooks, bench, lock, clean.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.occ3d-setup-done
 SHELL  := /bin/bash
 
-.PHONY: refresh-notebooks setup run test lint notebooks test-lib test-notebooks test-browser lab check-notebooks strip-notebooks bench lock clean
+.PHONY: pretrained refresh-notebooks setup run test lint notebooks test-lib test-notebooks test-browser lab check-notebooks strip-notebooks bench lock clean
 
 setup: $(STAMP)
 
@@ -32,7 +32,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 # Notebooks are authored as jupytext percent-format scripts notebooks/NN_*.py; this rebuilds the .ipynb
-# (keeping the stored outputs of unchanged cells). tests/test_notebook_sources.py fails when they disagree.
+# (keeping the stored outputs of unchanged cells). tests/integration/test_notebook_sources.py fails when they disagree.
 notebooks: setup
 	$(BIN)/python tools/notebooks.py build
 
@@ -49,7 +49,7 @@ lab: setup
 
 # The series in JupyterLab, driven by a headless Chromium (installed with apt-get if missing): launcher,
 # kernel, notebook 01's and 02's explorers (widgets render, a slider redraws the face). Screenshots go to
-# runs/browser/; `make test-browser SCREENSHOTS=docs` refreshes the ones the README shows.
+# runs/browser/; `make test-browser SCREENSHOTS=docs` refreshes the ones docs/jupyterlab.md shows.
 test-browser: setup
 	@bash tools/install_browser.sh
 	OCC3D_SCREENSHOTS=$(SCREENSHOTS) $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
@@ -72,6 +72,11 @@ lock: setup
 
 clean:
 	rm -rf runs data/cache .pytest_cache
+
+# The pretrained teacher and FaceNet the series ships in data/pretrained/ (hours on 2 CPU cores; resumable:
+# stop it and run it again to continue). Not part of run or test: their files are committed.
+pretrained: setup
+	$(BIN)/python -m occ3d_lib.train_cli pretrained
 
 # After changing a notebook: run it in the smoke profile and store only its NBVAL_CHECK_OUTPUT outputs.
 refresh-notebooks: setup

@@ -19,7 +19,8 @@ import json
 import sys
 import tempfile
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            teacher_steps=args.steps, sopi_steps=args.steps, checkpoint_every=args.steps,
                            log_every=log_every)
         t0 = time.time()
-        ctx.dataset  # built on the CPU (cached under data/cache for the next run)
+        _ = ctx.dataset  # built on the CPU (cached under data/cache for the next run)
         results["dataset_seconds"] = round(time.time() - t0, 1)
         for name, full_steps in (("teacher", paper.teacher_steps), ("sopi", paper.sopi_steps)):
             if cuda:

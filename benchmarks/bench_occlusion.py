@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import median_time  # noqa: E402
 
-from occ3d_lib.occlusion.occlude import TrainingOccluder, canonical_landmarks, occlude  # noqa: E402
+from occ3d_lib.occlusion.apply import TrainingOccluder, occlude  # noqa: E402
+from occ3d_lib.occlusion.kinds import canonical_landmarks  # noqa: E402
 
 TARGET = 0.05
 

@@ -171,15 +171,15 @@ def bench_backends(label: str, kind: str, batch: int, size: int, device: str, re
     for backend in ("occ3d", "pytorch3d"):
         r = FaceRenderer(model, size, backend=backend)
 
-        def fwd():
+        def fwd(r: FaceRenderer = r) -> None:
             with torch.no_grad():
                 r(c, bg)
 
-        def fwd_bwd():
+        def fwd_bwd(r: FaceRenderer = r) -> None:
             cc = c.clone().requires_grad_(True)
             r(cc, bg).image.mean().backward()
 
-        def rast():
+        def rast(backend: str = backend) -> None:
             with torch.no_grad():
                 rasterize_vertices(verts, model.tri, size, backend=backend)
 

@@ -25,7 +25,7 @@ from _timing import bench_args, median_time  # noqa: E402
 from occ3d_lib.core.config import get_profile  # noqa: E402
 from occ3d_lib.data import synthetic as datasets  # noqa: E402
 from occ3d_lib.face.procedural import load_or_build_procedural  # noqa: E402
-from occ3d_lib.occlusion.occlude import TrainingOccluder  # noqa: E402
+from occ3d_lib.occlusion.apply import TrainingOccluder  # noqa: E402
 from occ3d_lib.render.renderer import FaceRenderer  # noqa: E402
 from occ3d_lib.training import losses, stages
 
@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> None:
 
     split = Split()
     batch_fn = stages.random_batches(split, n)
-    teacher = stages.freeze(stages.build_reconnet(p))
+    teacher = stages.freeze(stages.make_reconnet(p))
     labels = torch.randn(4 * n, 257) * 0.1
-    trainee = stages.build_reconnet(p)
+    trainee = stages.make_reconnet(p)
     opt = torch.optim.Adam(trainee.parameters(), 1e-4)
     occ = TrainingOccluder(seed=0)
     b0 = batch_fn(0, g)

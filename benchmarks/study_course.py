@@ -27,58 +27,44 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from occ3d_lib.core import metrics  # noqa: E402
 from occ3d_lib.core.artifacts import write_json  # noqa: E402
 from occ3d_lib.data.context import make_context  # noqa: E402
 from occ3d_lib.evaluation import diagnostics  # noqa: E402
 from occ3d_lib.evaluation.study import load_sopi_study, load_study, plot_study, sopi_markdown, study_markdown  # noqa: E402,E501
-from occ3d_lib.face.coeffs import mean_face_like, split_coeffs  # noqa: E402
-from occ3d_lib.occlusion.occlude import load_or_build_eval_sets  # noqa: E402
+from occ3d_lib.occlusion.eval_sets import load_or_build_eval_sets  # noqa: E402
 from occ3d_lib.training import stages  # noqa: E402
 
 #: name -> (profile overrides, TeacherSettings overrides) on top of the course profile. Every set-up
 #: keeps the coefficient-supervision term; "all RNet losses" also renders each batch for the
 #: photometric and reflectance terms.
 SETUPS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "resnet18, all RNet losses": ({"backbone": "resnet18"}, {"photometric": True}),
-    "resnet18, no photometric": ({"backbone": "resnet18"}, {"photometric": False}),
-    "resnet18, no photometric, shape + landmark x30": ({"backbone": "resnet18"}, {
+    "resnet18, all RNet losses": ({"backbone": "resnet18", "imagenet_init": False}, {"photometric": True}),
+    "resnet18, no photometric": ({"backbone": "resnet18", "imagenet_init": False}, {"photometric": False}),
+    "resnet18, no photometric, shape + landmark x30": ({"backbone": "resnet18", "imagenet_init": False}, {
         "photometric": False, "shape_weight": 0.02, "landmark_scale": 30.0}),
-    "regnet_y_400mf, no photometric": ({"backbone": "regnet_y_400mf"}, {"photometric": False}),
-    "resnet18, no photometric, batch 64": ({"backbone": "resnet18", "teacher_batch_size": 64,
+    "regnet_y_400mf, no photometric": ({"backbone": "regnet_y_400mf", "imagenet_init": False}, {"photometric": False}),
+    "resnet18, no photometric, batch 64": ({"backbone": "resnet18", "imagenet_init": False, "teacher_batch_size": 64,
                                             "teacher_lr": 2e-3}, {"photometric": False}),
+    # EfficientNet-Lite0 from the ImageNet weights its package ships (the course profile's trunk)
+    "efficientnet_lite0 imagenet, no photometric": ({"backbone": "efficientnet_lite0", "imagenet_init": True},
+                                                    {"photometric": False}),
+    "efficientnet_lite0 imagenet 96 px, no photometric": ({"backbone": "efficientnet_lite0", "imagenet_init": True,
+                                                           "image_size": 96}, {"photometric": False}),
+    "resnet18 96 px, no photometric": ({"backbone": "resnet18", "imagenet_init": False, "image_size": 96},
+                                       {"photometric": False}),
 }
 
 
 def slug(setup: str) -> str:
     """A file-name form of a set-up's name ("resnet18, no photometric" -> "resnet18-no-photometric")."""
     return "-".join("".join(ch if ch.isalnum() or ch == "_" else " " for ch in setup.replace("+", "and")).split())
-
-
-def val_errors(ctx: Any, model: torch.nn.Module, n: int = 200) -> dict[str, float]:
-    """Landmark ME (px at 224) and dense 3D error (mm) of ``model`` and of the mean face at the true
-    pose on the first ``n`` validation images."""
-    val = ctx.dataset.val
-    b = val.batch(list(range(min(n, len(val)))))
-    r = ctx.renderer
-    pred = stages.predict_coeffs(model, b["image"])
-    gt = b["coeffs"]
-    base = mean_face_like(gt)
-    with torch.no_grad():
-        def dense(c: torch.Tensor) -> float:
-            p, g = split_coeffs(c.to(r.model.dtype)), split_coeffs(gt.to(r.model.dtype))
-            return float(metrics.vertex_error(r.model.shape(p.id, p.exp), r.model.shape(g.id, g.exp)).mean())
-
-        return {"me": float(r.landmark_me(pred, b["landmarks"]).mean()),
-                "dense_mm": dense(pred),
-                "baseline_me": float(r.landmark_me(base, b["landmarks"]).mean()),
-                "baseline_dense_mm": dense(base)}
 
 
 def sopi_val_errors(ctx: Any, model: torch.nn.Module, eval_sets: dict[str, Any]) -> dict[str, float]:
@@ -136,9 +122,9 @@ def run(setup: str, steps: int, eval_every: int, out: Path) -> Path:
     run_dir = out / "runs" / slug(setup)
     ctx = make_context("course", run_dir=run_dir, progress=False, teacher_steps=steps, **overrides)
     settings = stages.TeacherSettings(**teacher_kw)
-    ctx.dataset  # build or load before the clock starts
+    _ = ctx.dataset  # build or load before the clock starts
     points: list[dict[str, float]] = []
-    callback = clocked_eval(lambda m: val_errors(ctx, m), eval_every, steps, points)
+    callback = clocked_eval(lambda m: diagnostics.validation_errors(ctx, m), eval_every, steps, points)
 
     stages.train_teacher(ctx, settings, progress=False, callback=callback)
     result = {"setup": setup, "steps": steps, "threads": torch.get_num_threads(), "profile": ctx.profile.to_dict(),

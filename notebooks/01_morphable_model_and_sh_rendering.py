@@ -595,12 +595,31 @@ assert torch.allclose(ctx.renderer.landmarks(b["coeffs"]), b["landmarks"], atol=
 #    face); culling drops those triangles, so the background shows there instead. At moderate yaw every ray that
 #    meets the mask meets a front face first, and the z-buffer alone keeps it: culling changes nothing.</details>
 # 4. Rasterise two triangles that share an edge passing exactly through pixel centres and check with
-#    `fr.face_idx` that every pixel on the edge is claimed once. Then break the tie rule (in a copy of
-#    `raster._oriented_edge`, use `e >= 0` only) and count the double-covered pixels.
-#    <details><summary>Hint</summary>Section 4 already builds such a pair (<code>two</code>,
-#    <code>two_tri</code>); count how many pixel centres each triangle's edge test accepts.</details>
-#    <details><summary>Solution</summary>With the tie rule every pixel on the shared edge belongs to exactly one
-#    triangle (its <code>face_idx</code> is one of the two, never both, and none is left empty). With
+#    `fr.face_idx` that every pixel on the edge is claimed once. Then break the tie rule (accept a pixel
+#    exactly on an edge, `e >= 0`, for both triangles) and count the double-covered pixels.
+#    <details><summary>Hint</summary>Section 4's pair (<code>two</code>) overlaps but shares no edge. Split a
+#    square whose corners sit on pixel centres along its diagonal: corners (1, 1), (9, 1), (9, 9), (1, 9) in a
+#    12-pixel image, triangles (0, 1, 2) and (0, 2, 3); the diagonal from (1, 1) to (9, 9) passes through the
+#    centres (k, k). Rasterise each triangle alone to see which pixels each one accepts.</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    sq = torch.tensor([[[1.0, 1.0, 4.0], [9.0, 1.0, 4.0], [9.0, 9.0, 4.0], [1.0, 9.0, 4.0]]])
+#    halves = torch.tensor([[0, 1, 2], [0, 2, 3]])  # they share the diagonal (1, 1)-(9, 9)
+#    print("owners of the diagonal's inner pixels:", raster.rasterize(sq, halves, 12).face_idx[0].diagonal()[2:9].tolist())
+#    tie_rule = raster._oriented_edge
+#    def no_tie_rule(ia, ib, xa, ya, xb, yb, px, py, neg):  # also accept every pixel exactly on the edge
+#        return tie_rule(ia, ib, xa, ya, xb, yb, px, py, neg) | ((xb - xa) * (py - ya) - (yb - ya) * (px - xa) == 0)
+#    for name, rule in (("tie rule", tie_rule), ("e >= 0", no_tie_rule)):
+#        raster._oriented_edge = rule
+#        try:
+#            a, b = (raster.rasterize(sq, halves[i:i + 1], 12).mask[0] for i in range(2))
+#        finally:
+#            raster._oriented_edge = tie_rule
+#        print(f"{name}: claimed by both {int((a & b).sum())}, inner pixels claimed by neither {int((~a & ~b)[2:9, 2:9].sum())}")
+#    ```
+#    With the tie rule every pixel on the shared edge belongs to exactly one triangle (its
+#    <code>face_idx</code> is one of the two, never both, and none inside is left empty). With
 #    <code>e >= 0</code> both triangles accept the edge pixels: the double-covered count equals the number of
 #    pixel centres on the edge, and blending would draw them twice.</details>
 # 5. Extend the fitting demo in section 4 to also fit the identity coefficients. Does the photometric loss
@@ -615,10 +634,20 @@ assert torch.allclose(ctx.renderer.landmarks(b["coeffs"]), b["landmarks"], atol=
 #    Predict it from the two algorithms before you run it.
 #    <details><summary>Hint</summary><code>cmp</code> holds the timings; loop over the sizes as section 5
 #    does for one.</details>
-#    <details><summary>Solution</summary>The bounding-box rasteriser tests every pixel of each triangle's box:
-#    roughly proportional to the pixel count (x4 per doubling) once triangles cover several pixels, plus a
-#    per-triangle cost that dominates at small sizes. PyTorch3D's binned rasteriser has a larger fixed cost
-#    and grows more slowly; where the curves cross depends on the machine.</details>
+#    <details><summary>Solution</summary>
+#
+#    ```python
+#    pair_c = coeffs.join_coeffs(angle=torch.tensor([[0.1, 0.5, 0.05], [-0.1, -0.9, 0.0]]), gamma=studio.expand(2, -1))
+#    for size in (24, 48, 96):
+#        t = compare_backends(model, pair_c, size, torch.full((2, 3, size, size), 0.85), repeats=1)["seconds"]
+#        print(f"{size} px: occ3d {1e3 * t['occ3d']:.1f} ms, PyTorch3D {1e3 * t['pytorch3d']:.1f} ms")
+#    ```
+#    The bounding-box rasteriser tests the pixels of each triangle's box: a per-triangle cost that dominates
+#    at small sizes, then roughly proportional to the covered pixels (x4 per doubling of the size) once
+#    triangles cover several pixels each, so it grows *less* than x4 per doubling at first. On a CPU
+#    PyTorch3D runs its naive rasteriser (section 5): every pixel tests every triangle, work proportional to
+#    pixels x triangles, so its time grows about x4 per doubling from the start, and the gap between the two
+#    widens with the image size.</details>
 #
 # ## References
 #

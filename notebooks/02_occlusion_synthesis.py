@@ -45,8 +45,8 @@ import torch
 from IPython.display import Markdown, display
 
 import occ3d_lib
+from occ3d_lib import occlusion
 from occ3d_lib.core import metrics, viz
-from occ3d_lib.occlusion import occlude as occlusion
 from occ3d_lib.teaching import explorers, probes
 
 # %% [markdown]

@@ -5,7 +5,7 @@ face-sized dome with RNet's basis sizes) and ``tiny_net()`` (a stand-in for Ince
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch

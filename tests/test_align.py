@@ -122,6 +122,7 @@ def test_as_pil_rgb_modes() -> None:
     cmyk = Image.new("CMYK", (5, 4), (0, 0, 0, 0))
     assert np.asarray(align.as_pil_rgb(cmyk))[0, 0].tolist() == [255, 255, 255]
     rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., 3] = 255
     assert np.asarray(align.as_pil_rgb(rgba)).shape == (4, 5, 3)
     t = torch.ones(3, 4, 5) * 0.5
     assert np.asarray(align.as_pil_rgb(t))[0, 0].tolist() == [128, 128, 128]

@@ -65,4 +65,4 @@ def test_hash_is_stable_and_sensitive():
 def test_profiles_table_has_every_profile():
     t = config.profiles_table()
     assert t.splitlines()[0] == "| field | smoke | course | paper |"
-    assert "| backbone | resnet18 | resnet18 | resnet50 |" in t
+    assert "| backbone | efficientnet_lite0 | efficientnet_lite0 | resnet50 |" in t

@@ -166,7 +166,7 @@ def test_synthetic_batch_fn_is_deterministic_and_labelled(toy_face_model):
     assert a["image"].shape == (9, 3, 32, 32) and a["image"].dtype == torch.float32
     assert a["label"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert torch.equal(a["image"], b["image"]) and not torch.equal(a["image"], c["image"])
-    assert 0 <= float(a["image"].min()) and float(a["image"].max()) <= 1
+    assert float(a["image"].min()) >= 0 and float(a["image"].max()) <= 1
     with pytest.raises(ValueError, match="at least 2 identities"):
         E.synthetic_identity_batch_fn(fm, 32, 5, s)
 

@@ -147,6 +147,26 @@ def test_se_and_l1_hand_values():
         L.se_loss(torch.zeros(2, 256), torch.zeros(2, 256))
 
 
+def test_kl_loss_hand_value_and_its_blind_spot():
+    pred, target = torch.zeros(1, 257), torch.zeros(1, 257)
+    target[0, SLICES["angle"]] = torch.tensor([math.log(2.0), 0.0, 0.0])  # p = (1/2, 1/4, 1/4) against uniform q
+    # KL(p || uniform) = sum p log(3 p) over the angle group; every other group agrees and adds 0
+    expected = 0.5 * math.log(1.5) + 2 * 0.25 * math.log(0.75)
+    assert L.kl_loss(pred, target).item() == pytest.approx(expected, rel=1e-5)
+    assert L.distill_loss(pred, target, "kl").item() == L.kl_loss(pred, target).item()
+    # a softmax ignores one constant added to a whole group: a translation moved as a whole costs nothing
+    shifted = target.clone()
+    shifted[0, SLICES["trans"]] += 5.0
+    assert L.kl_loss(shifted, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert L.se_loss(shifted, target).item() > 0
+    g = _gen(4)
+    p = torch.randn(2, 257, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(2, 257, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: L.kl_loss(x, t), (p,))
+    with pytest.raises(ValueError, match="temperature"):
+        L.kl_loss(pred, target, temperature=0.0)
+
+
 def test_se_gradcheck():
     g = _gen(3)
     p = torch.randn(2, 257, generator=g, dtype=torch.float64, requires_grad=True)

@@ -82,7 +82,8 @@ def test_settings_weights_and_validation():
 def toy(toy_face_model, tiny_net, tmp_path_factory):
     root = tmp_path_factory.mktemp("mopi")
     fm = toy_face_model()
-    prof = get_profile("smoke").replace(image_size=32, n_train_identities=4, n_val_identities=1, n_test_identities=2,
+    prof = get_profile("smoke").replace(backbone="resnet18", imagenet_init=False, image_size=32, n_train_identities=4,
+                                        n_val_identities=1, n_test_identities=2,
                                         views_per_identity=2, mopi_steps=3, mopi_batch_identities=2,
                                         n_occlusion_variants=3, checkpoint_every=2, log_every=1, eval_samples=4)
     ctx = Context(profile=prof, run_dir=root / "run", progress=False)
@@ -197,7 +198,7 @@ def test_train_mopi_end_to_end_and_cache(toy):
             assert res[name][tag] == pytest.approx(float(faces[name][tag].mean()))
     # the clean error of the first face, by hand
     from occ3d_lib.core.metrics import landmark_me
-    from occ3d_lib.training.stages import predict_coeffs
+    from occ3d_lib.nets.predict import predict_coeffs
 
     b = ctx.dataset.test.batch([0])
     lm = ctx.renderer.landmarks(predict_coeffs(sopi, b["image"]).to(ctx.renderer.model.dtype)).float()

@@ -1,4 +1,4 @@
-"""Tests of occ3d_lib.occlusion.occlude / shapes: kinds, coverage, masks, fills, sets, occluder state.
+"""Tests of occ3d_lib.occlusion (kinds, apply, eval_sets) / shapes: kinds, coverage, masks, fills, sets, occluder state.
 
 Fixtures are canonical iBUG-68 layouts (occlusion.canonical_landmarks) jittered in scale, roll and
 shift; no renderer needed.
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib.occlusion import occlude as O
+from occ3d_lib import occlusion as O
+from occ3d_lib.occlusion import eval_sets
 from occ3d_lib.occlusion import shapes as oc
 
 S = 64
@@ -410,7 +411,7 @@ def test_load_or_build_eval_sets_builds_once_and_reloads(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("should have been loaded from the cache")
 
-    monkeypatch.setattr(O, "make_eval_set", boom)
+    monkeypatch.setattr(eval_sets, "make_eval_set", boom)
     again = O.load_or_build_eval_sets(ctx, kinds, root=tmp_path)
     for k in kinds:
         assert torch.equal(again[k].images, sets[k].images) and torch.equal(again[k].masks, sets[k].masks)

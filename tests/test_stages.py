@@ -1,4 +1,4 @@
-"""Teacher and SOPI stages: claims checker, batched prediction, tiny end-to-end training and caching."""
+"""Teacher and SOPI stages: claims checker, tiny end-to-end training and caching."""
 import pytest
 import torch
 from torch import nn
@@ -7,25 +7,7 @@ from occ3d_lib.core.config import get_profile
 from occ3d_lib.data.context import Context
 from occ3d_lib.evaluation import diagnostics
 from occ3d_lib.training import stages
-from occ3d_lib.training.stages import SopiSettings, predict_coeffs
-
-
-def test_predict_coeffs_batches_and_prefers_predict():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 257))
-    x = torch.rand(10, 3, 4, 4)
-    assert torch.allclose(predict_coeffs(net, x, batch_size=3), net(x), atol=1e-6)
-
-    class WithPredict(nn.Module):
-        def forward(self, x):
-            raise AssertionError("forward must not be used when predict exists")
-
-        def predict(self, x):
-            return torch.ones(x.shape[0], 257)
-
-    assert torch.equal(predict_coeffs(WithPredict(), x, batch_size=4), torch.ones(10, 257))
-    with pytest.raises(ValueError, match="images must have shape"):
-        predict_coeffs(net, torch.rand(3, 4, 4))
+from occ3d_lib.training.stages import SopiSettings
 
 
 def test_sopi_settings_are_validated():
@@ -33,6 +15,19 @@ def test_sopi_settings_are_validated():
         SopiSettings(loss="l2")
     with pytest.raises(ValueError, match="init"):
         SopiSettings(init="imagenet21k")
+    assert SopiSettings(loss="kl").loss == "kl"
+
+
+def test_sopi_starts_where_the_profile_says(tmp_path):
+    # the CPU profiles start SOPI from the teacher, the paper profile from ImageNet as the paper does (Sec. 4)
+    for name, init in (("smoke", "teacher"), ("course", "teacher"), ("paper", "scratch")):
+        assert stages.resolve_sopi_settings(get_profile(name)).init == init
+    assert stages.resolve_sopi_settings(get_profile("paper"), SopiSettings(init="teacher")).init == "teacher"
+    # an init left to the profile names the same folder as the same init given by name
+    ctx = Context(get_profile("course"), tmp_path)
+    ctx.__dict__["dataset"] = type("D", (), {"meta": {"key": "data-0"}})()
+    assert stages.sopi_config(ctx, "t").hash() == stages.sopi_config(ctx, "t", SopiSettings(init="teacher")).hash()
+    assert stages.sopi_config(ctx, "t").hash() != stages.sopi_config(ctx, "t", SopiSettings(init="scratch")).hash()
 
 
 @pytest.fixture()

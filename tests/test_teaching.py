@@ -8,7 +8,7 @@ import torch
 from occ3d_lib.core.metrics import landmark_me
 from occ3d_lib.face import coeffs
 from occ3d_lib.face.procedural import procedural_face_model
-from occ3d_lib.occlusion.occlude import canonical_landmarks
+from occ3d_lib.occlusion.kinds import canonical_landmarks
 from occ3d_lib.render import lighting
 from occ3d_lib.render.renderer import FaceRenderer
 from occ3d_lib.teaching import explorers, probes

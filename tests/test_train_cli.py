@@ -12,7 +12,8 @@ from occ3d_lib.data.context import make_context
 from occ3d_lib.train_cli import main
 from occ3d_lib.training import distributed, stages
 
-SMALL = {"teacher_steps": 2, "sopi_steps": 2}
+#: a run that trains its own teacher (not the shipped one), two steps per stage
+SMALL = {"teacher_steps": 2, "sopi_steps": 2, "pretrained": False}
 
 
 def _error_line(capsys) -> str:
@@ -52,6 +53,16 @@ def test_notebook_finds_and_loads_what_the_command_trained(tmp_path, monkeypatch
         for k, v in model.state_dict().items():
             assert torch.equal(v, saved["model"][k]), (name, k)
         assert stages.stage_history(model) == saved["history"]
+
+
+def test_sopi_from_the_shipped_teacher_trains_only_sopi(tmp_path, capsys):
+    argv = ["sopi", "--profile", "smoke", "--device", "cpu", "--no-progress", "-p", f"run_dir={tmp_path}",
+            "-p", "sopi_steps=2"]
+    assert main(argv) == 0
+    assert "occ3d train: sopi done" in capsys.readouterr().out
+    assert [p.parent.name.split("-")[0] for p in tmp_path.glob("checkpoints/*/final.pt")] == ["sopi"]
+    labels = list(tmp_path.glob("checkpoints/teacher-pretrained-*/labels-train.pt"))
+    assert len(labels) == 1  # the shipped teacher's labels are cached in a folder named after its file's hash
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -126,7 +137,7 @@ def test_rasteriser_stays_float32_under_bf16_autocast():
             return super().__call__(coeffs, background)
 
     renderer = Spy(ctx.face_model, ctx.profile.image_size)
-    net = stages.build_reconnet(ctx.profile)
+    net = stages.make_reconnet(ctx.profile)
     batch = ctx.dataset.train.batch([0, 1])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert net(batch["image"]).dtype == torch.bfloat16  # the network does run in bf16

@@ -6,7 +6,8 @@ prints one URL, which opens the series' first notebook with the project's kernel
 kernelspec of the venv's ipykernel), and opens it in the desktop browser if there is one.
 The server prints only warnings and errors, and none of the ones it would print otherwise at every
 start: its kernels get CurveZMQ keys from the kernel manager (``occ3d_lib.pipeline.kernel_manager_config``),
-the series' notebooks are signed as trusted, kernel websockets skip keep-alive pings (see :func:`lab_command`).
+the series' own notebooks (and only they, :func:`trusted_notebooks`) are signed as trusted, kernel websockets
+skip keep-alive pings (see :func:`lab_command`).
 Ctrl-C stops the server and its kernels.
 
     python tools/lab.py [--port N] [--no-browser]
@@ -14,6 +15,7 @@ Ctrl-C stops the server and its kernels.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -25,13 +27,18 @@ import time
 import urllib.error
 import urllib.request
 import webbrowser
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Mapping, Sequence
+from typing import IO, Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 HOST = "127.0.0.1"
+if str(REPO_ROOT) not in sys.path:  # `python tools/lab.py` puts tools/ on the path, not the repository
+    sys.path.insert(0, str(REPO_ROOT))
+#: Outputs a trusted notebook may carry: plain text only (the NBVAL-checked cells' printed lines).
+TEXT_OUTPUTS = {"stream", "error"}
 
 
 def series_notebooks(root: Path = NOTEBOOKS) -> list[str]:
@@ -130,10 +137,8 @@ class LabServer:
 
         children = self.kernel_processes()
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self.api("shutdown", method="POST", timeout=5)
-            except (OSError, ValueError):
-                pass
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -144,27 +149,72 @@ class LabServer:
                     self.proc.kill()
                     self.proc.wait()
         for child in children:  # a kernel that outlived its server
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
-            except psutil.NoSuchProcess:
-                pass
         psutil.wait_procs(children, timeout=5)
         if self._log is not None:
             self._log.close()
             self._log = None
 
-    def __enter__(self) -> "LabServer":
+    def __enter__(self) -> LabServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
 
+def _untrusted_reason(path: Path, sources: Path) -> str | None:
+    """None when ``path`` is a notebook of the series exactly as it is built; else why it is not."""
+    import re
+
+    import nbformat
+
+    from tools.notebooks import notebook_from_source
+
+    if not re.fullmatch(r"\d\d_[A-Za-z0-9_]+\.ipynb", path.name):
+        return "not a notebook of the series (NN_name.ipynb)"
+    src = sources / f"{path.stem}.py"
+    if not src.is_file():
+        return f"no source {src.name} of the series beside it"
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+        built = notebook_from_source(src, nb)
+    except Exception as exc:  # noqa: BLE001 - unreadable JSON, a source jupytext cannot read
+        return f"unreadable ({type(exc).__name__})"
+    if built != nb:
+        return f"its content is not what `make notebooks` builds from {src.name}"
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            if kind not in TEXT_OUTPUTS and set(out.get("data", {})) - {"text/plain"}:
+                return f"an output of it is not plain text ({', '.join(sorted(out.get('data', {})))})"
+    return None
+
+
+def trusted_notebooks(root: Path = NOTEBOOKS, sources: Path | None = None) -> tuple[list[Path], dict[str, str]]:
+    """(the notebooks in ``root`` that ``make lab`` signs as trusted, {name: why not} for the others).
+
+    Only the series' own are trusted: ``NN_name.ipynb`` whose percent-format source ``NN_name.py`` is in
+    ``sources`` (default: the repository's notebooks/) and whose content is exactly what ``make notebooks`` builds
+    from it (cells, tags, metadata; :func:`tools.notebooks.notebook_from_source`), with no outputs but plain
+    text. A foreign notebook dropped into the folder, or a series notebook changed or saved with rich
+    outputs (HTML, JavaScript, images), is not signed, so JupyterLab does not run its stored outputs' code.
+    """
+    trusted, others = [], {}
+    for path in sorted(Path(root).glob("*.ipynb")):
+        why = _untrusted_reason(path, Path(sources or NOTEBOOKS))
+        if why is None:
+            trusted.append(path)
+        else:
+            others[path.name] = why
+    return trusted, others
+
+
 def trust_notebooks(paths: Sequence[Path], env: Mapping[str, str]) -> None:
     """Sign ``paths`` in the user's notebook trust store (``jupyter trust``), so that JupyterLab does
-    not warn "Notebook ... is not trusted" each time one is opened. They are the series' own notebooks,
-    kept without outputs but a few small checked text cells: the code they hold is what the learner
-    runs anyway. A failure to sign is not an error (JupyterLab then only warns)."""
+    not warn "Notebook ... is not trusted" each time one is opened. Pass only the series' own notebooks
+    (:func:`trusted_notebooks`), kept without outputs but a few small checked text cells: the code they
+    hold is what the learner runs anyway. A failure to sign is not an error (JupyterLab then only warns)."""
     if paths:
         subprocess.run([sys.executable, "-m", "nbformat.sign", *map(str, paths)], env=dict(env),
                        stdin=subprocess.DEVNULL, capture_output=True, check=False)
@@ -182,7 +232,7 @@ def start_lab(root_dir: Path, *, port: int | None = None, token: str | None = No
     port = port or free_port()
     token = token or secrets.token_hex(24)
     full_env = dict(os.environ if env is None else env, JUPYTER_TOKEN=token)
-    trust_notebooks(sorted(Path(root_dir).glob("*.ipynb")), full_env)
+    trust_notebooks(trusted_notebooks(Path(root_dir))[0], full_env)
     log = open(log_path, "w") if log_path is not None else None  # noqa: SIM115 - closed by stop()
     proc = subprocess.Popen(lab_command(root_dir, port, extra_args), env=full_env, stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT if log else None, start_new_session=new_session)

@@ -40,6 +40,32 @@ def best_device() -> str:
     return "cpu"
 
 
+def check_device(device: str) -> str:
+    """``device`` if torch can use it here, else a one-line ``ValueError`` naming it and saying what to use
+    (``cuda`` without a CUDA GPU, ``mps`` off Apple silicon, a misspelt name). Returns the name."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device {device!r} is not a torch device; use cpu, cuda, cuda:N or mps "
+                         f"(the best here: {best_device()})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available here (torch {torch.__version__}, no usable "
+                             "GPU); use cpu, or leave the device out to use the best one here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                             "use cuda:0 ... or leave the device out")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                    and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r}: MPS (Apple silicon) is not available here; use cpu, or leave the "
+                         "device out to use the best one here")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device!r} is not supported by the series; use cpu, cuda or mps")
+    return device
+
+
 def environment_report(profile: str | None = None) -> dict[str, Any]:
     """Python, OS, package versions, device, CPU threads and the active profile."""
     import torch

@@ -21,6 +21,7 @@ parameter, the value and what is expected.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -150,6 +151,17 @@ def coerce(decl: Declared, value: Any) -> Any:
                 pass
         return value
     raise _fail(decl, value)
+
+
+def field_declarations(cls: type) -> dict[str, Declared]:
+    """The fields of a dataclass (e.g. the profile) as parameters typed by their annotations, so that
+    ``-p imagenet_init=true`` is the bool True and ``-p sopi_lr=abc`` an error naming the field."""
+    out: dict[str, Declared] = {}
+    for f in dataclasses.fields(cls):
+        default = repr(f.default) if f.default is not dataclasses.MISSING else None
+        annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", None)
+        out[f.name] = Declared(f.name, default, annotation)
+    return out
 
 
 def split_items(items: list[str] | tuple[str, ...]) -> dict[str, str]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,6 +106,30 @@ def plot_history(history: Sequence[Mapping[str, float]], keys: Sequence[str] | N
             ax.set_yscale("log")
         ax.legend(fontsize=7)
     ax.set_xlabel("step")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], key: str = "loss", title: str = "",
+                ax=None):
+    """One loss term of several training histories on shared log-log axes (step vs ``key``), e.g. the live
+    teacher beside the shipped pretrained teacher's recorded curve (notebook 03, section 2)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+    else:
+        fig = ax.figure
+    for label, history in curves.items():
+        pts = [(h["step"], h[key]) for h in history if key in h and h["step"] > 0]
+        if pts:
+            ax.plot([s for s, _ in pts], smooth([v for _, v in pts], 3), label=f"{label} ({pts[-1][0]:.0f} steps)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
+    ax.legend(fontsize=7, loc="upper right")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -184,19 +184,41 @@ def to_uint8(a: np.ndarray) -> np.ndarray:
     raise TypeError(f"image array must hold integers or floats, got {a.dtype}")
 
 
-def as_pil_rgb(image: Any):
+#: What transparent pixels of a photo become: composited over white (as image viewers show them).
+TRANSPARENT_BACKGROUND = (255, 255, 255)
+
+
+def _transparency_warning(name: str | None, fraction: float) -> None:
+    import warnings
+
+    warnings.warn(f"{name or 'the image'} has transparent pixels ({100 * fraction:.0f} % not opaque): composited "
+                  f"over white {TRANSPARENT_BACKGROUND}; save it without an alpha channel to choose another "
+                  "background", UserWarning, stacklevel=3)
+
+
+def as_pil_rgb(image: Any, name: str | None = None):
     """Any image (PIL of any mode, uint8/uint16/float array (H, W[, C]), tensor (3, H, W)) -> 8-bit PIL RGB.
 
-    Grayscale, 16-bit and 32-bit (modes I;16, I, F), palette, RGBA and CMYK images are converted
-    without clipping their range (:func:`to_uint8`); anything else is a ``TypeError``/``ValueError``.
+    Grayscale, 16-bit and 32-bit (modes I;16, I, F), palette and CMYK images are converted
+    without clipping their range (:func:`to_uint8`); an image with transparency (RGBA, LA, PA, a
+    palette with a transparent colour, (H, W, 4) arrays) is composited over
+    :data:`TRANSPARENT_BACKGROUND` with a warning naming it (``name``) when any pixel is not
+    opaque. Anything else is a ``TypeError``/``ValueError``.
     """
     from PIL import Image
 
     if isinstance(image, Image.Image):
         if image.mode in ("I", "F") or image.mode.startswith("I;16"):
             image = np.asarray(image)
-        elif image.mode == "P" and "transparency" in image.info:
-            return image.convert("RGBA").convert("RGB")
+        elif image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            alpha = np.asarray(rgba.getchannel("A"))
+            if alpha.min() == 255:
+                return rgba.convert("RGB")
+            _transparency_warning(name, float((alpha < 255).mean()))
+            flat = Image.new("RGBA", rgba.size, (*TRANSPARENT_BACKGROUND, 255))
+            flat.alpha_composite(rgba)
+            return flat.convert("RGB")
         else:
             return image if image.mode == "RGB" else image.convert("RGB")
     if isinstance(image, torch.Tensor):
@@ -210,6 +232,11 @@ def as_pil_rgb(image: Any):
             a = a[..., 0]
         if a.ndim == 2:
             return Image.fromarray(a, "L").convert("RGB")
+        if a.ndim == 3 and a.shape[2] == 4 and a[..., 3].min() < 255:
+            _transparency_warning(name, float((a[..., 3] < 255).mean()))
+            alpha = a[..., 3:].astype(np.float64) / 255.0
+            flat = a[..., :3] * alpha + np.asarray(TRANSPARENT_BACKGROUND, np.float64) * (1 - alpha)
+            a = np.concatenate([np.round(flat).astype(np.uint8), a[..., 3:]], axis=2)
         if a.ndim == 3 and a.shape[2] in (3, 4):
             return Image.fromarray(np.ascontiguousarray(a[..., :3]), "RGB")
         raise ValueError(f"image array must be (H, W), (H, W, 3) or (H, W, 4), got {a.shape}")

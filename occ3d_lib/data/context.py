@@ -66,9 +66,15 @@ class Context:
 def make_context(profile: str | Profile | None = None, run_dir: str | Path | None = None,
                  face_model: str = "procedural", dataset: str = "synthetic", teacher: str = "train",
                  facenet: str = "synthetic", device: str | None = None, progress: bool = True,
-                 **overrides: Any) -> Context:
-    """Build the Context of a notebook from its parameters (profile name or object, overrides of fields)."""
+                 pretrained: bool | None = None, **overrides: Any) -> Context:
+    """Build the Context of a notebook from its parameters (profile name or object, overrides of fields).
+
+    ``pretrained`` (None: the profile's) chooses the shipped pretrained teacher and FaceNet
+    (``data/pretrained/``) or networks trained in the run (notebooks 03 and 04).
+    """
     p = profile if isinstance(profile, Profile) else get_profile(profile)
+    if pretrained is not None:
+        overrides["pretrained"] = pretrained
     if overrides:
         p = p.replace(**overrides)
     validate_specs(face_model=face_model, dataset=dataset, teacher=teacher, facenet=facenet)

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,35 +41,68 @@ from occ3d_lib.data.landmarks import detect_landmarks68
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CELEBA_SPLITS = {"train": 0, "valid": 1, "val": 1, "test": 2}
-
+#: The pixel budget of one photo (width x height, read from the file's header before anything is decoded):
+#: 40 megapixels, about 120 MB once decoded as RGB, more than most cameras' photos. A larger image is skipped
+#: and counted as 'too large' (a small file can hold a huge image); downscale it, or pass ``max_pixels``.
+MAX_PIXELS = 40_000_000
 
 
 class SkipImage(Exception):
     """One image that cannot be used; counted, not fatal. Messages start with a category and a colon:
-    'corrupt image', 'no face', 'annotation' or 'missing file'."""
+    'corrupt image', 'too large', 'no face', 'annotation' or 'missing file'."""
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB (EXIF rotation applied; grayscale, CMYK, RGBA, palette converted).
+def _not_regular(path: Path) -> str:
+    """What a path that exists but is not a regular file is, in words."""
+    import stat
 
-    A missing file is a ``FileNotFoundError``; an unreadable or truncated image is a
-    :class:`SkipImage` (a ``ValueError``-like skip that data sets count) naming the file.
+    mode = path.stat().st_mode
+    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return "not a file"
+
+
+def load_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB (EXIF rotation applied; grayscale, CMYK, palette converted;
+    transparent pixels composited over white, with a warning).
+
+    The image's size is read from its header first: more than ``max_pixels`` pixels (:data:`MAX_PIXELS`)
+    is a :class:`SkipImage` 'too large' without decoding it. A missing file is a ``FileNotFoundError``;
+    a folder, a broken link, a FIFO or a device, an unreadable or truncated image are a
+    :class:`SkipImage` (a skip that data sets count) naming the file.
     """
+    import warnings
+
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
-    if not path.is_file():
-        if path.is_dir() or path.is_symlink():
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
+        raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+    if not path.is_file():  # checked before opening: opening a FIFO would wait for a writer forever
+        if path.is_dir() or (path.is_symlink() and not path.exists()):
             raise SkipImage(f"missing file: {path} is {'a folder' if path.is_dir() else 'a broken link'}, not an image")
+        if path.exists():
+            raise SkipImage(f"missing file: {path} is {_not_regular(path)}, not a regular file")
         raise FileNotFoundError(f"image not found: {path}")
+    too_large = (f"too large: {path} has more than Pillow's limit of {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} "
+                 "megapixels; downscale it")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the budget below decides
+            im = Image.open(path)  # reads the header only
+        with im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise SkipImage(f"too large: {path} is {w} x {h} = {w * h / 1e6:.1f} megapixels, over the budget of "
+                                f"{max_pixels / 1e6:g} megapixels; downscale it, or raise max_pixels")
             im.load()
             im = ImageOps.exif_transpose(im)
-            rgb = align.as_pil_rgb(im)
+            rgb = align.as_pil_rgb(im, name=str(path))
             arr = np.asarray(rgb, dtype=np.uint8).copy()
-    except Image.DecompressionBombError as exc:
-        raise SkipImage(f"corrupt image: {path} is too large to decode safely ({exc})") from None
+    except Image.DecompressionBombError:
+        raise SkipImage(too_large) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, MemoryError) as exc:
         raise SkipImage(f"corrupt image: {path} is unreadable ({type(exc).__name__}: {exc})") from exc
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 8:
@@ -106,10 +140,14 @@ class AlignedImageSet(ABC):
 
     name = "images"
 
-    def __init__(self, size: int = align.CROP_SIZE, template: np.ndarray | None = None) -> None:
+    def __init__(self, size: int = align.CROP_SIZE, template: np.ndarray | None = None,
+                 max_pixels: int = MAX_PIXELS) -> None:
         if not isinstance(size, int) or size < 16:
             raise ValueError(f"size must be an int >= 16, got {size!r}")
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
+            raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
         self.size = size
+        self.max_pixels = max_pixels  # the pixel budget of one image (load_rgb)
         self.template = None if template is None else np.asarray(template, np.float64)
         self.items: list[Any] = []
 
@@ -219,8 +257,8 @@ class CelebA(AlignedImageSet):
     name = "celeba"
 
     def __init__(self, root: str | Path, split: str = "test", size: int = align.CROP_SIZE,
-                 template: np.ndarray | None = None) -> None:
-        super().__init__(size, template)
+                 template: np.ndarray | None = None, max_pixels: int = MAX_PIXELS) -> None:
+        super().__init__(size, template, max_pixels)
         if split not in CELEBA_SPLITS and split != "all":
             raise ValueError(f"split must be one of {sorted(CELEBA_SPLITS)} or 'all', got {split!r}")
         self.root = check_celeba(root)
@@ -239,7 +277,7 @@ class CelebA(AlignedImageSet):
         p = self.root / "img_align_celeba" / item
         if not p.is_file():
             raise SkipImage(f"missing file: {p}")
-        image, _ = self._aligned(load_rgb(p), self.lm5[item])
+        image, _ = self._aligned(load_rgb(p, self.max_pixels), self.lm5[item])
         return {"image": image, "landmarks": None, "identity": self.identity.get(item, -1),
                 "yaw_deg": float("nan"), "name": item}
 
@@ -283,8 +321,9 @@ class AFLW2000(AlignedImageSet):
 
     name = "aflw2000"
 
-    def __init__(self, root: str | Path, size: int = align.CROP_SIZE, template: np.ndarray | None = None) -> None:
-        super().__init__(size, template)
+    def __init__(self, root: str | Path, size: int = align.CROP_SIZE, template: np.ndarray | None = None,
+                 max_pixels: int = MAX_PIXELS) -> None:
+        super().__init__(size, template, max_pixels)
         self.root = check_aflw2000(root)
         self.items = sorted(p.stem for p in self.root.glob("image*.mat"))
 
@@ -295,7 +334,7 @@ class AFLW2000(AlignedImageSet):
         if img_path is None:
             raise SkipImage(f"missing file: no image for {item}.mat in {self.root}")
         lm68 = pts[:, :2]
-        image, lm = self._aligned(load_rgb(img_path), align.extract_5p(lm68), lm68)
+        image, lm = self._aligned(load_rgb(img_path, self.max_pixels), align.extract_5p(lm68), lm68)
         assert lm is not None
         wh = (lm.max(0).values - lm.min(0).values).clamp_min(1e-6)
         return {"image": image, "landmarks": lm, "identity": -1, "yaw_deg": math.degrees(pose[1]),
@@ -309,8 +348,9 @@ class PhotoFolder(AlignedImageSet):
     name = "photos"
 
     def __init__(self, folder: str | Path, size: int = align.CROP_SIZE, template: np.ndarray | None = None,
-                 min_prob: float = 0.9, detector: Callable[[np.ndarray], np.ndarray | None] | None = None) -> None:
-        super().__init__(size, template)
+                 min_prob: float = 0.9, detector: Callable[[np.ndarray], np.ndarray | None] | None = None,
+                 max_pixels: int = MAX_PIXELS) -> None:
+        super().__init__(size, template, max_pixels)
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"photo folder not found: {folder}. Put your photos (jpg/png) in a folder and "
@@ -322,7 +362,7 @@ class PhotoFolder(AlignedImageSet):
         self.detector = detector
 
     def load_item(self, item: str) -> dict[str, Any]:
-        img = load_rgb(self.root / item)
+        img = load_rgb(self.root / item, self.max_pixels)
         lm5 = self.detector(img) if self.detector is not None else align.detect_5p(img, self.min_prob)
         if lm5 is None:
             raise SkipImage(f"no face: MTCNN found no face in {item}")
@@ -354,23 +394,23 @@ def check_dataset_spec(spec: str) -> None:
         _read_table(base / "list_landmarks_align_celeba.txt", 10, skip_header=2)
     elif kind == "aflw2000":
         check_aflw2000(root)  # type: ignore[arg-type]
-    elif kind == "photos":
-        if not root.is_dir():  # type: ignore[union-attr]
-            raise FileNotFoundError(f"photo folder not found: {root}. Put your photos (jpg/png) in a folder and "
-                                    "pass dataset = \"photos:<folder>\". See data/README.md.")
+    elif kind == "photos" and not root.is_dir():  # type: ignore[union-attr]
+        raise FileNotFoundError(f"photo folder not found: {root}. Put your photos (jpg/png) in a folder and "
+                                "pass dataset = \"photos:<folder>\". See data/README.md.")
 
 
 def open_dataset(spec: str, size: int = align.CROP_SIZE, template: np.ndarray | None = None,
-                 split: str = "test") -> AlignedImageSet | str:
-    """The aligned image set of a dataset spec, or the string 'synthetic'."""
+                 split: str = "test", max_pixels: int = MAX_PIXELS) -> AlignedImageSet | str:
+    """The aligned image set of a dataset spec, or the string 'synthetic'. ``max_pixels``: the pixel
+    budget of one image (:data:`MAX_PIXELS`; larger ones are skipped as 'too large')."""
     kind, root = parse_dataset_spec(spec)
     if kind == "synthetic":
         return "synthetic"
     if kind == "celeba":
-        return CelebA(root, split=split, size=size, template=template)  # type: ignore[arg-type]
+        return CelebA(root, split=split, size=size, template=template, max_pixels=max_pixels)  # type: ignore[arg-type]
     if kind == "aflw2000":
-        return AFLW2000(root, size=size, template=template)  # type: ignore[arg-type]
-    return PhotoFolder(root, size=size, template=template)  # type: ignore[arg-type]
+        return AFLW2000(root, size=size, template=template, max_pixels=max_pixels)  # type: ignore[arg-type]
+    return PhotoFolder(root, size=size, template=template, max_pixels=max_pixels)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------- demo

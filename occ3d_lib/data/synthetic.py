@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -268,13 +269,13 @@ def load_or_build_synthetic(profile: Profile, model: FaceModel, root: str | Path
     final = base / key
     if is_complete(final, key):
         try:
-            return _load(verify_dir(final))
+            return _load(verify_dir(final, settings=settings))
         except (DamagedArtifact, ValueError, OSError) as exc:  # truncated / changed arrays: rebuilt, and said so
             import warnings
 
             warnings.warn(f"synthetic dataset {getattr(exc, 'path', final)} is damaged ({getattr(exc, 'problem', exc)}); "
                           f"deleting {final} and rebuilding", stacklevel=2)
-            remove_artifact(final)
+            remove_artifact(final, "synthetic dataset", str(getattr(exc, "problem", exc)))
     if final.exists():  # an unfinished or foreign folder under our name: redo it
         shutil.rmtree(final)
     n_ids = settings["identities"]
@@ -287,7 +288,7 @@ def load_or_build_synthetic(profile: Profile, model: FaceModel, root: str | Path
         if _interrupt_after is not None and done[0] >= _interrupt_after:
             raise KeyboardInterrupt("simulated interruption")
 
-    with atomic_dir(final, manifest=True) as tmp, \
+    with atomic_dir(final, manifest=True, settings=settings) as tmp, \
             progress_bar(total=total, desc="rendering synthetic faces", disable=not progress) as bar:
         offset = 0
         for i, name in enumerate(SPLITS):

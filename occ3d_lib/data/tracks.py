@@ -23,7 +23,7 @@ from typing import Any
 
 from occ3d_lib.core.config import Profile
 from occ3d_lib.core.external import facenet_weights_path, user_path
-from occ3d_lib.data.real import check_dataset_spec, open_dataset, parse_dataset_spec
+from occ3d_lib.data.real import MAX_PIXELS, check_dataset_spec, open_dataset, parse_dataset_spec
 from occ3d_lib.face.bfm import check_bfm_front_file, load_bfm_front
 from occ3d_lib.face.procedural import load_or_build_procedural
 from occ3d_lib.nets.checkpoints import TEACHER_HELP, infer_backbone, read_deep3d_state
@@ -77,14 +77,16 @@ def resolve_face_model(spec: str, profile: Profile):
     return load_bfm_front(spec)
 
 
-def resolve_dataset(spec: str, size: int = 224, template: Any = None, split: str = "test"):
+def resolve_dataset(spec: str, size: int = 224, template: Any = None, split: str = "test",
+                    max_pixels: int = MAX_PIXELS):
     """The dataset of ``spec``: the string ``"synthetic"`` or an aligned real image set
     (:class:`occ3d_lib.data.real.CelebA`, ``AFLW2000`` or ``PhotoFolder``) at crop ``size``.
 
     ``template`` (5, 3) is the 3D 5-point template to align to (e.g.
     ``align.template_from_face_model(ctx.face_model)``); None = Deep3DFaceRecon's standard points.
+    ``max_pixels``: the pixel budget of one photo (:data:`occ3d_lib.data.real.MAX_PIXELS`).
     """
-    return open_dataset(spec, size=size, template=template, split=split)
+    return open_dataset(spec, size=size, template=template, split=split, max_pixels=max_pixels)
 
 
 def resolve_teacher_checkpoint(spec: str) -> Path | None:

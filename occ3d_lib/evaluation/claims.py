@@ -7,13 +7,16 @@ Both judge with the thresholds of :mod:`occ3d_lib.core.thresholds`, their only d
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from occ3d_lib.core import thresholds as TH
 
-#: The verdicts a claim can get.
-VERDICTS = ("holds", "holds, not significant", "does not hold here", "not measured")
+#: The verdicts a claim can get. "too small to count": the difference is below the measure's minimum effect;
+#: "fails the sanity floor": the model the claim favours does not follow its input
+#: (:data:`occ3d_lib.core.thresholds.MIN_EFFECT`, :data:`~occ3d_lib.core.thresholds.SANITY_ME`).
+VERDICTS = ("holds", "holds, not significant", "too small to count", "fails the sanity floor", "does not hold here",
+            "not measured")
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,19 @@ class Claim:
         return self.verdict.startswith("holds")
 
 
-def _target(claim: str, holds: bool, ours: str, against: str = "teacher") -> Claim:
-    return Claim(claim, "", ours, "holds" if holds else "does not hold here", against)
+def _target(claim: str, holds: bool, ours: str, against: str = "teacher", verdict: str | None = None) -> Claim:
+    return Claim(claim, "", ours, verdict or ("holds" if holds else "does not hold here"), against)
+
+
+def judge(holds: bool, counts: bool = True, sane: bool = True) -> str:
+    """The verdict of a claim without intervals: 'does not hold here' when it does not hold, else 'fails the
+    sanity floor' when the model it favours does not follow its input, else 'too small to count' when the
+    difference is below the minimum effect, else 'holds' (:mod:`occ3d_lib.core.thresholds`)."""
+    if not holds:
+        return "does not hold here"
+    if not sane:
+        return "fails the sanity floor"
+    return "holds" if counts else "too small to count"
 
 
 def sopi_claims(me: Mapping[str, Mapping[str, float]],
@@ -51,32 +65,40 @@ def sopi_claims(me: Mapping[str, Mapping[str, float]],
     baseline's; not a claim of the paper); teacher SHOFI >= ``DEGRADES`` x teacher clean; SOPI on each
     occluded kind <= ``AS_PRECISE`` x SOPI clean and < teacher on that kind; SOPI clean comparable to
     the teacher's (within ``AS_PRECISE``); SOPI below the mean face at the true pose on every kind.
+    A difference below ``MIN_EFFECT['me']`` does not count: a "below" or a "degrades" is then 'too small to
+    count' and an "as precise" or a "comparable" holds; a SOPI whose clean ME is above ``SANITY_ME`` x the
+    baseline's 'fails the sanity floor' on every claim in its favour.
     """
     for m in ("baseline", "teacher", "sopi"):
         if m not in me:
             raise KeyError(f"sopi_claims needs ME for model {m!r}; got {sorted(me)}")
     b, t, s = me["baseline"], me["teacher"], me["sopi"]
+    counts = TH.effect_counts
+    sane = TH.passes_sanity_floor(s["clean"], b["clean"])
     lim = TH.LEARNED_SHAPE * b["clean"]
     out = [_target(f"our sanity check: teacher clean ME <= {TH.LEARNED_SHAPE:.2f}x the mean face at the true pose",
                    t["clean"] <= lim, f"teacher {t['clean']:.2f} vs baseline {b['clean']:.2f} (limit {lim:.2f})",
                    "mean face"),
            _target(f"teacher degrades under occlusion: SHOFI ME >= {TH.DEGRADES:g}x clean",
                    t["shofi"] >= TH.DEGRADES * t["clean"],
-                   f"SHOFI {t['shofi']:.2f} vs clean {t['clean']:.2f} (ratio {t['shofi'] / t['clean']:.2f})", "clean")]
+                   f"SHOFI {t['shofi']:.2f} vs clean {t['clean']:.2f} (ratio {t['shofi'] / t['clean']:.2f})", "clean",
+                   judge(t["shofi"] >= TH.DEGRADES * t["clean"], counts(t["shofi"], t["clean"], "me")))]
     for k in occluded:
+        precise = s[k] <= TH.AS_PRECISE * s["clean"] or not counts(s[k], s["clean"], "me")
         out.append(_target(f"SOPI on {k.upper()} as precise as unoccluded (<= {TH.AS_PRECISE:g}x its clean ME) "
-                           "and below the teacher",
-                           s[k] <= TH.AS_PRECISE * s["clean"] and s[k] < t[k],
-                           f"SOPI {s[k]:.2f} (clean {s['clean']:.2f}, ratio {s[k] / s['clean']:.2f}); teacher {t[k]:.2f}"))
-    out.append(_target(f"SOPI clean ME comparable to the teacher's (within {TH.AS_PRECISE:g}x)",
-                       s["clean"] <= TH.AS_PRECISE * t["clean"] and t["clean"] <= TH.AS_PRECISE * s["clean"],
+                           "and below the teacher", False,
+                           f"SOPI {s[k]:.2f} (clean {s['clean']:.2f}, ratio {s[k] / s['clean']:.2f}); teacher {t[k]:.2f}",
+                           verdict=judge(precise and s[k] < t[k], counts(s[k], t[k], "me"), sane)))
+    comparable = (s["clean"] <= TH.AS_PRECISE * t["clean"] and t["clean"] <= TH.AS_PRECISE * s["clean"]) \
+        or not counts(s["clean"], t["clean"], "me")
+    out.append(_target(f"SOPI clean ME comparable to the teacher's (within {TH.AS_PRECISE:g}x)", False,
                        f"SOPI {s['clean']:.2f} vs teacher {t['clean']:.2f} (ratio {s['clean'] / t['clean']:.2f})",
-                       "teacher (clean)"))
+                       "teacher (clean)", judge(comparable, True, sane)))
     bk = {k: b.get(k, b["clean"]) for k in ("clean", *occluded)}  # the mean face does not see the image
     worst = max(bk, key=lambda k: s[k] - bk[k])
-    out.append(_target("baseline: SOPI below the mean face at the true pose on every kind",
-                       all(s[k] < bk[k] for k in bk),
-                       f"worst kind {worst}: SOPI {s[worst]:.2f} vs mean face {bk[worst]:.2f}", "mean face"))
+    out.append(_target("baseline: SOPI below the mean face at the true pose on every kind", False,
+                       f"worst kind {worst}: SOPI {s[worst]:.2f} vs mean face {bk[worst]:.2f}", "mean face",
+                       judge(all(s[k] < bk[k] for k in bk), counts(s[worst], bk[worst], "me"), sane)))
     return out
 
 

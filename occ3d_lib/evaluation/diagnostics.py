@@ -8,16 +8,51 @@ Landmark errors are :func:`occ3d_lib.core.metrics.landmark_me` at the paper's 22
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from occ3d_lib.core.metrics import bootstrap_ci
+from occ3d_lib.core.metrics import REFERENCE_SIZE, bootstrap_ci, histogram_dissimilarity, vertex_error
 from occ3d_lib.data.context import Context
-from occ3d_lib.face.coeffs import SLICES, mean_face_like, validate_coeffs
-from occ3d_lib.occlusion.occlude import make_eval_set
-from occ3d_lib.training.stages import predict_coeffs
+from occ3d_lib.face.coeffs import SLICES, mean_face_like, split_coeffs, validate_coeffs
+from occ3d_lib.nets.predict import predict_coeffs
+from occ3d_lib.occlusion.eval_sets import make_eval_set
+from occ3d_lib.render.camera import CAMERA_DISTANCE, camera_intrinsics
+
+
+# ----------------------------------------------------------------------- validation identities
+@torch.no_grad()
+def validation_errors(ctx: Context, model: nn.Module, n: int | None = 200) -> dict[str, float]:
+    """Landmark ME (px at 224) and dense 3D error (mm) of ``model`` and of the mean face at the true pose
+    on the first ``n`` validation images (all when None). Notebook 03, section 2 (the course study) and
+    section 3 (the shipped teacher's record); never the test identities.
+
+    Returns ``me``, ``dense_mm``, ``baseline_me``, ``baseline_dense_mm`` and the ratios ``me_ratio``,
+    ``dense_ratio`` (model / mean face), ``n``.
+    """
+    val = ctx.dataset.val
+    count = len(val) if n is None else min(n, len(val))
+    if count == 0:
+        raise ValueError("validation_errors needs at least one validation image (n_val_identities > 0)")
+    b = val.batch(list(range(count)))
+    r = ctx.renderer
+    pred = predict_coeffs(model, b["image"], device=ctx.device)
+    gt = b["coeffs"]
+    base = mean_face_like(gt)
+
+    def dense(c: Tensor) -> float:
+        p, g = split_coeffs(c.to(r.model.dtype)), split_coeffs(gt.to(r.model.dtype))
+        return float(vertex_error(r.model.shape(p.id, p.exp), r.model.shape(g.id, g.exp)).mean())
+
+    out = {"me": float(r.landmark_me(pred, b["landmarks"]).mean()), "dense_mm": dense(pred),
+           "baseline_me": float(r.landmark_me(base, b["landmarks"]).mean()), "baseline_dense_mm": dense(base)}
+    out["me_ratio"] = out["me"] / out["baseline_me"]
+    out["dense_ratio"] = out["dense_mm"] / out["baseline_dense_mm"]
+    out["n"] = count
+    return out
+
 
 # -------------------------------------------------------------------------- where the error is
 #: Groups of :func:`error_with_true_groups`: each row swaps these coefficient groups for the truth.
@@ -58,11 +93,131 @@ def error_with_true_groups(pred: Tensor, gt: Tensor, landmarks: Tensor, renderer
     return out
 
 
+#: Groups of :func:`hist_with_true_groups`: what a colour histogram can see of a reconstruction.
+HIST_GROUP_ROWS: Mapping[str, tuple[str, ...]] = {
+    "light": ("gamma",), "albedo (skin tone)": ("tex",), "light and albedo": ("gamma", "tex"),
+    "pose and shape": ("angle", "trans", "id", "exp"),
+}
+
+
+@torch.no_grad()
+def hist_with_true_groups(pred: Tensor, gt: Tensor, clean: Tensor, renderer: Any,
+                          rows: Mapping[str, tuple[str, ...]] = HIST_GROUP_ROWS) -> dict[str, float]:
+    """Where does a model's histogram dissimilarity come from? The same swap as :func:`error_with_true_groups`
+    for Tables 2, 4, 6's measure: the mean Hellinger distance between the colour histograms of the ``clean``
+    images (B, 3, S, S) and of the rendered prediction in its face mask, for the prediction (``"prediction"``),
+    for the prediction with each row's groups set to the truth, and for the truth itself (``"ground truth"``).
+    Notebook 05, section 6."""
+    validate_coeffs(pred, "pred")
+    validate_coeffs(gt, "gt")
+    dt = renderer.model.dtype
+
+    def hist(c: Tensor) -> float:
+        r = renderer(c.to(dt))
+        return float(histogram_dissimilarity(clean.to(r.image), r.image, r.mask > 0.5).nanmean())
+
+    out = {"prediction": hist(pred)}
+    for name, groups in rows.items():
+        c = pred.clone()
+        for g in groups:
+            c[:, SLICES[g]] = gt[:, SLICES[g]].to(c.dtype)
+        out[name] = hist(c)
+    out["ground truth"] = hist(gt)
+    return out
+
+
+def swap_reading(parts: Mapping[str, float], baseline_me: float | None = None, model: str = "teacher") -> str:
+    """The swap table of :func:`error_with_true_groups` in sentences, read from its numbers (notebook 03, section 4):
+    how much of ``model``'s landmark error the true pose and the true shape each remove, which is the larger part,
+    and where the model stands against the mean face at the true pose (``baseline_me``, px at 224)."""
+    pred = float(parts["prediction"])
+    rows = {"pose": parts.get("pose (rotation + translation)"), "shape": parts.get("shape (identity + expression)")}
+    said = []
+    for what, value in rows.items():
+        if value is None:
+            continue
+        share = (pred - value) / pred if pred > 0 else 0.0
+        verb = "falls" if value < pred else "rises"
+        said.append(f"with the true {what} the {model}'s error {verb} from {pred:.2f} to {value:.2f} px "
+                    f"({share:+.0%} of it removed)")
+    text = "; ".join(said)
+    text = text[:1].upper() + text[1:] + "." if text else f"The {model}'s error is {pred:.2f} px."
+    if rows["pose"] is not None and rows["shape"] is not None:
+        larger = "pose" if rows["pose"] < rows["shape"] else "shape"
+        text += f" The {larger} is the larger part of the error."
+    if baseline_me is not None:
+        rel = "below" if pred < baseline_me else "above"
+        text += (f" The mean face at the true pose scores {baseline_me:.2f} px: the {model} is {rel} it "
+                 f"(ratio {pred / baseline_me:.2f}).")
+    return text
+
+
+#: Pose angles of :func:`unit_conversions`, in the order of the coefficient slice ``angle`` (R = Rz Ry Rx).
+POSE_AXES: tuple[str, ...] = ("pitch", "yaw", "roll")
+
+
+@torch.no_grad()
+def unit_conversions(renderer: Any, coeffs: Tensor, landmarks: Tensor,
+                     degrees: tuple[float, ...] = (0.25, 0.5, 1, 2, 3, 4, 6, 8, 12, 16, 24)) -> dict[str, Any]:
+    """Pixels, millimetres and degrees for the series' camera, measured on true faces (notebook 03, section 7).
+
+    ``coeffs`` (B, 257) true coefficients and their ``landmarks`` (B, 68, 2) (pixels of the renderer's size).
+    Returns ``mm_per_px``: millimetres on the face (at the camera's distance) per pixel of a 224 image;
+    ``identity_me``: landmark ME (px at 224) of the mean face at the true pose, i.e. of the whole identity and
+    expression signal; per axis of :data:`POSE_AXES`: ``px_per_degree`` (ME of the true face turned by 1
+    degree) and ``degrees_for_identity`` (the turn whose ME equals ``identity_me``, interpolated on ``degrees``;
+    None when the largest turn stays below it); ``curve`` {axis: [(degrees, ME)]}.
+    """
+    validate_coeffs(coeffs, "coeffs")
+    if landmarks.shape != (coeffs.shape[0], 68, 2):
+        raise ValueError(f"landmarks must be (B, 68, 2) for B = {coeffs.shape[0]}, got {tuple(landmarks.shape)}")
+    f, _ = camera_intrinsics(REFERENCE_SIZE)
+    dt = renderer.model.dtype
+    c0 = coeffs.to(dt)
+
+    def me(c: Tensor) -> float:
+        return float(renderer.landmark_me(c, landmarks).mean())
+
+    out: dict[str, Any] = {"mm_per_px": CAMERA_DISTANCE * 100.0 / f, "identity_me": me(mean_face_like(c0)),
+                           "px_per_degree": {}, "degrees_for_identity": {}, "curve": {}}
+    grid = sorted({1.0, *map(float, degrees)})
+    for i, axis in enumerate(POSE_AXES):
+        curve = []
+        for d in grid:
+            c = c0.clone()
+            c[:, SLICES["angle"].start + i] += torch.deg2rad(torch.tensor(d, dtype=dt))
+            curve.append((d, me(c)))
+        out["curve"][axis] = curve
+        out["px_per_degree"][axis] = dict(curve)[1.0]
+        target, found = out["identity_me"], None
+        prev = (0.0, 0.0)
+        for d, e in curve:
+            if e >= target:
+                found = prev[0] + (target - prev[1]) * (d - prev[0]) / max(e - prev[1], 1e-12)
+                break
+            prev = (d, e)
+        out["degrees_for_identity"][axis] = found
+    return out
+
+
+def conversions_markdown(conv: Mapping[str, Any]) -> str:
+    """:func:`unit_conversions` as a markdown table plus one sentence (notebook 03, section 7)."""
+    lines = [f"1 px at 224 is {conv['mm_per_px']:.2f} mm on the face at the camera's distance. The mean face at the "
+             f"true pose, i.e. the whole identity and expression signal, is worth {conv['identity_me']:.2f} px of "
+             "landmark ME.", "", "| turn of the true face about | ME per degree (px at 224) | degrees worth the whole "
+             "identity signal |", "|---|---|---|"]
+    for axis in POSE_AXES:
+        d = conv["degrees_for_identity"][axis]
+        lines.append(f"| {axis} | {conv['px_per_degree'][axis]:.2f} | "
+                     f"{'more than the largest turn tried' if d is None else f'{d:.1f}'} |")
+    return "\n".join(lines) + "\n"
+
+
 def landmark_me_by_kind(models: Mapping[str, Any], eval_sets: Mapping[str, Any], split: Any, renderer: Any,
                         device: str = "cpu") -> dict[str, dict[str, float]]:
     """Mean landmark ME (pixels at 224) of each model on each fixed evaluation set. Notebook 03 sec. 4-6.
 
-    ``eval_sets[kind]`` is an :class:`occ3d_lib.occlusion.occlude.OcclusionResult` whose
+    ``eval_sets[kind]`` is an :class:`occ3d_lib.occlusion.apply.OcclusionResult` whose
     ``params['indices']`` are rows of ``split`` (ground truth); kind 'none' is reported as 'clean'.
     Adds the 'baseline' row (:func:`occ3d_lib.face.coeffs.mean_face_like`: mean face at the *true* pose, which does
     not look at the image) and the 'zero' row (all-zero coefficients: mean face, frontal, centred,
@@ -121,7 +276,7 @@ def per_face_me(ctx: Context, models: Mapping[str, nn.Module], kind: str = "rand
     """Landmark ME (224-px scale) of several models, face by face, on a fixed occluded set and on the clean images.
 
     The set: the first ``n`` (default ``profile.eval_samples``) images of ``split`` occluded with
-    ``kind`` by :func:`occ3d_lib.occlusion.occlude.make_eval_set` (fixed seed, solid random colours).
+    ``kind`` by :func:`occ3d_lib.occlusion.eval_sets.make_eval_set` (fixed seed, solid random colours).
     Each model reconstructs through ``predict`` when it has one (MOPI's single-image rule),
     else ``__call__``. Returns ``{name: {"occluded": (n,), "clean": (n,)}}``, the same faces in the
     same order for every model, so two models can be compared pairwise (notebook 04, section 8).

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,10 +37,14 @@ from occ3d_lib.core import metrics as M
 from occ3d_lib.core.artifacts import write_json
 from occ3d_lib.evaluation.sets import EvalSet, assert_no_identity_leak
 from occ3d_lib.face.coeffs import SLICES, mean_face_like
-from occ3d_lib.occlusion.occlude import make_eval_set
-from occ3d_lib.training.stages import predict_coeffs
+from occ3d_lib.nets.predict import predict_coeffs
+from occ3d_lib.occlusion.eval_sets import make_eval_set
+from occ3d_lib.render.camera import DEEP3D_LANDMARK_OFFSET
 
 MEAN_FACE = "mean-face"
+#: The reference that renders the true coefficients: the floor of every metric that compares a render with
+#: the input (its histogram dissimilarity is the 8-bit rounding of the images alone); notebook 05 section 6.
+GROUND_TRUTH = "ground-truth"
 DEFAULT_ROLES: dict[str, str] = {"teacher": "teacher", "sopi": "sopi", "mopi": "mopi",
                                  "mopi_perceptual": "mopi-perceptual", "mopi_label": "mopi-label"}
 COVERAGE_EDGES: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -72,14 +77,24 @@ def mean_skin_albedo(renderer: Any, coeffs: Tensor, skin_mask: Tensor | None = N
     return ((alb * m).sum(1) / m.sum().clamp(min=1)).float()
 
 
+def landmark_offset(model: Any) -> tuple[float, float] | None:
+    """Where a model's landmark convention puts its landmarks relative to occ3d's projection, (dx, dy) px at
+    224: :data:`~occ3d_lib.render.camera.DEEP3D_LANDMARK_OFFSET` (+1/2, -1/2) for a Deep3DFaceRecon checkpoint
+    (``model.landmark_convention == "deep3d"``, set by :func:`occ3d_lib.nets.checkpoints.load_deep3d_checkpoint`;
+    its landmark loss was fitted in that convention, docs/facts.md §5), None for a model trained here."""
+    return DEEP3D_LANDMARK_OFFSET if getattr(model, "landmark_convention", None) == "deep3d" else None
+
+
 @torch.no_grad()
 def sample_metrics(coeffs: Tensor, es: EvalSet, renderer: Any, hist_reference: str = "clean", hist_bins: int = 16,
-                   batch_size: int = 32) -> dict[str, Tensor]:
+                   batch_size: int = 32, landmark_offset: Sequence[float] | None = None) -> dict[str, Tensor]:
     """Per-sample metrics of predicted coefficients on one set: {metric: (B,)} (keys of :data:`METRICS`;
     the 3D metrics only where ground-truth coefficients exist).
 
     Histogram reference: the clean image where known (``hist_reference="clean"``), else the input;
-    the region is the rendered face mask (coverage > 0.5).
+    the region is the rendered face mask (coverage > 0.5). ``landmark_offset`` (dx, dy) px at 224
+    (scaled to the set's size S by S / 224) is added to the projected landmarks before they are scored:
+    the model's landmark convention (:func:`landmark_offset`).
     """
     if coeffs.shape != (len(es), 257):
         raise ValueError(f"coeffs must have shape ({len(es)}, 257), got {tuple(coeffs.shape)}")
@@ -88,6 +103,8 @@ def sample_metrics(coeffs: Tensor, es: EvalSet, renderer: Any, hist_reference: s
     s = es.image_size
     dtype = renderer.model.dtype
     lm = renderer.landmarks(coeffs.to(dtype)).float()
+    if landmark_offset is not None:
+        lm = lm + torch.tensor([float(v) for v in landmark_offset]) * (s / M.REFERENCE_SIZE)
     gt = es.landmarks.float()
     out = {"me": M.landmark_me(lm, gt, s), "nme": M.normalized_landmark_me(lm, gt, s), "aflw_nme": M.aflw_nme(lm, gt)}
     mse, nmse = M.landmark_mse_xy(lm, gt, s), M.normalized_landmark_mse_xy(lm, gt, s)
@@ -129,13 +146,18 @@ def evaluate(models: Mapping[str, Any], eval_sets: Mapping[str, EvalSet], render
     ``curves['coverage'|'yaw'][model][metric]`` = :func:`occ3d_lib.core.metrics.binned_mean` over all
     sets pooled (coverage bins 0-80 %: SHOFI's single square reaches at most 60 % and the 'full' kind fills
     the 60-80 % bins).
-    ``baseline`` adds :data:`MEAN_FACE` (needs ground-truth coefficients). ``train_identities``:
-    if given, :func:`assert_no_identity_leak` runs first.
+    ``baseline`` adds :data:`MEAN_FACE` (needs ground-truth coefficients) to the models, and
+    :data:`GROUND_TRUTH` (the true coefficients rendered) to ``summary`` only, as a reference
+    (``references`` lists both). ``train_identities``: if given, :func:`assert_no_identity_leak` runs first.
     """
     if not models:
         raise ValueError("evaluate needs at least one model")
     if not eval_sets:
         raise ValueError("evaluate needs at least one evaluation set")
+    empty = [kind for kind, es in eval_sets.items() if len(es) == 0]
+    if empty:
+        raise ValueError(f"evaluation set(s) {empty} hold no images: nothing to evaluate; leave them out or give "
+                         "them images (a real set whose photos were all skipped says why in its load report)")
     if train_identities is not None:
         for es in eval_sets.values():
             if es.identity is not None:
@@ -155,9 +177,19 @@ def evaluate(models: Mapping[str, Any], eval_sets: Mapping[str, EvalSet], render
                     progress(f"{name} on {kind}")
                 coeffs = predict_coeffs(models[name], es.images, batch_size=batch_size, device=device)
             vals = sample_metrics(coeffs, es, renderer, hist_reference=hist_reference, hist_bins=hist_bins,
-                                  batch_size=batch_size)
+                                  batch_size=batch_size,
+                                  landmark_offset=landmark_offset(models[name]) if name in models else None)
             per[name][kind] = {k: v.tolist() for k, v in vals.items()}
             summary[name][kind] = {k: _ci(v, bootstrap, alpha, seed) for k, v in vals.items()}
+    references = [MEAN_FACE] if MEAN_FACE in names and MEAN_FACE not in models else []
+    if baseline and has_gt:  # the floor: the true coefficients rendered and scored like a model
+        summary[GROUND_TRUTH] = {}
+        for kind, es in eval_sets.items():
+            if es.coeffs is not None:
+                vals = sample_metrics(es.coeffs.float(), es, renderer, hist_reference=hist_reference,
+                                      hist_bins=hist_bins, batch_size=batch_size)
+                summary[GROUND_TRUTH][kind] = {k: _ci(v, bootstrap, alpha, seed) for k, v in vals.items()}
+        references.append(GROUND_TRUTH)
     curves: dict[str, dict[str, dict[str, list]]] = {"coverage": {}, "yaw": {}}
     for name in names:
         kinds_done = [k for k in eval_sets if k in per[name]]
@@ -177,8 +209,11 @@ def evaluate(models: Mapping[str, Any], eval_sets: Mapping[str, EvalSet], render
                  "seed": seed, "hist_reference": hist_reference, "hist_bins": hist_bins,
                  "n": {k: len(es) for k, es in eval_sets.items()}, "metrics": METRICS,
                  "coverage_edges": list(coverage_edges), "yaw_edges_deg": list(yaw_edges),
-                 "identity_leak_checked": train_identities is not None},
+                 "identity_leak_checked": train_identities is not None,
+                 "landmark_offsets_224": {m: landmark_offset(models[m]) for m in names if m in models
+                                          and landmark_offset(models[m]) is not None}},
         "models": names,
+        "references": references,
         "kinds": list(eval_sets),
         "summary": summary,
         "per_sample": per,
@@ -202,7 +237,7 @@ def colour_invariance(models: Mapping[str, Any], images: Tensor, landmarks: Tens
                       kind: str = "shofi", seed: int = 0, colours: Sequence[Sequence[float]] = DEFAULT_COLOURS,
                       bootstrap: int = 1000, alpha: float = 0.05, batch_size: int = 32,
                       device: str = "cpu") -> dict[str, Any]:
-    """Occluder-colour invariance (paper Fig. 3, Sec. 4.1.1) as a number; notebook 05 section 6.
+    """Occluder-colour invariance (paper Fig. 3, Sec. 4.1.1) as a number; notebook 05 section 8.
 
     The same faces (B, 3, S, S) with landmarks (B, 68, 2) are occluded with ``kind`` from one seed
     in each colour of ``colours`` (solid fill). The occlusion module draws the geometry before the

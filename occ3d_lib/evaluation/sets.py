@@ -1,14 +1,16 @@
 """Fixed evaluation sets: model inputs plus ground truth, synthetic or real (notebook 05, section 1).
 
-:class:`EvalSet` is one set; :func:`load_eval_sets` builds them from the run's cached occlusion sets
-(:func:`occ3d_lib.occlusion.occlude.load_or_build_eval_sets`), :func:`eval_set_from_arrays` and
-:func:`real_eval_sets` from real photos, and :func:`assert_no_identity_leak` checks that no test
+:class:`EvalSet` is one set; :func:`get_eval_sets` builds them from the run's cached occlusion sets
+(:func:`occ3d_lib.occlusion.eval_sets.load_or_build_eval_sets`), :func:`eval_set_from_arrays` and
+:func:`real_eval_sets` from real photos (occluded by :mod:`occ3d_lib.occlusion.eval_sets` too, so every
+evaluation set is built in one place), and :func:`assert_no_identity_leak` checks that no test
 identity was trained on. :mod:`occ3d_lib.evaluation.evaluate` runs the models on them.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +20,7 @@ from occ3d_lib.data import real
 from occ3d_lib.data.context import Context
 from occ3d_lib.data.landmarks import batch_landmarks68
 from occ3d_lib.face.coeffs import validate_coeffs
-from occ3d_lib.occlusion.occlude import EVAL_KINDS, kind_seed, load_or_build_eval_sets, make_eval_set
+from occ3d_lib.occlusion.eval_sets import EVAL_KINDS, load_or_build_eval_sets, make_kind_sets
 
 
 # ------------------------------------------------------------------------------------ data
@@ -73,7 +75,7 @@ class EvalSet:
 
 def eval_sets_from_occlusion(sets: Mapping[str, Any], split: Any, dataset: str = "synthetic") -> dict[str, EvalSet]:
     """Attach ground truth to the occlusion module's sets. ``sets[kind]`` is an
-    :class:`occ3d_lib.occlusion.occlude.OcclusionResult` whose ``params['indices']`` are rows of ``split``
+    :class:`occ3d_lib.occlusion.apply.OcclusionResult` whose ``params['indices']`` are rows of ``split``
     (a SyntheticSplit with ``.batch(idx)`` -> image, coeffs, landmarks, identity)."""
     out = {}
     for kind, res in sets.items():
@@ -87,11 +89,27 @@ def eval_sets_from_occlusion(sets: Mapping[str, Any], split: Any, dataset: str =
     return out
 
 
-def load_eval_sets(ctx: Context, kinds: Sequence[str] | None = None, n: int | None = None,
+def get_eval_sets(ctx: Context, kinds: Sequence[str] | None = None, n: int | None = None,
                    split: str = "test") -> dict[str, EvalSet]:
-    """The run's fixed evaluation sets with ground truth (built once by the occlusion module, cached)."""
+    """The run's fixed evaluation sets with ground truth (notebook 05, section 2).
+
+    Args:
+        ctx: the run's Context (its synthetic dataset's ``split``).
+        kinds: occlusion kinds (default :data:`occ3d_lib.occlusion.eval_sets.EVAL_KINDS`).
+        n: faces per set (default ``profile.eval_samples``).
+        split: the dataset split the faces come from.
+
+    Returns:
+        ``{kind: EvalSet}`` with images ``(n, 3, S, S)``, clean ``(n, 3, S, S)``, landmarks ``(n, 68, 2)``,
+        coeffs ``(n, 257)``; the occluded images are built once and cached by
+        :func:`occ3d_lib.occlusion.eval_sets.load_or_build_eval_sets`.
+    """
     sets = load_or_build_eval_sets(ctx, tuple(kinds or EVAL_KINDS), n=n, split=split)
     return eval_sets_from_occlusion(sets, ctx.dataset.split(split))
+
+
+#: notebook 05, section 2 calls it by this name
+load_eval_sets = get_eval_sets
 
 
 def eval_set_from_arrays(kind: str, images: Tensor, landmarks: Tensor, dataset: str, **kw: Any) -> EvalSet:
@@ -103,7 +121,7 @@ REAL_KINDS: tuple[str, ...] = ("none", "dsofi", "dhofi", "shofi", "random_patter
 
 
 def real_eval_sets(spec: str, image_size: int, kinds: Sequence[str] = REAL_KINDS, n: int = 200, seed: int = 0,
-                   split: str = "test", progress: bool = False) -> dict[str, EvalSet]:
+                   split: str = "test", progress: bool = False, max_pixels: int = real.MAX_PIXELS) -> dict[str, EvalSet]:
     """Occluded evaluation sets from real photos (notebook 05 section "Running on real data").
 
     ``spec`` is a dataset spec of :mod:`occ3d_lib.data.real` (``"celeba:<root>"``,
@@ -111,12 +129,13 @@ def real_eval_sets(spec: str, image_size: int, kinds: Sequence[str] = REAL_KINDS
     crops. Ground-truth landmarks: the set's own where it has them (AFLW2000-3D's 68 points),
     else dlib's 68-point detector on the clean crop, as the paper does; faces where dlib finds
     nothing are dropped and the rate is kept in ``info['dlib_failure_rate']`` (report it). Each
-    kind is occluded with the same seeds as the synthetic sets (:func:`occlusion.kind_seed`).
-    No 3D ground truth: the 3D metrics are absent for these sets.
+    kind is occluded as the synthetic sets are (:func:`occ3d_lib.occlusion.eval_sets.make_kind_sets`).
+    No 3D ground truth: the 3D metrics are absent for these sets. ``max_pixels``: the pixel budget of one
+    photo (:data:`occ3d_lib.data.real.MAX_PIXELS`; larger photos are skipped as 'too large').
     """
-    ds = real.open_dataset(spec, size=image_size, split=split)
+    ds = real.open_dataset(spec, size=image_size, split=split, max_pixels=max_pixels)
     if isinstance(ds, str):
-        raise ValueError("real_eval_sets needs a real dataset spec, got 'synthetic' (use load_eval_sets)")
+        raise ValueError("real_eval_sets needs a real dataset spec, got 'synthetic' (use get_eval_sets)")
     batch = ds.collect(limit=n, progress=progress)
     if batch.images.shape[0] == 0:
         raise ValueError(f"no usable image in {spec!r}: {batch.report()}")
@@ -138,8 +157,7 @@ def real_eval_sets(spec: str, image_size: int, kinds: Sequence[str] = REAL_KINDS
     yaw = batch.yaw_deg[idx].float()
     name = real.parse_dataset_spec(spec)[0]
     out = {}
-    for kind in kinds:
-        res = make_eval_set(images, lm, kind, kind_seed(seed, kind))
+    for kind, res in make_kind_sets(images, lm, kinds, seed).items():
         out[kind] = EvalSet(kind=kind, images=res.images.float(), clean=images, landmarks=lm, coverage=res.coverage.float(),
                             identity=batch.identity[idx], masks=res.masks, dataset=name,
                             yaw_deg=yaw if bool(torch.isfinite(yaw).any()) else None,

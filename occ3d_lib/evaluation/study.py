@@ -9,8 +9,9 @@ and ``docs/course_study.md`` show. The records the series ships live in ``docs/c
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from occ3d_lib.core.thresholds import COURSE_GOAL_DENSE, COURSE_GOAL_ME
 
@@ -169,7 +170,7 @@ def stage_seconds(run_dir: str | Path) -> list[dict[str, Any]]:
     Each finished stage folder (``<stage>-<hash>/final.pt`` beside ``history.json``) gives its
     stage name, steps and the seconds its training loop logged (evaluation and caching excluded);
     when a stage was trained under several configurations the newest is kept. Rows come in the
-    order the stages finished. Used by README's and notebook 00's account of the course run.
+    order the stages finished. Used by docs/timings.md's and notebook 00's account of the course run.
     """
     rows: dict[str, dict[str, Any]] = {}
     for hist in sorted(Path(run_dir).glob("checkpoints/*/history.json")):

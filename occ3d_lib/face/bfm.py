@@ -301,9 +301,8 @@ def build_bfm_front(bfm2009_mat: str | Path, exp_pca_bin: str | Path, index_dir:
         "frontmask2_idx": _field(info, "frontmask2_idx", p_info, (None, None)),
         "skinmask": _field(info, "skinmask", p_info, (None, None)),
     }
-    with atomic_path(out_path) as tmp:
-        with open(tmp, "wb") as fh:
-            savemat(fh, out)
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
+        savemat(fh, out)
     read_bfm_front_mat(out_path)  # the written file must load (checks every field)
     return out_path
 

@@ -121,16 +121,13 @@ class FaceModel:
     def dtype(self) -> torch.dtype:
         return self.mean_shape.dtype
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "FaceModel":
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> FaceModel:
         """A copy on ``device``; floating fields cast to ``dtype`` if given (index fields stay int64)."""
         kw = {}
         for name in _TENSOR_FIELDS:
             v = getattr(self, name)
-            if v.is_floating_point() and dtype is not None:
-                v = v.to(device=device, dtype=dtype)
-            else:
-                v = v.to(device=device)
-            kw[name] = v
+            floating = v.is_floating_point() and dtype is not None
+            kw[name] = v.to(device=device, dtype=dtype) if floating else v.to(device=device)
         return FaceModel(**kw, info=dict(self.info))
 
     # ----------------------------------------------------------------- Eq. (3)
@@ -165,18 +162,18 @@ class FaceModel:
         return vertex_normals(verts, self.tri, self.point_buf)
 
     # ------------------------------------------------------------------- files
-    def save(self, path: str | Path) -> Path:
-        """Write the model to a ``.npz`` file atomically; returns the path."""
+    def save(self, path: str | Path, settings: Any = None) -> Path:
+        """Write the model to a ``.npz`` file atomically, with a manifest recording ``settings`` (what it was
+        built from, e.g. the procedural model's seed); returns the path."""
         path = Path(path)
         arrays = {k: getattr(self, k).detach().cpu().numpy() for k in _TENSOR_FIELDS}
         arrays["info"] = np.array(repr(self.info))
-        with atomic_path(path, manifest=True) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+        with atomic_path(path, manifest=True, settings=settings) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "FaceModel":
+    def load(cls, path: str | Path) -> FaceModel:
         """Read a model written by :meth:`save`. Missing fields are a clear error."""
         import ast
 
@@ -200,7 +197,7 @@ class FaceModel:
             info = ast.literal_eval(str(z["info"])) if "info" in z.files else {}
         return cls(**kw, info=info)
 
-    def replace(self, **changes: Any) -> "FaceModel":
+    def replace(self, **changes: Any) -> FaceModel:
         """A copy with some fields replaced (validated again)."""
         return dataclasses.replace(self, **changes)
 

@@ -56,8 +56,8 @@ tensors; the seed only changes the random components.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -388,9 +388,9 @@ def _exp_fields(gr: _Grid) -> list[np.ndarray]:
         up, lo, prof = _eye_lids(X, side)
         h = up - lo
         inside = np.clip(Y - lo, 0, None)
-        c = np.where(Y <= up, inside, h * _g(np.clip(Y - up, 0, None), 0.05))
+        c = np.where(up >= Y, inside, h * _g(np.clip(Y - up, 0, None), 0.05))
         close -= c * (np.abs(X - side * EYE_X) < 0.25)
-        sq = np.where(Y >= lo, np.clip(up - Y, 0, None), h * _g(np.clip(lo - Y, 0, None), 0.05))
+        sq = np.where(lo <= Y, np.clip(up - Y, 0, None), h * _g(np.clip(lo - Y, 0, None), 0.05))
         squint += sq * (np.abs(X - side * EYE_X) < 0.25)
     eye_close = _vec(dy=close, n=n)  # 1 = lids fully closed
     squint_f = _vec(dy=squint, n=n)  # 1 = lower lids fully raised
@@ -537,10 +537,10 @@ def _landmarks(gr: _Grid, z: np.ndarray) -> np.ndarray:
         cx = side * EYE_X
         xo, xi = cx + side * EYE_A * 0.97, cx - side * EYE_A * 0.97
         xa, xb = cx + side * EYE_A * 0.35, cx - side * EYE_A * 0.35
-        def up(x: float) -> float:
+        def up(x: float, side: float = side) -> float:
             return float(_eye_lids(np.array(x), side)[0])
 
-        def lo(x: float) -> float:
+        def lo(x: float, side: float = side) -> float:
             return float(_eye_lids(np.array(x), side)[1])
         # iBUG order runs clockwise in the image starting at the image-left corner
         if side < 0:
@@ -639,8 +639,10 @@ def load_or_build_procedural(resolution: str = "light", seed: int = 0) -> FaceMo
     """The procedural model, cached under ``cache_dir()/face_models/`` (notebook 01, section 1).
 
     The file is keyed by ``config_hash`` of (name, resolution, seed, VERSION), written atomically
-    with :meth:`FaceModel.save` and its manifest; a damaged or unreadable file is rebuilt.
+    with :meth:`FaceModel.save` and a manifest recording those settings; a damaged or unreadable file,
+    or one whose manifest records other settings or another file name, is rebuilt.
     """
+    settings = procedural_settings(resolution, seed)
     return load_or_build(procedural_cache_path(resolution, seed), FaceModel.load,
-                         lambda: procedural_face_model(resolution, seed), lambda m, p: m.save(p),
-                         "procedural face model")
+                         lambda: procedural_face_model(resolution, seed), lambda m, p: m.save(p, settings),
+                         "procedural face model", settings=settings)

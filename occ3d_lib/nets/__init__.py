@@ -1,4 +1,5 @@
 """The networks: ReconNet and MultiOcclusionNet, Deep3DFaceRecon checkpoints, the FaceNet wrapper.
 
-models, checkpoints, facenet. Notebooks 03 and 04 use them.
+models, predict (running a network over many images), checkpoints, facenet, pretrained (the shipped
+networks). Notebooks 03 to 05 use them.
 """

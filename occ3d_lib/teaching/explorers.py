@@ -6,7 +6,8 @@ what a panel shows (:func:`face_coeffs`, :func:`explore_one`) are plain function
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
@@ -14,7 +15,8 @@ from torch import Tensor
 
 from occ3d_lib.core import viz
 from occ3d_lib.face import coeffs
-from occ3d_lib.occlusion.occlude import NATURAL_KINDS, OcclusionResult, occlude
+from occ3d_lib.occlusion.apply import OcclusionResult, occlude
+from occ3d_lib.occlusion.kinds import NATURAL_KINDS
 from occ3d_lib.render import lighting
 from occ3d_lib.render.renderer import FaceRenderer, RenderOutput
 

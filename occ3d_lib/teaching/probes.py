@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from occ3d_lib.occlusion.occlude import _as_rgb_float
+from occ3d_lib.occlusion.apply import _as_rgb_float
 from occ3d_lib.render import raster
 
 

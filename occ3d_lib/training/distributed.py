@@ -1,6 +1,6 @@
 """Scale-out on torch.distributed: the process group, per-rank seeds, batch shards, rank-0-first caches.
 
-Taught in README "Scaling out" (the notebooks themselves always run in one process). The
+Taught in docs/scaling_out.md (the notebooks themselves always run in one process). The
 training command (:mod:`occ3d_lib.train_cli`, ``python -m occ3d_lib.train_cli``) calls :func:`init`
 once; everything else reads :func:`current`, the way ``torch.distributed`` itself is
 process-global. Without a launcher (no ``WORLD_SIZE`` in the environment, or ``WORLD_SIZE=1``)
@@ -22,9 +22,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.distributed as dist

@@ -28,22 +28,27 @@ size and standardised like ``facenet_pytorch.fixed_image_standardization``:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from occ3d_lib.core.external import FACENET_WEIGHTS
+from occ3d_lib.core.seeds import SEED_OFFSETS
 from occ3d_lib.data.context import Context
 from occ3d_lib.data.synthetic import random_backgrounds, sample_identities, sample_views
+from occ3d_lib.nets import pretrained
 from occ3d_lib.nets.facenet import MIN_INPUT_SIZE, FaceEmbedder, embed_images, load_pretrained_embedder
 from occ3d_lib.nets.models import freeze, seeded
-from occ3d_lib.occlusion.occlude import PARTIAL_KINDS, occlude
+from occ3d_lib.occlusion.apply import occlude
+from occ3d_lib.occlusion.kinds import PARTIAL_KINDS
 from occ3d_lib.render.renderer import RENDER_VERSION, FaceRenderer
 from occ3d_lib.training import distributed
-from occ3d_lib.training.train import TrainConfig, Trainer
+from occ3d_lib.training.recipe import fit_stage, stage_config
+from occ3d_lib.training.train import TrainConfig
 
 
 # ---------------------------------------------------------------------------------- metric learning
@@ -91,7 +96,7 @@ class EmbedderSettings:
     occlusion_fill: str = "random"
     dropout_prob: float = 0.0
     input_size: int | None = None  # None: max(profile.embedder_image_size, MIN_INPUT_SIZE)
-    seed_offset: int = 31
+    seed_offset: int = SEED_OFFSETS["embedder"]
 
     def __post_init__(self) -> None:
         if self.views < 2:
@@ -170,10 +175,8 @@ def embedder_config(ctx: Context, settings: EmbedderSettings = EmbedderSettings(
            "image_size": p.embedder_image_size,
            "input_size": embedder_input_size(p, settings), "batch": p.embedder_batch_size,
            "face_model": {k: fm.info.get(k) for k in ("name", "resolution", "seed", "version", "path")}}
-    return TrainConfig(steps=p.embedder_steps, lr=settings.lr, checkpoint_every=p.checkpoint_every,
-                       log_every=p.log_every, seed=p.seed + settings.seed_offset, device=ctx.device,
-                       amp=str(ctx.device).startswith("cuda"), key=key, schedule="cosine",
-                       final_lr_fraction=settings.lr_final_fraction)
+    return stage_config(ctx, "embedder", key, lr=settings.lr, seed_offset=settings.seed_offset, schedule="cosine",
+                        final_lr_fraction=settings.lr_final_fraction)
 
 
 def train_embedder(ctx: Context, settings: EmbedderSettings = EmbedderSettings(), progress: bool | None = None,
@@ -186,19 +189,14 @@ def train_embedder(ctx: Context, settings: EmbedderSettings = EmbedderSettings()
     """
     p = ctx.profile
     cfg = embedder_config(ctx, settings)
-    out_dir = ctx.stage_dir("embedder", {"hash": cfg.hash()})
     with seeded(cfg.seed):  # deterministic weight init without touching the global RNG
         model = FaceEmbedder(input_size=embedder_input_size(p, settings), dropout_prob=settings.dropout_prob)
     renderer = FaceRenderer(ctx.face_model, p.embedder_image_size)
-    trainer = Trainer(model, embedder_step_fn(settings.temperature),
-                      synthetic_identity_batch_fn(ctx.face_model, p.embedder_image_size,
-                                                  distributed.shard_batch_size(p.embedder_batch_size,
-                                                                               "embedder_batch_size"),
-                                                  settings, renderer), cfg, out_dir)
-    trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback, desc="FaceNet (synthetic)")
-    model.history = trainer.history  # type: ignore[attr-defined]
-    model.out_dir = out_dir  # type: ignore[attr-defined]
-    return freeze(model)
+    batches = synthetic_identity_batch_fn(ctx.face_model, p.embedder_image_size,
+                                          distributed.shard_batch_size(p.embedder_batch_size, "embedder_batch_size"),
+                                          settings, renderer)
+    return fit_stage(ctx, "embedder", model, embedder_step_fn(settings.temperature), batches, cfg,
+                     desc="FaceNet (synthetic)", progress=progress, callback=callback)
 
 
 def get_embedder(ctx: Context, settings: EmbedderSettings = EmbedderSettings(), **kw: Any) -> FaceEmbedder:
@@ -208,7 +206,31 @@ def get_embedder(ctx: Context, settings: EmbedderSettings = EmbedderSettings(), 
         return load_pretrained_embedder(ctx.facenet_spec, ctx.device)
     if ctx.facenet_spec != "synthetic":
         raise ValueError(f"facenet must be 'synthetic' or one of {sorted(FACENET_WEIGHTS)}, got {ctx.facenet_spec!r}")
+    if ctx.profile.pretrained:
+        return load_pretrained_facenet(ctx, settings)
     return train_embedder(ctx, settings, **kw)
+
+
+def facenet_compat(ctx: Context, settings: EmbedderSettings = EmbedderSettings()) -> dict[str, Any]:
+    """What a shipped FaceNet must have been made for to serve this context (its manifest's ``compat``)."""
+    fm = ctx.face_model
+    return {"input_size": embedder_input_size(ctx.profile, settings), "render": RENDER_VERSION,
+            "face_model": {k: fm.info.get(k) for k in ("name", "resolution", "seed", "version", "path")}}
+
+
+def load_pretrained_facenet(ctx: Context, settings: EmbedderSettings = EmbedderSettings()) -> FaceEmbedder:
+    """The shipped synthetic FaceNet (``data/pretrained/facenet.pt``), verified, frozen. Notebook 04, section 2.
+
+    The offline counterpart of facenet-pytorch's vggface2 weights (paper Sec. 3.2.2): trained once by
+    ``make pretrained`` with :func:`train_embedder`; its recorded loss curve is its ``history``.
+    """
+    state, entry = pretrained.load_shipped("facenet")
+    pretrained.check_compat("facenet", entry, facenet_compat(ctx, settings))
+    model = FaceEmbedder(input_size=embedder_input_size(ctx.profile, settings))
+    model.load_state_dict(state)
+    model.history = list(entry.get("curve", []))  # type: ignore[attr-defined]
+    model.shipped = entry  # type: ignore[attr-defined]
+    return freeze(model.to(ctx.device))
 
 
 def roc_curve(scores: Tensor, same: Tensor) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Pure functions on tensors, no state. Taught in:
 - notebook 03 (teacher / SOPI distillation): :func:`teacher_losses` and its terms (RNet's weakly
   supervised losses, reference ``conventions_deep3d_bfm.md`` section 7), :func:`se_loss` (Eq. 6)
-  and the Fig. 6 ablation :func:`l1_loss` / :func:`distill_loss`;
+  and the Sec. 4.3.1 ablations :func:`l1_loss` and :func:`kl_loss` (a distribution-based loss) /
+  :func:`distill_loss`;
 - notebook 04 (MOPI): :func:`perceptual_similarity` / :func:`perceptual_loss` (Eq. 7),
   :func:`select_sopi_labels` / :func:`label_loss` (Eq. 8) and :func:`composite_loss` (Eq. 9),
   with the Table 7 ablation weights :data:`MOPI_ABLATIONS`.
@@ -13,8 +14,8 @@ pixels of the ``S x S`` image (x = column, y = row); coefficients ``(B, 257)`` i
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 from torch import Tensor
@@ -286,15 +287,42 @@ def l1_loss(pred: Tensor, target: Tensor) -> Tensor:
     return (target.to(pred) - pred).abs().mean(dim=1).mean()
 
 
-DISTILL_LOSSES = ("se", "l1")
+def kl_loss(pred: Tensor, target: Tensor, temperature: float = 1.0) -> Tensor:
+    """A distribution-based distillation loss, the kind Sec. 4.3.1 finds unsuitable (notebook 03, section 8).
+
+    Each coefficient group of :data:`~occ3d_lib.face.coeffs.SLICES` (identity, expression, albedo, angles,
+    light, translation) is turned into a distribution by a softmax at ``temperature``, as soft-target
+    distillation (Hinton et al.) does with class scores, and the loss is ``sum_g KL(softmax(v_u,g / T) ||
+    softmax(v_g / T))``, averaged over the batch. A softmax does not change when one constant is added to
+    every entry of a group, so this loss cannot see such a shift: a head pose, a translation or a skin tone
+    moved as a whole costs nothing. (B, 257) x2 -> scalar.
+    """
+    validate_coeffs(pred, "pred")
+    validate_coeffs(target, "target")
+    _same_shape(pred, target, "pred", "target")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    t = target.to(pred)
+    total = pred.new_zeros(())
+    for sl in SLICES.values():
+        log_q = torch.log_softmax(pred[:, sl] / temperature, dim=1)
+        log_p = torch.log_softmax(t[:, sl] / temperature, dim=1)
+        total = total + (log_p.exp() * (log_p - log_q)).sum(dim=1).mean()
+    return total
+
+
+DISTILL_LOSSES = ("se", "l1", "kl")
 
 
 def distill_loss(pred: Tensor, target: Tensor, kind: str = "se") -> Tensor:
-    """The SOPI distillation loss by name: ``"se"`` (Eq. 6, the paper's) or ``"l1"`` (Fig. 6 ablation)."""
+    """The SOPI distillation loss by name: ``"se"`` (Eq. 6, the paper's), ``"l1"`` (Fig. 6 ablation) or ``"kl"``
+    (a distribution-based loss, :func:`kl_loss`; Sec. 4.3.1 finds such losses unsuitable)."""
     if kind == "se":
         return se_loss(pred, target)
     if kind == "l1":
         return l1_loss(pred, target)
+    if kind == "kl":
+        return kl_loss(pred, target)
     raise ValueError(f"unknown distillation loss {kind!r}; valid: {list(DISTILL_LOSSES)}")
 
 

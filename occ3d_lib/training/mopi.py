@@ -3,7 +3,7 @@
 Taught in notebook 04 (sections 3-7). One training step, for ``B`` identities:
 
 1. *data* (:func:`mopi_batch_fn`): pick ``B`` clean training images, occlude each 7 times with
-   random patterns (:func:`occ3d_lib.occlusion.occlude.multi_occlusion_set`, solid random colours:
+   random patterns (:func:`occ3d_lib.occlusion.apply.multi_occlusion_set`, solid random colours:
    "arbitrary pixel values", Sec. 4);
 2. *Eq. 8 label* (:func:`select_labels`, in the batch function because it only involves frozen
    networks): the frozen SOPI model predicts coefficients for the 7 occluded images, each
@@ -36,20 +36,25 @@ Choices where the paper is silent (each is a field of :class:`MopiSettings`):
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from occ3d_lib.core.artifacts import load_or_build, torch_save
+from occ3d_lib.core.artifacts import load_or_build, torch_load, torch_save
+from occ3d_lib.core.seeds import SEED_OFFSETS
 from occ3d_lib.data.context import Context
 from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, freeze, seeded
-from occ3d_lib.occlusion.occlude import MOPI_KINDS, multi_occlusion_set, quantise
+from occ3d_lib.occlusion.apply import multi_occlusion_set
+from occ3d_lib.occlusion.eval_sets import quantise
+from occ3d_lib.occlusion.kinds import MOPI_KINDS
 from occ3d_lib.training import distributed, losses
 from occ3d_lib.training.embedder import get_embedder, weights_hash
+from occ3d_lib.training.recipe import fit_stage, stage_config
 from occ3d_lib.training.stages import get_sopi
-from occ3d_lib.training.train import TrainConfig, Trainer, full_precision
+from occ3d_lib.training.train import TrainConfig, full_precision
 
 VARIANTS = tuple(losses.MOPI_ABLATIONS)  # ("both", "perceptual", "label")
 LABEL_MODES = ("auto", "pool", "online")
@@ -72,7 +77,7 @@ class MopiSettings:
     kinds: tuple[str, ...] = MOPI_KINDS
     fill: str = "solid"
     freeze_bn: bool = True  # keep the backbone's BatchNorm statistics (SOPI's) while fine-tuning
-    seed_offset: int = 53
+    seed_offset: int = SEED_OFFSETS["mopi"]
     labels: str = "auto"  # Eq. 8 labels: "pool" (once per run, shared by the Table 7 variants), "online", "auto"
     selection: str = "facenet"  # "facenet" (Eq. 8) | "oracle" | "random": see SELECTIONS
 
@@ -222,7 +227,7 @@ def pooled_batch_fn(pool: Mapping[str, Tensor], split: Any, n_identities: int, s
     return batch_fn
 
 
-def get_label_pool(ctx: Context, settings: "MopiSettings", sopi: nn.Module, embedder: nn.Module) -> dict[str, Tensor]:
+def get_label_pool(ctx: Context, settings: MopiSettings, sopi: nn.Module, embedder: nn.Module) -> dict[str, Tensor]:
     """The Eq. 8 label pool of this run: built once (``profile.mopi_steps`` batches) and cached in
     ``ctx.stage_dir('mopi-labels', ...)``, keyed by the SOPI and FaceNet weights, the data and the
     occlusion settings, so the three Table 7 variants select their labels only once. Notebook 04, section 5."""
@@ -239,8 +244,8 @@ def get_label_pool(ctx: Context, settings: "MopiSettings", sopi: nn.Module, embe
                                settings.fill, ctx.device, settings.selection)
             return build_label_pool(fn, p.mopi_steps, p.seed + settings.seed_offset)
 
-        return load_or_build(path, lambda f: torch.load(f, map_location="cpu", weights_only=True), build, torch_save,
-                             "MOPI label pool")
+        return load_or_build(path, torch_load, build, lambda v, f: torch_save(v, f, settings=key), "MOPI label pool",
+                             settings=key)
 
 
 def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float = 0.8, freeze_bn: bool = False
@@ -307,7 +312,7 @@ def term_gradient_norms(model: nn.Module, batch: dict[str, Tensor], renderer: An
     return out
 
 
-def build_mopi(profile: Any, sopi: ReconNet | None = None, init: str = "sopi",
+def make_mopi(profile: Any, sopi: ReconNet | None = None, init: str = "sopi",
                seed: int | None = None) -> MultiOcclusionNet:
     """A MultiOcclusionNet with the profile's backbone and ``n_occlusion_variants`` heads, started from ``sopi``
     (its random initialisation drawn from ``seed``, default ``profile.seed``)."""
@@ -328,9 +333,7 @@ def mopi_config(ctx: Context, settings: MopiSettings, sopi_key: str, embedder_ke
     key = {"stage": "mopi", "version": 2, "settings": st, "weights": settings.weights,
            "sopi": sopi_key, "embedder": embedder_key, "backbone": p.backbone, "batch": p.mopi_batch_identities,
            "variants": p.n_occlusion_variants, "data": ctx.dataset.meta.get("key")}
-    return TrainConfig(steps=p.mopi_steps, lr=p.mopi_lr, checkpoint_every=p.checkpoint_every,
-                       log_every=p.log_every, seed=p.seed + settings.seed_offset, device=ctx.device,
-                       amp=str(ctx.device).startswith("cuda"), key=key)
+    return stage_config(ctx, "mopi", key, seed_offset=settings.seed_offset)
 
 
 def train_mopi(ctx: Context, variant: str = "both", sopi: nn.Module | None = None, embedder: nn.Module | None = None,
@@ -351,8 +354,7 @@ def train_mopi(ctx: Context, variant: str = "both", sopi: nn.Module | None = Non
     sopi = freeze(sopi if sopi is not None else get_sopi(ctx)).to(ctx.device)
     embedder = freeze(embedder if embedder is not None else get_embedder(ctx)).to(ctx.device)
     cfg = mopi_config(ctx, settings, weights_hash(sopi), weights_hash(embedder))
-    out_dir = ctx.stage_dir(f"mopi-{settings.variant}", {"hash": cfg.hash()})
-    model = build_mopi(ctx.profile, sopi if settings.init == "sopi" else None, settings.init, seed=cfg.seed)
+    model = make_mopi(ctx.profile, sopi if settings.init == "sopi" else None, settings.init, seed=cfg.seed)
     renderer = ctx.renderer.to(ctx.device)
     x1, x2 = settings.weights
     p = ctx.profile
@@ -374,12 +376,8 @@ def train_mopi(ctx: Context, variant: str = "both", sopi: nn.Module | None = Non
                                  distributed.shard_batch_size(p.mopi_batch_identities, "mopi_batch_identities"),
                                  p.n_occlusion_variants, settings.kinds, settings.fill, ctx.device,
                                  settings.selection)
-    trainer = Trainer(model, mopi_step_fn(renderer, embedder, x1, x2, settings.freeze_bn), batch_fn, cfg, out_dir)
-    trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback,
-                desc=f"MOPI ({settings.variant})")
-    model.history = trainer.history  # type: ignore[attr-defined]
-    model.out_dir = out_dir  # type: ignore[attr-defined]
-    return freeze(model)
+    return fit_stage(ctx, f"mopi-{settings.variant}", model, mopi_step_fn(renderer, embedder, x1, x2, settings.freeze_bn),
+                     batch_fn, cfg, desc=f"MOPI ({settings.variant})", progress=progress, callback=callback)
 
 
 def get_mopi(ctx: Context, variant: str = "both", **kw: Any) -> MultiOcclusionNet:

@@ -17,32 +17,39 @@ Teacher
 
 SOPI (Single Occlusion Per Identity)
     The trainee sees each training image occluded partially, fully or not at all at random
-    (:class:`occ3d_lib.occlusion.occlude.TrainingOccluder`) and regresses the frozen teacher's output on
+    (:class:`occ3d_lib.occlusion.apply.TrainingOccluder`) and regresses the frozen teacher's output on
     the *clean* version of the same image with the SE loss of Eq. 6 (L1 as the Fig. 6 ablation).
     The teacher's clean outputs (Eq. 2's outputs, the labels the trainee of Eq. 1 regresses) are
-    computed once for the whole training split and cached. The paper initialises its models with
-    ImageNet weights (Sec. 4); on a CPU budget we start the trainee from the teacher's weights
-    (``SopiSettings.init = "teacher"``), so it begins by reproducing the teacher on clean faces and
-    only has to learn to ignore occluders. ``init = "scratch"`` (or ImageNet in the paper profile)
-    is the alternative.
+    computed once for the whole training split and cached. Where the trainee starts is the profile's
+    choice (:func:`resolve_sopi_settings`, ``SopiSettings.init = None``): the paper initialises its models
+    with ImageNet weights (Sec. 4) and trains SOPI 400K iterations, and so does the paper profile
+    (``init = "scratch"``: the trunk's own initialisation, ImageNet where ``profile.imagenet_init``); on the
+    CPU budgets of the other profiles the trainee starts from the teacher's weights (``init = "teacher"``), so
+    it begins by reproducing the teacher on clean faces and only has to learn to ignore occluders.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from occ3d_lib.core.artifacts import load_or_build, torch_save
+from occ3d_lib.core.artifacts import load_or_build, torch_load, torch_save
 from occ3d_lib.core.config import Profile
+from occ3d_lib.core.seeds import stream_seed
 from occ3d_lib.data.context import Context
 from occ3d_lib.face.coeffs import split_coeffs
+from occ3d_lib.nets import pretrained
 from occ3d_lib.nets.checkpoints import load_deep3d_checkpoint
 from occ3d_lib.nets.models import ReconNet, freeze, seeded
-from occ3d_lib.occlusion.occlude import TrainingOccluder
+from occ3d_lib.nets.predict import predict_coeffs
+from occ3d_lib.occlusion.apply import TrainingOccluder
+from occ3d_lib.render.renderer import RENDER_VERSION
 from occ3d_lib.training import distributed, losses
-from occ3d_lib.training.train import TrainConfig, Trainer, full_precision, load_history
+from occ3d_lib.training.recipe import fit_stage, stage_config, stage_history  # noqa: F401 (stages.stage_history)
+from occ3d_lib.training.train import TrainConfig, full_precision
 
 #: Weights of the coefficient-supervision term per group. Coefficients of id/exp/tex are in prior
 #: standard deviations; angles in radians (0.1 rad error costs 1.0 x 100 / 100 ...); translations in
@@ -52,12 +59,12 @@ COEFF_SUPERVISION_WEIGHTS: Mapping[str, float] = {
 }
 
 
-#: What the SOPI trainee sees (weights of :class:`occ3d_lib.occlusion.occlude.TrainingOccluder`'s mix). The
+#: What the SOPI trainee sees (weights of :class:`occ3d_lib.occlusion.apply.TrainingOccluder`'s mix). The
 #: paper occludes its training faces "partially or fully with arbitrary pixel values" (Sec. 4) and
-#: compares on square occluders (DSOFI, DHOFI, SHOFI); "partial" draws uniformly from the 18
-#: partial kinds of notebook 02 (squares would be 1/6 of them), so each square kind also gets its
-#: own 10 %. Chosen on the validation identities (notebook 03, section 6): with 1200 steps the
-#: square-heavy mix lowered SOPI's DHOFI error from 6.76 to 6.43 px (clean: 3.76 -> 3.83 px).
+#: compares on square occluders (DSOFI, DHOFI, SHOFI); "partial" draws uniformly from the partial
+#: kinds of notebook 02 (:data:`occ3d_lib.occlusion.kinds.PARTIAL_KINDS`, of which the three squares are a
+#: small share), so each square kind also gets its own 10 %. Chosen on the validation identities (notebook 03,
+#: section 6): with 1200 steps the square-heavy mix lowered SOPI's DHOFI error from 6.76 to 6.43 px (clean: 3.76 -> 3.83 px).
 SOPI_TRAINING_MIX: Mapping[str, float] = {
     "none": 0.2, "partial": 0.35, "dsofi": 0.1, "dhofi": 0.1, "shofi": 0.1, "full": 0.15,
 }
@@ -95,44 +102,47 @@ class TeacherSettings:
 
 @dataclass(frozen=True)
 class SopiSettings:
-    """How the SOPI trainee is trained (notebook 03, section 5)."""
+    """How the SOPI trainee is trained (notebook 03, sections 6 and 8)."""
 
-    loss: str = "se"  # "se" (Eq. 6) or "l1" (Fig. 6 ablation)
-    init: str = "teacher"  # "teacher" or "scratch"
+    loss: str = "se"  # "se" (Eq. 6), "l1" (Fig. 6 ablation) or "kl" (a distribution-based loss, Sec. 4.3.1)
+    #: "teacher" (start from the teacher's weights), "scratch" (the trunk's own initialisation: ImageNet where
+    #: the profile has ``imagenet_init``) or None: the profile's choice (:func:`resolve_sopi_settings`)
+    init: str | None = None
     mix: Mapping[str, float] = field(default_factory=lambda: dict(SOPI_TRAINING_MIX))
     schedule: str = "cosine"
 
     def __post_init__(self) -> None:
-        if self.loss not in ("se", "l1"):
-            raise ValueError(f"SopiSettings.loss must be 'se' or 'l1', got {self.loss!r}")
-        if self.init not in ("teacher", "scratch"):
-            raise ValueError(f"SopiSettings.init must be 'teacher' or 'scratch', got {self.init!r}")
+        if self.loss not in losses.DISTILL_LOSSES:
+            raise ValueError(f"SopiSettings.loss must be one of {losses.DISTILL_LOSSES}, got {self.loss!r}")
+        if self.init not in (None, "teacher", "scratch"):
+            raise ValueError(f"SopiSettings.init must be 'teacher', 'scratch' or None, got {self.init!r}")
 
 
-def build_reconnet(profile: Profile, seed: int | None = None) -> ReconNet:
+#: The profiles whose SOPI starts as the paper's does, from the trunk's ImageNet weights (Sec. 4: "We initialize
+#: our models with Imagenet weights"), with the paper's 400K steps to learn the face model; every other profile
+#: starts SOPI from the teacher's weights, since a CPU budget leaves the trainee only time to learn to ignore
+#: occluders (notebook 03, section 6).
+SOPI_FROM_IMAGENET_PROFILES: tuple[str, ...] = ("paper",)
+
+
+def resolve_sopi_settings(profile: Profile, settings: SopiSettings | None = None) -> SopiSettings:
+    """``settings`` (default ``SopiSettings()``) with ``init`` filled in from the profile when it is None:
+    "scratch" (ImageNet, as the paper) in :data:`SOPI_FROM_IMAGENET_PROFILES`, else "teacher". Notebook 03, section 6."""
+    settings = SopiSettings() if settings is None else settings
+    if settings.init is None:
+        settings = replace(settings, init="scratch" if profile.name in SOPI_FROM_IMAGENET_PROFILES else "teacher")
+    return settings
+
+
+def make_reconnet(profile: Profile, seed: int | None = None) -> ReconNet:
     """A fresh ReconNet with the profile's backbone (ImageNet init only where the profile asks),
     its random initialisation drawn from ``seed`` (default ``profile.seed``)."""
     with seeded(profile.seed if seed is None else seed):
         return ReconNet(profile.backbone, imagenet_init=profile.imagenet_init)
 
 
-@torch.no_grad()
-def predict_coeffs(model: nn.Module | Callable[[Tensor], Tensor], images: Tensor, batch_size: int = 64,
-                   device: str = "cpu") -> Tensor:
-    """Run a reconstruction model over many images without gradients. (M, 3, S, S) -> (M, 257).
-
-    Uses ``model.predict`` when the model has one (MultiOcclusionNet's single-image rule).
-    """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must have shape (M, 3, S, S), got {tuple(images.shape)}")
-    fn = getattr(model, "predict", model)
-    was_training = getattr(model, "training", False)
-    if isinstance(model, nn.Module):
-        model.eval()
-    outs = [fn(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, images.shape[0], batch_size)]
-    if isinstance(model, nn.Module) and was_training:
-        model.train()
-    return torch.cat(outs) if outs else torch.zeros(0, 257)
+#: notebook 03, section 1 calls it by this name
+build_reconnet = make_reconnet
 
 
 def random_batches(split: Any, batch_size: int) -> Callable[[int, torch.Generator], dict[str, Tensor]]:
@@ -208,9 +218,7 @@ def teacher_config(ctx: Context, settings: TeacherSettings | None = None) -> Tra
     settings = resolve_teacher_settings(p, settings)
     key = {"stage": "teacher", "settings": asdict(settings), "backbone": p.backbone, "imagenet": p.imagenet_init,
            "batch": p.teacher_batch_size, "data": ctx.dataset.meta.get("key"), "face_model": ctx.face_model_spec}
-    return TrainConfig(steps=p.teacher_steps, lr=p.teacher_lr, checkpoint_every=p.checkpoint_every,
-                       log_every=p.log_every, seed=p.seed, device=ctx.device, amp=str(ctx.device).startswith("cuda"),
-                       key=key, schedule=settings.schedule)
+    return stage_config(ctx, "teacher", key, schedule=settings.schedule)
 
 
 def train_teacher(ctx: Context, settings: TeacherSettings | None = None, progress: bool | None = None,
@@ -218,22 +226,45 @@ def train_teacher(ctx: Context, settings: TeacherSettings | None = None, progres
     """Train (or load the cached) teacher on clean synthetic faces; returns it frozen. Notebook 03 sec. 2."""
     settings = resolve_teacher_settings(ctx.profile, settings)
     cfg = teacher_config(ctx, settings)
-    out_dir = ctx.stage_dir("teacher", {"hash": cfg.hash()})
-    model = build_reconnet(ctx.profile, seed=cfg.seed)
+    model = make_reconnet(ctx.profile, seed=cfg.seed)
     renderer = ctx.renderer.to(ctx.device)
-    trainer = Trainer(model, teacher_step_fn(renderer, settings),
-                      random_batches(ctx.dataset.train, distributed.shard_batch_size(
-                          ctx.profile.teacher_batch_size, "teacher_batch_size")), cfg, out_dir)
-    trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback, desc="teacher")
-    model.history = trainer.history  # type: ignore[attr-defined]
-    model.out_dir = out_dir  # type: ignore[attr-defined]
-    return freeze(model)
+    batches = random_batches(ctx.dataset.train, distributed.shard_batch_size(ctx.profile.teacher_batch_size,
+                                                                             "teacher_batch_size"))
+    return fit_stage(ctx, "teacher", model, teacher_step_fn(renderer, settings), batches, cfg, desc="teacher",
+                     progress=progress, callback=callback)
+
+
+def teacher_compat(ctx: Context) -> dict[str, Any]:
+    """What a shipped teacher must have been made for to serve this context (its manifest's ``compat``)."""
+    fm = ctx.face_model
+    return {"backbone": ctx.profile.backbone, "image_size": ctx.profile.image_size, "render": RENDER_VERSION,
+            "face_model": {k: fm.info.get(k) for k in ("name", "resolution", "seed", "version", "path")}}
+
+
+def load_pretrained_teacher(ctx: Context) -> ReconNet:
+    """The shipped pretrained teacher (``data/pretrained/teacher.pt``), verified, frozen. Notebook 03, section 3.
+
+    The offline counterpart of the paper's pre-trained RNet (Sec. 3.1.1): trained once by
+    ``make pretrained`` on the synthetic training identities. Its recorded loss curve is its ``history``;
+    its ``out_dir`` (a run folder named after the file's hash) caches the labels it gives SOPI.
+    """
+    state, entry = pretrained.load_shipped("teacher")
+    pretrained.check_compat("teacher", entry, teacher_compat(ctx))
+    model = ReconNet(ctx.profile.backbone)
+    model.load_state_dict(state)
+    model.history = list(entry.get("curve", []))  # type: ignore[attr-defined]
+    model.out_dir = ctx.stage_dir("teacher-pretrained", {"blake2b": entry["blake2b"]})  # type: ignore[attr-defined]
+    model.shipped = entry  # type: ignore[attr-defined]
+    return freeze(model.to(ctx.device))
 
 
 def get_teacher(ctx: Context, settings: TeacherSettings | None = None, **kw: Any) -> ReconNet:
-    """The frozen teacher of this context: a real Deep3DFaceRecon checkpoint or one trained here."""
+    """The frozen teacher of this context: a real Deep3DFaceRecon checkpoint, the shipped pretrained
+    teacher (``profile.pretrained``, the default of the course profile) or one trained in the run."""
     if ctx.teacher_spec != "train":
         return freeze(load_deep3d_checkpoint(ctx.teacher_spec).to(ctx.device))
+    if ctx.profile.pretrained:
+        return load_pretrained_teacher(ctx)
     return train_teacher(ctx, settings, **kw)
 
 
@@ -254,12 +285,13 @@ def teacher_labels(ctx: Context, teacher: nn.Module, split: str = "train") -> Te
     if cache is None:  # a teacher that was not trained here (no run folder): nothing to cache
         return build()
     with distributed.main_first():
-        return load_or_build(cache, lambda p: torch.load(p, map_location="cpu", weights_only=True), build,
-                             torch_save, "teacher labels", accept=lambda labels: labels.shape[0] == len(data))
+        settings = {"teacher": path.name, "split": split, "data": ctx.dataset.meta.get("key")}
+        return load_or_build(cache, torch_load, build, lambda v, p: torch_save(v, p, settings=settings),
+                             "teacher labels", accept=lambda labels: labels.shape[0] == len(data), settings=settings)
 
 
 def sopi_step_fn(labels: Tensor, occluder: Any, loss: str = "se") -> Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]:
-    """One SOPI step (Eq. 1, Eq. 6): occlude the batch at random, regress teacher(clean). Notebook 03 sec. 5."""
+    """One SOPI step (Eq. 1, Eq. 6): occlude the batch at random, regress teacher(clean). Notebook 03 sec. 6."""
     def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         occ = occluder(batch["image"], landmarks=batch["landmarks"])
         target = labels[batch["index"].cpu()].to(batch["image"].device)
@@ -271,51 +303,41 @@ def sopi_step_fn(labels: Tensor, occluder: Any, loss: str = "se") -> Callable[[n
 
 
 def sopi_config(ctx: Context, teacher_key: str, settings: SopiSettings = SopiSettings()) -> TrainConfig:
-    """The TrainConfig of a SOPI run."""
+    """The TrainConfig of a SOPI run (``settings`` resolved against the profile first, so an ``init`` left to the
+    profile and the same ``init`` given by name share one folder)."""
     p = ctx.profile
+    settings = resolve_sopi_settings(p, settings)
     key = {"stage": "sopi", "settings": asdict(settings), "teacher": teacher_key, "backbone": p.backbone,
            "batch": p.sopi_batch_size, "data": ctx.dataset.meta.get("key")}
-    return TrainConfig(steps=p.sopi_steps, lr=p.sopi_lr, checkpoint_every=p.checkpoint_every,
-                       log_every=p.log_every, seed=p.seed + 1, device=ctx.device, amp=str(ctx.device).startswith("cuda"),
-                       key=key, schedule=settings.schedule)
+    return stage_config(ctx, "sopi", key, schedule=settings.schedule)
 
 
 def train_sopi(ctx: Context, teacher: nn.Module | None = None, settings: SopiSettings = SopiSettings(),
                progress: bool | None = None, callback: Callable | None = None) -> ReconNet:
-    """Train (or load the cached) SOPI trainee; returns it frozen for evaluation. Notebook 03 sec. 5."""
+    """Train (or load the cached) SOPI trainee; returns it frozen for evaluation. Notebook 03 sec. 6.
+    Where it starts (``settings.init``) is resolved from the profile by :func:`resolve_sopi_settings`."""
+    settings = resolve_sopi_settings(ctx.profile, settings)
     teacher = teacher if teacher is not None else get_teacher(ctx)
     out = getattr(teacher, "out_dir", None)  # the teacher stage folder name carries its config hash
     teacher_key = out.name if out is not None else str(ctx.teacher_spec)
     cfg = sopi_config(ctx, teacher_key, settings)
-    out_dir = ctx.stage_dir("sopi", {"hash": cfg.hash()})
     labels = teacher_labels(ctx, teacher)
-    model = build_reconnet(ctx.profile, seed=cfg.seed)
+    model = make_reconnet(ctx.profile, seed=cfg.seed)
     if settings.init == "teacher":
         model.load_state_dict(teacher.state_dict())
     for p in model.parameters():
         p.requires_grad_(True)
     # each rank occludes its own shard with its own stream (rank 0: the single-process stream)
-    occluder = TrainingOccluder(mix=dict(settings.mix),
-                                seed=distributed.derive_seed(ctx.profile.seed + 7, distributed.current().rank))
-    trainer = Trainer(model, sopi_step_fn(labels, occluder, settings.loss),
-                      random_batches(ctx.dataset.train, distributed.shard_batch_size(
-                          ctx.profile.sopi_batch_size, "sopi_batch_size")), cfg, out_dir,
-                      stateful={"occluder": occluder})
-    trainer.fit(progress=ctx.progress if progress is None else progress, callback=callback, desc=f"SOPI ({settings.loss})")
-    model.history = trainer.history  # type: ignore[attr-defined]
-    model.out_dir = out_dir  # type: ignore[attr-defined]
-    return freeze(model)
+    occluder = TrainingOccluder(mix=dict(settings.mix), seed=distributed.derive_seed(
+        stream_seed(ctx.profile.seed, "sopi_occluder"), distributed.current().rank))
+    batches = random_batches(ctx.dataset.train, distributed.shard_batch_size(ctx.profile.sopi_batch_size,
+                                                                             "sopi_batch_size"))
+    return fit_stage(ctx, "sopi", model, sopi_step_fn(labels, occluder, settings.loss), batches, cfg,
+                     desc=f"SOPI ({settings.loss})", progress=progress, callback=callback,
+                     stateful={"occluder": occluder})
 
 
 def get_sopi(ctx: Context, settings: SopiSettings = SopiSettings(), **kw: Any) -> ReconNet:
     """The frozen SOPI model of this context (trained and cached on first use)."""
     return train_sopi(ctx, settings=settings, **kw)
 
-
-def stage_history(model: nn.Module) -> list[dict[str, float]]:
-    """The loss history of a model trained by this module (empty for loaded checkpoints)."""
-    h = getattr(model, "history", None)
-    if h is not None:
-        return list(h)
-    d = getattr(model, "out_dir", None)
-    return load_history(d) if d is not None else []

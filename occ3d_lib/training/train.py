@@ -25,20 +25,23 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from occ3d_lib.core.artifacts import load_cached, torch_save, write_json
+from occ3d_lib.core.artifacts import load_cached, torch_load, torch_save, write_json
 from occ3d_lib.core.config import config_hash
 from occ3d_lib.core.progress import progress_bar
 from occ3d_lib.training import distributed
 
 SCHEDULES = ("constant", "cosine")
 CHECKPOINT = "checkpoint.pt"
+#: Offset of the seed of torch's global generator at the start of a fresh run (dropout, drop-connect).
+GLOBAL_RNG_OFFSET = 104_729
 FINAL = "final.pt"
 HISTORY = "history.json"
 
@@ -106,7 +109,7 @@ class Trainer:
     ``step_fn`` returns a dict of loss terms whose ``'loss'`` entry is minimised; every term is
     logged. ``stateful`` holds extra objects to checkpoint (e.g. an on-the-fly occluder).
 
-    Distributed design (README "Scaling out"; :mod:`occ3d_lib.training.distributed`). The same loop runs in
+    Distributed design (docs/scaling_out.md; :mod:`occ3d_lib.training.distributed`). The same loop runs in
     one process or in each of N processes started by torchrun; the process group and its rank
     come from :func:`occ3d_lib.training.distributed.current`.
 
@@ -159,6 +162,12 @@ class Trainer:
     def final_path(self) -> Path:
         return self.out_dir / FINAL
 
+    @property
+    def settings(self) -> dict[str, str]:
+        """What the manifests of ``checkpoint.pt`` and ``final.pt`` record and are checked against: the run's
+        config hash. Both files hold only tensors and plain values (read with ``weights_only=True``)."""
+        return {"key": self.cfg.hash()}
+
     def rank_state(self) -> dict[str, Any]:
         """What differs between ranks: generator, CPU RNG and ``stateful`` states."""
         return {"generator": self.generator.get_state(), "cpu_rng": torch.get_rng_state(),
@@ -194,7 +203,7 @@ class Trainer:
         """
         ranks = distributed.all_gather(self.rank_state())
         if self.dist.is_main:
-            torch_save(self.state_dict(ranks), self.checkpoint_path)
+            torch_save(self.state_dict(ranks), self.checkpoint_path, settings=self.settings)
             write_json(self.out_dir / HISTORY, {"key": self.cfg.hash(), "history": self.history})
         distributed.barrier()
         return self.checkpoint_path
@@ -205,8 +214,7 @@ class Trainer:
         Under torchrun every rank must find the same checkpoint step (else a one-line error).
         """
         resumed = False
-        state = load_cached(self.checkpoint_path, lambda p: torch.load(p, map_location="cpu", weights_only=False),
-                            "checkpoint")
+        state = load_cached(self.checkpoint_path, torch_load, "checkpoint", self.settings)
         if state is not None and state.get("key") == self.cfg.hash():
             self.load_state_dict(state)
             resumed = True
@@ -214,7 +222,7 @@ class Trainer:
         return resumed
 
     # ------------------------------------------------------------------ loop
-    def fit(self, progress: bool = True, callback: Callable[["Trainer", dict[str, float]], None] | None = None,
+    def fit(self, progress: bool = True, callback: Callable[[Trainer, dict[str, float]], None] | None = None,
             desc: str = "training") -> list[dict[str, float]]:
         """Train to ``config.steps`` (resuming if possible); returns the history.
 
@@ -223,7 +231,11 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.load_final():
             return self.history
-        self.try_resume()
+        if not self.try_resume():
+            # stochastic layers (dropout, EfficientNet's drop-connect) draw from torch's global generator: a
+            # fresh run seeds it from the run's seed, so the same seed gives the same weights whatever ran
+            # before in the process (a resumed run restores the generator state of its checkpoint instead)
+            torch.manual_seed(distributed.derive_seed(self.cfg.seed + GLOBAL_RNG_OFFSET, self.dist.rank))
         net = self._wrap()
         self.model.train()
         dev = self.cfg.device
@@ -265,7 +277,7 @@ class Trainer:
         self.model.eval()
         if main:
             torch_save({"key": self.cfg.hash(), "model": self.model.state_dict(), "history": self.history},
-                       self.final_path)
+                       self.final_path, settings=self.settings)
         distributed.barrier()
         return self.history
 
@@ -291,8 +303,7 @@ class Trainer:
     def load_final(self) -> bool:
         """Load ``final.pt`` if it belongs to this config; True if loaded (training is then skipped).
         Under torchrun every rank must come to the same answer (else a one-line error)."""
-        state = load_cached(self.final_path, lambda p: torch.load(p, map_location="cpu", weights_only=False),
-                            "trained model")
+        state = load_cached(self.final_path, torch_load, "trained model", self.settings)
         if state is not None and state.get("key") != self.cfg.hash():
             state = None
         _agree(int(state is not None), "whether final.pt exists", self.out_dir)

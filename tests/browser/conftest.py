@@ -9,8 +9,8 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -98,7 +98,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
 
 
 @pytest.fixture(scope="session")
-def driver() -> Iterator["webdriver.Chrome"]:  # noqa: F821
+def driver() -> Iterator[webdriver.Chrome]:  # noqa: F821
     """A headless Chromium driven by Selenium through Debian's matching chromedriver."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -4,7 +4,7 @@ Checks that the launcher offers the series and the project's kernel, that notebo
 and notebook 02's occlusion explorer render as live widgets (no "Error displaying widget") with the
 installed ipywidgets / jupyterlab-widgets, and that moving a slider redraws the picture. Run with
 ``make test-browser`` (a few minutes); screenshots go to runs/browser/ (``SCREENSHOTS=docs``
-refreshes the ones the README shows). Every wait is on a DOM or kernel condition.
+refreshes the ones docs/jupyterlab.md shows). Every wait is on a DOM or kernel condition.
 """
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import base64
 import io
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image

@@ -95,7 +95,7 @@ def test_incomplete_folder_under_the_final_name_is_regenerated(tmp_path):
     p, m = tiny_profile(), pyramid_model()
     key = config_hash(dataset_settings(p, m))
     (tmp_path / key / "train").mkdir(parents=True)
-    (tmp_path / key / "meta.json").write_text('{"key": "%s"}' % key)  # meta present, arrays missing
+    (tmp_path / key / "meta.json").write_text(f'{{"key": "{key}"}}')  # meta present, arrays missing
     assert not datasets.is_complete(tmp_path / key, key)
     ds = load_or_build_synthetic(p, m, root=tmp_path, progress=False)
     assert datasets.is_complete(tmp_path / key, key) and len(ds.train) == 6

@@ -9,7 +9,7 @@ import pytest
 
 from tools import notebooks
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IPYNB = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 

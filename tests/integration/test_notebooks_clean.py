@@ -1,4 +1,4 @@
-"""Committed notebooks follow the series' conventions (see README, Contributing)."""
+"""Committed notebooks follow the series' conventions (docs/contributing.md)."""
 import json
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 from occ3d_lib import pipeline
 from tools import notebook_outputs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 

@@ -3,10 +3,11 @@ subpackage), no import cycle exists, and library imports sit at module top.
 
 The layers, bottom to top (docs/CONVENTIONS.md draws them):
 
-    core -> face -> render -> nets -> data -> occlusion -> training -> evaluation | teaching -> app
+    core -> face -> render -> nets -> data -> occlusion -> training | evaluation | teaching -> app
 
-where ``app`` is the modules at the package root (pipeline, train_cli) and ``a | b`` are
-independent siblings that may not import each other.
+where ``app`` is the modules at the package root (pipeline, train_cli, publish, pretrain) and ``a | b``
+are independent siblings that may not import each other: evaluation and teaching reach trained networks
+through ``nets`` (``nets.predict``) and the ``Context``, never through training.
 """
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-LIB = Path(__file__).resolve().parents[1] / "occ3d_lib"
+LIB = Path(__file__).resolve().parents[2] / "occ3d_lib"
 LAYERS: list[tuple[str, ...]] = [
-    ("core",), ("face",), ("render",), ("nets",), ("data",), ("occlusion",), ("training",),
-    ("evaluation", "teaching"), ("app",),
+    ("core",), ("face",), ("render",), ("nets",), ("data",), ("occlusion",),
+    ("training", "evaluation", "teaching"), ("app",),
 ]
 RANK = {group: i for i, layer in enumerate(LAYERS) for group in layer}
 #: Library imports allowed inside a function, each with its reason (optional heavy dependency).

@@ -164,6 +164,7 @@ def test_photo_folder_mtcnn_on_astronaut(tmp_path: Path) -> None:
 def test_load_rgb_and_require_file(tmp_path: Path) -> None:
     rgba = np.zeros((20, 30, 4), np.uint8)
     rgba[..., 0] = 200
+    rgba[..., 3] = 255  # opaque (transparent pixels are composited over white, with a warning)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     a = realdata.load_rgb(tmp_path / "a.png")
     assert a.shape == (20, 30, 3) and a.dtype == np.uint8 and a[0, 0, 0] == 200
