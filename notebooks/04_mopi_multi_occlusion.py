@@ -532,11 +532,11 @@ if label_oracle is not None:
 faces = diagnostics.per_face_me(ctx, label_models, kind="random_pattern", seed=2024)
 cmp8 = diagnostics.mean_me(faces)
 display(Markdown(diagnostics.comparison_markdown(faces, "SOPI", P.bootstrap)))
-# better labels (section 7's set) against the MOPI they train (this section's set)
+# better labels (section 7b's set) against the MOPI they train (this section's set)
 n_bars = len(label_models) - 1
 fig, ax = plt.subplots(figsize=(6.4, 3.4))
 x = torch.arange(n_bars).float()
-ax.bar(x - 0.2, [quality["selected"], quality["oracle"]][:n_bars], 0.4, label="its labels (section 7)")
+ax.bar(x - 0.2, [quality["selected"], quality["oracle"]][:n_bars], 0.4, label="its labels (section 7b)")
 ax.bar(x + 0.2, [r["occluded"] for r in list(cmp8.values())[1:]], 0.4, label="MOPI trained on them")
 ax.axhline(cmp8["SOPI"]["occluded"], color="k", ls="--", lw=1, label="SOPI")
 ax.axhline(float(me_teacher.mean()), color="gray", ls=":", lw=1.5, label="teacher(clean): SOPI's targets")
@@ -545,11 +545,11 @@ ax.set_ylabel("landmark ME, px at 224"); ax.legend(fontsize=7, loc="lower left")
 ax.set_title("label quality and the MOPI it trains", fontsize=9)
 plt.show()
 label_gap = quality["selected"] - quality["oracle"]
-print(f"labels (section 7b's faces): the oracle's are {label_gap:.2f} px better than Eq. 8's")
+print(f"labels (section 7b's faces): Eq. 8's error minus the oracle's: {label_gap:+.2f} px")
 if label_oracle is not None:
     mopi_gap = (cmp8["MOPI, label only, Eq. 8 (FaceNet)"]["occluded"]
                 - cmp8["MOPI, label only, oracle selection"]["occluded"])
-    print(f"MOPI trained on them: the oracle's is {mopi_gap:.2f} px better than Eq. 8's; "
+    print(f"MOPI trained on them: Eq. 8's error minus the oracle's: {mopi_gap:+.2f} px; "
           + ("better labels move MOPI less than they differ themselves" if mopi_gap < label_gap
              else "MOPI gains at least as much as its labels differ"))
 else:
@@ -693,7 +693,7 @@ else:
 #    their MOPIs tie: the selection then does no work.</details>
 # 6. Section 8 showed that the best single SOPI prediction is not enough. Average the seven SOPI
 #    predictions of each set instead of choosing one (the `label` of `select_labels`' output
-#    replaced by `sopi_coeffs.mean(1)`): how good is that label (section 7's landmark error), and
+#    replaced by `sopi_coeffs.mean(1)`): how good is that label (section 7b's landmark error), and
 #    does MOPI trained on it beat SOPI? *(Measuring the label: seconds; training on it: one MOPI.)*
 #    <details><summary>Hint</summary>Measure first: render <code>lab["sopi_coeffs"].mean(1)</code> and
 #    take its landmark ME against <code>chk["landmarks"]</code>, as section 7b does for each

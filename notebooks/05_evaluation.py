@@ -57,8 +57,7 @@ from occ3d_lib.training import mopi, stages
 
 # %% [markdown]
 # The next cell is tagged `parameters` (papermill and `make run` override it). `real_data` may be a dataset spec such as
-# `"celeba:/data/celeba"` or `"aflw2000:/data/AFLW2000"` (section 11). `my_photo` may be the path of a photo of your
-# own (section 11b).
+# `"celeba:/data/celeba"` or `"aflw2000:/data/AFLW2000"` (section 11).
 
 # %% tags=["parameters"]
 profile = os.environ.get("OCC3D_PROFILE", "course")  # smoke | course | paper
@@ -71,7 +70,6 @@ seed = 0
 pretrained: Optional[bool] = None  # shipped pretrained teacher and FaceNet; False: train them here; None: the profile's
 run_ablations: Optional[bool] = None  # evaluate Table 7's single-term MOPI variants (None: yes, except in the smoke profile)
 real_data: Optional[str] = None  # e.g. "celeba:/data/celeba" or "aflw2000:/data/AFLW2000" (section 11)
-my_photo: Optional[str] = None  # the path of your own photo (section 11b); None: the photos shipped in packages
 
 # %%
 ctx = make_context(profile, run_dir, face_model=face_model, dataset=dataset, teacher=teacher, facenet=facenet,
@@ -439,7 +437,7 @@ else:
 # the model's). When dlib finds no face, MTCNN's 5 points still align the photo, without landmarks.
 #
 # Without a photo of your own, two that ship inside installed packages are used: scikit-image's astronaut
-# (Eileen Collins) and matplotlib's Grace Hopper. Give yours as `my_photo` in the parameters cell, or choose
+# (Eileen Collins) and matplotlib's Grace Hopper. Give yours as `my_photo` in the next cell, or choose
 # "my file" in the widget and type its path; a file that is not an image, or a photo in which no face is
 # found, gets a one-line message instead of a figure. Our models were trained on synthetic faces only, so
 # expect their reconstruction of a real photo to be rough: closing that domain gap is what the real track
@@ -449,6 +447,7 @@ else:
 # %%
 from occ3d_lib.teaching import photo
 
+my_photo = None  # the path of a photo of your own, e.g. "~/Pictures/me.jpg"
 pair = {k: models[k] for k in ("teacher", "sopi")}
 if my_photo:
     try:

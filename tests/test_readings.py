@@ -80,6 +80,11 @@ def test_share_of_the_mean_face_error_removed():
     md = report.share_removed_markdown(_results())
     assert "| sopi | +20 % | +10 % |" in md and "| teacher | +20 % | -10 % |" in md
     assert "The most: teacher on Unoccluded, +20 %" in md
+    worse = _results()
+    for name in ("sopi", "teacher"):
+        for k in ("none", "shofi"):
+            worse["summary"][name][k]["vertex_mm"]["mean"] = 6.0
+    assert "No model removes any of it here" in report.share_removed_markdown(worse)
 
 
 def test_the_paper_checks_find_what_its_tables_break():

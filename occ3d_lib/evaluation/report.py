@@ -258,9 +258,11 @@ def share_removed_markdown(results: Mapping[str, Any], metric: str = "vertex_mm"
     for name, row in shares.items():
         lines.append(f"| {name} | " + " | ".join(f"{100 * row[k]:+.0f} %" if k in row else "n/a" for k in kinds) + " |")
     best = max(((n, k, v) for n, row in shares.items() for k, v in row.items()), key=lambda t: t[2])
-    what = METRICS.get(metric, metric)
+    what = {"vertex_mm": "dense 3D error", "me": "landmark ME", "hist": "histogram dissimilarity"}.get(metric, metric)
+    where = f"{best[0]} on {KIND_LABELS.get(best[1], best[1])}, {100 * best[2]:+.0f} %"
     lines += ["", f"Share of the mean face's {what} that each model removes (+: better than the mean face at the true "
-              f"pose). The most: {best[0]} on {KIND_LABELS.get(best[1], best[1])}, {100 * best[2]:+.0f} %."]
+              "pose, -: worse). " + (f"The most: {where}." if best[2] > 0 else
+                                     f"No model removes any of it here; the closest: {where}.")]
     return "\n".join(lines) + "\n"
 
 

@@ -120,6 +120,7 @@ BAD_VALUES = {
     "coeff_weight": ("coeff_weight=-1", "parameter coeff_weight=-1.0: TeacherSettings.coeff_weight must be a "
                                         "finite number >= 0"),
     "run_l1_ablation": ("run_l1_ablation=maybe", "run_l1_ablation=maybe is not true/false or none"),
+    "run_kl_ablation": ("run_kl_ablation=maybe", "run_kl_ablation=maybe is not true/false or none"),
     "run_ablations": ("run_ablations=perhaps", "run_ablations=perhaps is not true/false"),
     "run_oracle": ("run_oracle=2", "run_oracle=2 is not true/false or none"),
     "real_data": ("real_data=synthetic", "parameter real_data=synthetic: real_data is a real dataset spec"),
