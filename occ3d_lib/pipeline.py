@@ -31,6 +31,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -202,19 +203,25 @@ def _first_line(e: BaseException) -> str:
 def check_run_dir(value: str, base: Path | None = None) -> str:
     """``run_dir`` as an absolute folder (relative to ``base``, default the working directory) that can be
     created and written in; one-line ``PipelineUsageError`` otherwise."""
-    import tempfile
-
     folder = Path(os.path.expanduser(value))
     folder = folder if folder.is_absolute() else Path(base or Path.cwd()) / folder
     folder = Path(os.path.abspath(folder))
+    problem = _write_problem(folder)
+    if problem:
+        raise PipelineUsageError(f"parameter run_dir={value}: cannot create or write in the folder {folder} "
+                                 f"({problem}); choose a folder you can write in")
+    return str(folder)
+
+
+def _write_problem(folder: Path) -> str | None:
+    """None when ``folder`` can be created and a file written in it, else why not (the OS's words)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".occ3d-write-test."):
             pass
     except OSError as e:
-        raise PipelineUsageError(f"parameter run_dir={value}: cannot create or write in the folder {folder} "
-                                 f"({e.strerror or e}); choose a folder you can write in") from None
-    return str(folder)
+        return str(e.strerror or e)
+    return None
 
 
 def check_values(profile: str, values: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
@@ -400,15 +407,10 @@ def time_table_markdown(summary: dict[str, Any] | str | Path = COURSE_SUMMARY,
 
 def check_writable(folder: Path) -> None:
     """Raise ``PipelineUsageError`` (one line) unless ``folder`` can be created and written in."""
-    import tempfile
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".occ3d-write-test."):
-            pass
-    except OSError as e:
-        raise PipelineUsageError(f"cannot write in the runs folder {folder} ({e.strerror or e}); fix its "
-                                 "permissions or choose another one with --runs-dir") from None
+    problem = _write_problem(folder)
+    if problem:
+        raise PipelineUsageError(f"cannot write in the runs folder {folder} ({problem}); fix its "
+                                 "permissions or choose another one with --runs-dir")
 
 
 def valid_notebook(path: Path) -> bool:

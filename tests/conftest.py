@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from occ3d_lib.face.facemodel import FaceModel, build_point_buf
+from occ3d_lib.nets.models import seeded
+from occ3d_lib.training.train import TrainConfig, Trainer
 
 
 def _tiny_model(n_id=2, n_exp=1, n_tex=2):
@@ -76,3 +78,22 @@ def toy_face_model() -> Callable[..., FaceModel]:
 def tiny_net() -> Callable[[], nn.Module]:
     """Factory of a small (B, 3, s, s) -> (B, 16) network standing in for InceptionResnetV1."""
     return _TinyNet
+
+
+def _linear_trainer(out, steps: int) -> Trainer:
+    """A Trainer of a seeded 3 -> 1 linear regression (batches of 4, checkpoint and log every 2 steps) in ``out``."""
+    with seeded(0):
+        model = torch.nn.Linear(3, 1)
+    cfg = TrainConfig(steps=steps, lr=0.05, checkpoint_every=2, log_every=2, seed=0)
+
+    def batch_fn(step, g):
+        x = torch.randn(4, 3, generator=g)
+        return {"x": x, "y": x.sum(1, keepdim=True)}
+
+    return Trainer(model, lambda m, b: {"loss": ((m(b["x"]) - b["y"]) ** 2).mean()}, batch_fn, cfg, out)
+
+
+@pytest.fixture(scope="session")
+def linear_trainer() -> Callable[..., Trainer]:
+    """Factory of a tiny seeded Trainer: ``linear_trainer(out_dir, steps)`` (checkpoint and resume tests)."""
+    return _linear_trainer

@@ -25,7 +25,6 @@ from occ3d_lib.data.context import Context
 from occ3d_lib.nets import checkpoints
 from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, seeded
 from occ3d_lib.training import stages
-from occ3d_lib.training.train import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -132,31 +131,16 @@ def test_verify_names_the_file_and_what_to_do(tmp_path):
         artifacts.verify_file(path)
 
 
-def make_trainer(out, steps=6):
-    with seeded(0):
-        model = torch.nn.Linear(3, 1)
-    cfg = TrainConfig(steps=steps, lr=0.05, checkpoint_every=2, log_every=2, seed=0)
-
-    def batch_fn(step, g):
-        x = torch.randn(4, 3, generator=g)
-        return {"x": x, "y": x.sum(1, keepdim=True)}
-
-    def step_fn(m, b):
-        return {"loss": ((m(b["x"]) - b["y"]) ** 2).mean()}
-
-    return Trainer(model, step_fn, batch_fn, cfg, out)
-
-
 @pytest.mark.parametrize("name", ["final.pt", "checkpoint.pt"])
 @pytest.mark.parametrize("damage", [truncate, flip_byte])
-def test_damaged_trained_model_or_checkpoint_is_retrained_to_the_same_weights(tmp_path, name, damage):
-    ref = make_trainer(tmp_path)
+def test_damaged_trained_model_or_checkpoint_is_retrained_to_the_same_weights(tmp_path, linear_trainer, name, damage):
+    ref = linear_trainer(tmp_path, 6)
     ref.fit(progress=False)
     want = weights(ref.model)
     damage(tmp_path / name)
     if name == "checkpoint.pt":
         (tmp_path / "final.pt").unlink()  # make the resume path read the damaged checkpoint
-    again = make_trainer(tmp_path)
+    again = linear_trainer(tmp_path, 6)
     with pytest.warns(UserWarning, match=rf"{name} is damaged"):
         again.fit(progress=False)
     assert all(torch.equal(x, y) for x, y in zip(want, weights(again.model)))

@@ -19,7 +19,6 @@ from occ3d_lib.core.artifacts import ForeignArtifact, UnsafeArtifact
 from occ3d_lib.core.config import get_profile
 from occ3d_lib.data.context import Context
 from occ3d_lib.nets.models import ReconNet, seeded
-from occ3d_lib.training.train import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,28 +69,16 @@ def test_every_torch_load_in_the_library_and_tools_is_weights_only():
 
 
 # ------------------------------------------------------------------ trained models and checkpoints
-def make_trainer(out: Path, steps: int = 4) -> Trainer:
-    with seeded(0):
-        model = torch.nn.Linear(3, 1)
-    cfg = TrainConfig(steps=steps, lr=0.05, checkpoint_every=2, log_every=2, seed=0)
-
-    def batch_fn(step, g):
-        x = torch.randn(4, 3, generator=g)
-        return {"x": x, "y": x.sum(1, keepdim=True)}
-
-    return Trainer(model, lambda m, b: {"loss": ((m(b["x"]) - b["y"]) ** 2).mean()}, batch_fn, cfg, out)
-
-
 @pytest.mark.parametrize("name", ["checkpoint.pt", "final.pt"])
-def test_planted_checkpoint_or_final_is_refused_unread_and_retrained(tmp_path, name):
-    ref = make_trainer(tmp_path)
+def test_planted_checkpoint_or_final_is_refused_unread_and_retrained(tmp_path, linear_trainer, name):
+    ref = linear_trainer(tmp_path, 4)
     ref.fit(progress=False)
     want = [v.clone() for v in ref.model.state_dict().values()]
     marker = tmp_path / "ran"
     plant(tmp_path / name, marker, {"key": ref.cfg.hash()})
     if name == "checkpoint.pt":
         (tmp_path / "final.pt").unlink()  # so that the resume path reads the planted checkpoint
-    again = make_trainer(tmp_path)
+    again = linear_trainer(tmp_path, 4)
     with pytest.warns(UserWarning) as rec:
         again.fit(progress=False)
     msgs = [str(w.message) for w in rec if name in str(w.message)]
@@ -102,10 +89,10 @@ def test_planted_checkpoint_or_final_is_refused_unread_and_retrained(tmp_path, n
     assert all(torch.equal(a, b) for a, b in zip(want, again.model.state_dict().values()))
 
 
-def test_a_real_checkpoint_with_an_occluder_state_loads_weights_only(tmp_path):
+def test_a_real_checkpoint_with_an_occluder_state_loads_weights_only(tmp_path, linear_trainer):
     from occ3d_lib.occlusion.apply import TrainingOccluder
 
-    t = make_trainer(tmp_path)
+    t = linear_trainer(tmp_path, 4)
     t.stateful = {"occluder": TrainingOccluder(seed=3)}
     t.fit(progress=False)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
