@@ -37,7 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from occ3d_lib.core.artifacts import write_json  # noqa: E402
 from occ3d_lib.data.context import make_context  # noqa: E402
 from occ3d_lib.evaluation import diagnostics  # noqa: E402
-from occ3d_lib.evaluation.study import load_sopi_study, load_study, plot_study, sopi_markdown, study_markdown  # noqa: E402,E501
+from occ3d_lib.evaluation.study import (  # noqa: E402
+    data_limit_markdown,
+    device_markdown,
+    load_sopi_study,
+    load_study,
+    plot_study,
+    sopi_markdown,
+    study_markdown,
+)
 from occ3d_lib.occlusion.eval_sets import load_or_build_eval_sets  # noqa: E402
 from occ3d_lib.training import stages  # noqa: E402
 
@@ -59,6 +67,13 @@ SETUPS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
                                                            "image_size": 96}, {"photometric": False}),
     "resnet18 96 px, no photometric": ({"backbone": "resnet18", "imagenet_init": False, "image_size": 96},
                                        {"photometric": False}),
+    # where the shipped teacher's limit lies: four times the samples per step, then also four times the
+    # training identities (the validation and test identities do not change: each split has its own seed)
+    "efficientnet_lite0 imagenet, no photometric, batch 128": ({"backbone": "efficientnet_lite0", "imagenet_init": True,
+                                                               "teacher_batch_size": 128}, {"photometric": False}),
+    "efficientnet_lite0 imagenet, no photometric, batch 128, 4000 identities": (
+        {"backbone": "efficientnet_lite0", "imagenet_init": True, "teacher_batch_size": 128,
+         "n_train_identities": 4000}, {"photometric": False}),
 }
 
 
@@ -116,11 +131,12 @@ def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, o
     return path
 
 
-def run(setup: str, steps: int, eval_every: int, out: Path) -> Path:
-    """Train the teacher of ``setup`` for ``steps`` and record its validation errors (a teacher record)."""
+def run(setup: str, steps: int, eval_every: int, out: Path, device: str = "cpu") -> Path:
+    """Train the teacher of ``setup`` for ``steps`` on ``device`` and record its validation errors (a teacher
+    record; on a GPU the clock's CPU-seconds are the host's and ``wall_s`` is the one to read)."""
     overrides, teacher_kw = SETUPS[setup]
     run_dir = out / "runs" / slug(setup)
-    ctx = make_context("course", run_dir=run_dir, progress=False, teacher_steps=steps, **overrides)
+    ctx = make_context("course", run_dir=run_dir, progress=False, device=device, teacher_steps=steps, **overrides)
     settings = stages.TeacherSettings(**teacher_kw)
     _ = ctx.dataset  # build or load before the clock starts
     points: list[dict[str, float]] = []
@@ -128,8 +144,10 @@ def run(setup: str, steps: int, eval_every: int, out: Path) -> Path:
 
     stages.train_teacher(ctx, settings, progress=False, callback=callback)
     result = {"setup": setup, "steps": steps, "threads": torch.get_num_threads(), "profile": ctx.profile.to_dict(),
-              "teacher_settings": teacher_kw, "points": points}
-    path = out / f"{slug(setup)}-{steps}.json"
+              "teacher_settings": teacher_kw, "device": device, "points": points}
+    if device != "cpu":
+        result["device_name"] = torch.cuda.get_device_name() if device.startswith("cuda") else device
+    path = out / f"{slug(setup)}-{steps}{'' if device == 'cpu' else '-' + device.split(':')[0]}.json"
     write_json(path, result)
     return path
 
@@ -201,6 +219,12 @@ def summary(out: Path, figure: Path | None = None) -> str:
         text += ["## Price per step of other trunks and settings (speed only)", "",
                  "`study_course.py --speed > " + (out / "speed.md").as_posix() + "`: one forward + backward + Adam step",
                  "on random data, before any accuracy is measured.", "", (out / "speed.md").read_text().strip(), ""]
+    if (out / "gpu").is_dir():
+        gpu = load_study(out / "gpu")
+        text += ["## Where the shipped teacher stops (GPU runs)", "",
+                 "The shipped teacher's 8000-step schedule on one GPU (`--device cuda`, bf16 autocast, four set-ups at",
+                 "once), records in `" + (out / "gpu").as_posix() + "/`; wall-clock minutes, not CPU-minutes.", "",
+                 device_markdown(gpu), "", data_limit_markdown(gpu), ""]
     if (out / "sopi").is_dir():
         text += ["## SOPI from the chosen teacher", "",
                  "Validation ME under each occlusion kind (ratio to the clean ME in brackets); step 0 is the",
@@ -214,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu", help="teacher study only: cpu, or cuda where a GPU is lent")
     ap.add_argument("--sopi-steps", type=int, default=0,
                     help="instead of the teacher study: train SOPI this long from the set-up's teacher of --steps")
     ap.add_argument("--out", type=Path, default=Path("runs/study"))
@@ -234,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.sopi_steps:
         print(run_sopi(a.setup, a.steps, a.sopi_steps, a.eval_every, a.out))
     else:
-        print(run(a.setup, a.steps, a.eval_every, a.out))
+        print(run(a.setup, a.steps, a.eval_every, a.out, a.device))
 
 
 if __name__ == "__main__":

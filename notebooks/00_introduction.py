@@ -224,7 +224,7 @@ print(envinfo.format_report(envinfo.environment_report(P.name)))
 #
 # | paper | notebooks | `occ3d_lib` |
 # |---|---|---|
-# | $\mathbf v \in \mathbb R^{257}$ (Eq. 1), $\mathbf v_u$ (Eq. 2) | coefficients, teacher(clean) | `face.coeffs` (`SLICES`, `N_COEFFS`), `training.stages.predict_coeffs` |
+# | $\mathbf v \in \mathbb R^{257}$ (Eq. 1), $\mathbf v_u$ (Eq. 2) | coefficients, teacher(clean) | `face.coeffs` (`SLICES`, `N_COEFFS`), `nets.predict.predict_coeffs` |
 # | $s, e, k$ (Eq. 3) | $\boldsymbol\alpha$ (identity), $\boldsymbol\beta$ (expression), $\boldsymbol\delta$ (albedo) | `coeffs` slices `id`, `exp`, `tex` |
 # | $\bar{\mathbf S}, \mathbf B_s, \mathbf B_e$; $\bar{\mathbf K}, \mathbf B_k$ (Eq. 3) | $\bar{\mathbf S}$, bases; $\mathbf T$ (albedo) | `face.facemodel.FaceModel` |
 # | $\gamma$ (Eq. 4; printed $\in\mathbb R^9$) | $\boldsymbol\gamma \in \mathbb R^{9\times 3}$ (27 values) | `coeffs` slice `gamma`, `render.lighting` |

@@ -48,11 +48,9 @@ from IPython.display import display
 
 import occ3d_lib
 from occ3d_lib.core import viz
-from occ3d_lib.data import synthetic as datasets
+from occ3d_lib.data import synthetic
 from occ3d_lib.face import coeffs
-from occ3d_lib.render import camera as geometry
-from occ3d_lib.render import lighting, raster
-from occ3d_lib.render import renderer as render
+from occ3d_lib.render import camera, lighting, raster, renderer
 from occ3d_lib.render.renderer import FaceRenderer, compare_backends
 from occ3d_lib.teaching import explorers, probes
 
@@ -186,10 +184,10 @@ out = show(c, torch.full((len(poses), 3, S_SHOW, S_SHOW), 0.85))
 viz.image_grid(out.image, ncols=6, landmarks=out.landmarks, size=1.8,
                titles=["frontal", "yaw +0.6", "yaw -0.6", "pitch +0.35", "pitch -0.3, yaw 0.3", "roll +0.4"])
 plt.show()
-by_hand = geometry.project(out.vertices[:, model.keypoints], S_SHOW)[..., :2]
+by_hand = camera.project(out.vertices[:, model.keypoints], S_SHOW)[..., :2]
 assert torch.allclose(out.landmarks, by_hand, atol=1e-4)
 assert torch.allclose(show.landmarks(c), out.landmarks, atol=1e-3)   # the cheap path, no rasterisation
-centre = geometry.project(torch.zeros(1, 1, 3), S_SHOW)[0, 0, :2]    # the world origin, on the optical axis
+centre = camera.project(torch.zeros(1, 1, 3), S_SHOW)[0, 0, :2]    # the world origin, on the optical axis
 print(f"the principal point lands at (x, y) = {tuple(centre.tolist())} in a {S_SHOW} px image")
 assert torch.allclose(centre, torch.full((2,), (S_SHOW - 1) / 2))
 
@@ -375,9 +373,9 @@ assert losses[-1] < 0.2 * losses[0]
 # vertices (posed and unposed) for 3D metrics. Random faces from the prior, over random backgrounds:
 
 # %%
-ids, tex = datasets.sample_identities(6, model, gen)
-c = datasets.sample_views(ids, tex, model, gen)
-bg = datasets.random_backgrounds(6, S_SHOW, gen)
+ids, tex = synthetic.sample_identities(6, model, gen)
+c = synthetic.sample_views(ids, tex, model, gen)
+bg = synthetic.random_backgrounds(6, S_SHOW, gen)
 out = show(c, bg)
 viz.rows_grid({"face": out.face.clamp(0, 1), "mask": out.mask.expand(-1, 3, -1, -1), "background": bg,
                "image": out.image}, size=1.5)
@@ -407,10 +405,10 @@ plt.show()
 # %%
 # NBVAL_CHECK_OUTPUT
 S_HAND = 8
-f_hand, c_hand = geometry.camera_intrinsics(S_HAND)
+f_hand, c_hand = camera.camera_intrinsics(S_HAND)
 uv = torch.tensor([[1.2, 1.2], [5.7, 1.2], [1.2, 5.7]])                  # image-plane corners (v up)
 tri_world = torch.cat([(uv - c_hand) * 10 / f_hand, torch.zeros(3, 1)], 1)[None]   # z' = 10
-masks = {b: render.rasterize_vertices(tri_world, torch.tensor([[0, 1, 2]]), S_HAND, backend=b).mask[0]
+masks = {b: renderer.rasterize_vertices(tri_world, torch.tensor([[0, 1, 2]]), S_HAND, backend=b).mask[0]
          for b in ("occ3d", "pytorch3d")}
 for b, m in masks.items():
     print(f"{b:<9}", " ".join("".join(str(int(v)) for v in row) for row in m.tolist()))
@@ -479,7 +477,7 @@ if widget is not None:
 # too weak or too similar, and a network trained on them would learn little about real faces.
 
 # %%
-ids, tex = datasets.sample_identities(16, model, gen)
+ids, tex = synthetic.sample_identities(16, model, gen)
 exp = (torch.randn(16, coeffs.N_EXP, generator=gen) * 0.6).clamp(-1.8, 1.8)
 c = coeffs.join_coeffs(id=ids, exp=exp, tex=tex, gamma=studio.expand(16, -1),
                        angle=torch.tensor([[0.0, 0.25, 0.0]]).expand(16, -1))
@@ -502,12 +500,12 @@ plt.show()
 
 # %%
 ds = ctx.dataset
-for name in datasets.SPLITS:
+for name in synthetic.SPLITS:
     sp = ds.split(name)
     print(f"{name:<5}: {len(sp):>5} images of {len(sp.identities):>4} identities, "
           f"{sp.images.shape[-1]}x{sp.images.shape[-1]} px")
 print("cached at", ds.root)
-split_ids = [set(ds.split(n).identities.tolist()) for n in datasets.SPLITS]
+split_ids = [set(ds.split(n).identities.tolist()) for n in synthetic.SPLITS]
 assert not (split_ids[0] & split_ids[1] or split_ids[0] & split_ids[2] or split_ids[1] & split_ids[2])
 
 # %% [markdown]

@@ -19,7 +19,8 @@
 # faces partially or fully covered by squares, random patterns and natural-looking occluders, with
 # arbitrary pixel values. Both of the paper's models learn from it: SOPI sees one occluded (or clean)
 # image per face, MOPI sees seven differently occluded images of the same face. This notebook builds
-# that dataset with `occ3d_lib.occlusion.occlude`, a batched, seeded and tested module.
+# that dataset with `occ3d_lib.occlusion.occlude` (defined in `occlusion.apply`; the kinds live in
+# `occlusion.kinds`, the fixed evaluation sets in `occlusion.eval_sets`), batched, seeded and tested.
 #
 # **In this notebook you will**
 # - see why a regressor trained on clean faces breaks under occlusion (with a regressor that trains in a second);

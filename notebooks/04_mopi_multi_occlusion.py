@@ -51,8 +51,7 @@ from occ3d_lib.evaluation import diagnostics
 from occ3d_lib.nets.facenet import embed_images
 from occ3d_lib.nets.models import MultiOcclusionNet
 from occ3d_lib.teaching import live
-from occ3d_lib.training import embedder as E
-from occ3d_lib.training import losses, mopi, stages
+from occ3d_lib.training import embedder, losses, mopi, stages
 
 # %% [markdown]
 # The next cell is tagged `parameters` (papermill and `make run` override it). `facenet` may be `vggface2` or
@@ -166,13 +165,13 @@ print("chosen index", losses.sopi_label_index(f_s, f).item(),
 # yourself.
 
 # %%
-embedder = E.get_embedder(ctx)
-print(f"embedder: {type(embedder.net).__name__}, input {embedder.input_size}px, "
-      f"{sum(p.numel() for p in embedder.parameters()) / 1e6:.1f}M parameters, "
-      f"{'shipped pretrained' if getattr(embedder, 'shipped', None) else 'trained in this run'}")
-if getattr(embedder, "shipped", None):
+face_embedder = embedder.get_embedder(ctx)
+print(f"embedder: {type(face_embedder.net).__name__}, input {face_embedder.input_size}px, "
+      f"{sum(p.numel() for p in face_embedder.parameters()) / 1e6:.1f}M parameters, "
+      f"{'shipped pretrained' if getattr(face_embedder, 'shipped', None) else 'trained in this run'}")
+if getattr(face_embedder, "shipped", None):
     display(Markdown(pretrain.shipped_markdown()))
-hist = stages.stage_history(embedder)
+hist = stages.stage_history(face_embedder)
 if hist:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3))
     viz.plot_history(hist, keys=["loss"], title="supervised contrastive loss (its training record)", ax=axes[0])
@@ -191,7 +190,7 @@ if hist:
 
 # %%
 tb = data.test.batch(list(range(len(data.test))))
-ver = E.verification_report(embedder, tb["image"], tb["identity"])
+ver = embedder.verification_report(face_embedder, tb["image"], tb["identity"])
 fig, ax = plt.subplots(figsize=(3.6, 3.4))
 ax.plot(ver["fpr"], ver["tpr"], label=f"AUC {ver['auc']:.3f}")
 ax.plot([0, 1], [0, 1], "k:", lw=0.8)
@@ -211,7 +210,7 @@ if P.name != "smoke" or P.pretrained:  # only a smoke-profile embedder trained h
 ids = data.test.identities[:3]
 pick = [i for k in ids for i in (data.test.identity == k).nonzero()[0][:2]]
 few = data.test.batch(pick)
-f = embed_images(embedder, few["image"])
+f = embed_images(face_embedder, few["image"])
 sim = f @ f.T
 fig, axes = plt.subplots(1, 2, figsize=(8, 3), gridspec_kw={"width_ratios": [2, 1]})
 axes[0].imshow(torch.cat(list(few["image"]), dim=2).permute(1, 2, 0).numpy()); axes[0].axis("off")
@@ -229,9 +228,9 @@ plt.show()
 # verification on the test identities as above.
 
 # %%
-if train_facenet and getattr(embedder, "shipped", None):
-    own = E.train_embedder(ctx)
-    own_ver = E.verification_report(own, tb["image"], tb["identity"])
+if train_facenet and getattr(face_embedder, "shipped", None):
+    own = embedder.train_embedder(ctx)
+    own_ver = embedder.verification_report(own, tb["image"], tb["identity"])
     print(f"trained here: {P.embedder_steps} steps, {stages.stage_history(own)[-1]['seconds'] / 60:.1f} min; "
           f"verification accuracy {own_ver['accuracy']:.3f} (shipped: {ver['accuracy']:.3f})")
 else:
@@ -257,10 +256,10 @@ else:
 
 # %%
 with torch.no_grad():
-    f_views = embed_images(embedder, mset.images[0].float())[None]  # (1, 7, 512): one person, seven occlusions
+    f_views = embed_images(face_embedder, mset.images[0].float())[None]  # (1, 7, 512): one person, seven occlusions
     people = data.test.identities[:P.n_occlusion_variants]
     first = [int((data.test.identity == k).nonzero()[0][0]) for k in people]
-    f_people = embed_images(embedder, data.test.batch(first)["image"])[None]  # (1, <= 7, 512): different people
+    f_people = embed_images(face_embedder, data.test.batch(first)["image"])[None]  # (1, <= 7, 512): different people
 print(f"L_perc of one person's {f_views.shape[1]} occluded views: {losses.perceptual_loss(f_views).item():.4f};  "
       f"of {f_people.shape[1]} different people: {losses.perceptual_loss(f_people).item():.4f}")
 
@@ -282,7 +281,7 @@ print(f"L_perc of one person's {f_views.shape[1]} occluded views: {losses.percep
 # %%
 teacher_net = stages.get_teacher(ctx)
 sopi = stages.get_sopi(ctx)
-sel = mopi.select_labels(sopi, embedder, ctx.renderer, mset.images.float(), b["image"])
+sel = mopi.select_labels(sopi, face_embedder, ctx.renderer, mset.images.float(), b["image"])
 renders = ctx.renderer(sel["sopi_coeffs"][0].to(ctx.renderer.model.dtype)).image.float()
 titles = [f"{d:.3f}" + (" *" if i == int(sel["choice"][0]) else "") for i, d in enumerate(sel["distance"][0].tolist())]
 fig = viz.rows_grid({"input": torch.cat([mset.images[0], b["image"]]), "SOPI render": renders},
@@ -338,7 +337,7 @@ assert gap < 1e-3
 
 # %%
 display(Markdown(live.runtime_note(published, "mopi-both", P.mopi_steps, "MOPI (Eq. 9)")))
-mopi_net = mopi.get_mopi(ctx, "both", sopi=sopi, embedder=embedder,
+mopi_net = mopi.get_mopi(ctx, "both", sopi=sopi, embedder=face_embedder,
                          callback=live.loss_plot("MOPI (Eq. 9)", ("loss", "perceptual", "label"), total=P.mopi_steps))
 fig = viz.plot_history(mopi_net.history, keys=["loss", "perceptual", "label"], title="MOPI (Eq. 9, x1=0.2, x2=0.8)")
 plt.show()
@@ -361,7 +360,7 @@ variants = {"both": mopi_net}
 if run_ablations:
     for v in ("perceptual", "label"):
         display(Markdown(live.runtime_note(published, f"mopi-{v}", P.mopi_steps, f"MOPI ({v} only)")))
-        variants[v] = mopi.get_mopi(ctx, v, sopi=sopi, embedder=embedder,
+        variants[v] = mopi.get_mopi(ctx, v, sopi=sopi, embedder=face_embedder,
                                     callback=live.loss_plot(f"MOPI ({v} only)", total=P.mopi_steps))
 fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 3), squeeze=False)
 for ax, (v, m) in zip(axes[0], variants.items()):
@@ -409,13 +408,13 @@ ax.set_xlabel("step"); ax.set_ylabel("weighted term"); ax.set_yscale("log")
 ax.set_title("the two terms of Eq. 9 during MOPI training", fontsize=9)
 ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0)); fig.tight_layout()
 plt.show()
-gbatch = mopi.mopi_batch_fn(data.train, sopi, embedder, ctx.renderer, 2, P.n_occlusion_variants)(
+gbatch = mopi.mopi_batch_fn(data.train, sopi, face_embedder, ctx.renderer, 2, P.n_occlusion_variants)(
     0, torch.Generator().manual_seed(seed))
 start = MultiOcclusionNet(P.backbone, n_heads=P.n_occlusion_variants).init_from_reconnet(sopi)
 rows = ["| weights | 0.2 L_perc | its gradient norm | 0.8 L_label | its gradient norm | ratio of gradients |",
         "|---|---|---|---|---|---|"]
 for name, model_ in (("start (= SOPI)", start), ("end of training", mopi_net)):
-    g = mopi.term_gradient_norms(model_, gbatch, ctx.renderer, embedder, 0.2, 0.8)
+    g = mopi.term_gradient_norms(model_, gbatch, ctx.renderer, face_embedder, 0.2, 0.8)
     ratio = g["perceptual"]["grad_norm"] / max(g["label"]["grad_norm"], 1e-12)
     rows.append(f"| {name} | {g['perceptual']['value']:.4f} | {g['perceptual']['grad_norm']:.3g} | "
                 f"{g['label']['value']:.3f} | {g['label']['grad_norm']:.3g} | {ratio:.3g} |")
@@ -476,7 +475,7 @@ plt.show()
 n_chk = min(64, len(data.test))
 chk = data.test.batch(list(range(n_chk)))
 chk_set = occlusion.multi_occlusion_set(chk["image"], chk["landmarks"], P.n_occlusion_variants, generator=seed + 7)
-lab = mopi.select_labels(sopi, embedder, ctx.renderer, chk_set.images.float(), chk["image"])
+lab = mopi.select_labels(sopi, face_embedder, ctx.renderer, chk_set.images.float(), chk["image"])
 W = P.n_occlusion_variants
 me_variants = ctx.renderer.landmark_me(lab["sopi_coeffs"].flatten(0, 1), chk["landmarks"].repeat_interleave(W, 0)).view(n_chk, W)
 quality = diagnostics.selection_quality(me_variants, lab["distance"])
@@ -523,8 +522,8 @@ plt.show()
 if not run_oracle:
     print(f"the {P.name} profile skips this diagnostic training (profile field `ablations`); run the notebook "
           "with -p run_oracle=true to train the oracle-selection MOPI")
-label_eq8 = variants["label"] if "label" in variants else mopi.get_mopi(ctx, "label", sopi=sopi, embedder=embedder)
-label_oracle = None if not run_oracle else mopi.get_mopi(ctx, "label", sopi=sopi, embedder=embedder,
+label_eq8 = variants["label"] if "label" in variants else mopi.get_mopi(ctx, "label", sopi=sopi, embedder=face_embedder)
+label_oracle = None if not run_oracle else mopi.get_mopi(ctx, "label", sopi=sopi, embedder=face_embedder,
                              settings=mopi.MopiSettings("label", selection="oracle"))
 label_models = {"SOPI": sopi, "MOPI, label only, Eq. 8 (FaceNet)": label_eq8}
 if label_oracle is not None:
@@ -645,7 +644,7 @@ else:
 #    <details><summary>Solution</summary>
 #
 #    ```python
-#    half = mopi.get_mopi(ctx, "both", sopi=sopi, embedder=embedder, settings=mopi.MopiSettings("both", x1=0.5, x2=0.5))
+#    half = mopi.get_mopi(ctx, "both", sopi=sopi, embedder=face_embedder, settings=mopi.MopiSettings("both", x1=0.5, x2=0.5))
 #    f2 = diagnostics.per_face_me(ctx, {"MOPI (0.2/0.8)": mopi_net, "MOPI (0.5/0.5)": half}, kind="random_pattern", seed=2024)
 #    display(Markdown(diagnostics.comparison_markdown(f2, "MOPI (0.2/0.8)", P.bootstrap)))
 #    ```
@@ -685,7 +684,7 @@ else:
 #    <details><summary>Solution</summary>
 #
 #    ```python
-#    rnd = mopi.get_mopi(ctx, "label", sopi=sopi, embedder=embedder, settings=mopi.MopiSettings("label", selection="random"))
+#    rnd = mopi.get_mopi(ctx, "label", sopi=sopi, embedder=face_embedder, settings=mopi.MopiSettings("label", selection="random"))
 #    f5 = diagnostics.per_face_me(ctx, {"SOPI": sopi, "Eq. 8": label_eq8, "random": rnd}, kind="random_pattern", seed=2024)
 #    display(Markdown(diagnostics.comparison_markdown(f5, "SOPI", P.bootstrap)))
 #    ```

@@ -49,9 +49,7 @@ from IPython.display import Markdown, display
 
 from occ3d_lib.core import metrics, thresholds
 from occ3d_lib.data.context import make_context
-from occ3d_lib.evaluation import claims, diagnostics, report
-from occ3d_lib.evaluation import evaluate as evaluation
-from occ3d_lib.evaluation import sets as evalsets
+from occ3d_lib.evaluation import claims, diagnostics, evaluate, report, sets
 from occ3d_lib.face import coeffs
 from occ3d_lib.training import mopi, stages
 
@@ -86,7 +84,7 @@ print(f"profile {P.name}: {P.image_size}px, {P.eval_samples} faces per evaluatio
 # Nothing is trained in this notebook: each model comes from the stage that builds it, which
 # trains and caches it the first time (notebooks 03 and 04 normally did that already, so these
 # calls just load). The dictionary keys are the *roles* the tables use
-# (`evaluation.DEFAULT_ROLES`): `teacher` is the paper's RNet, `sopi` is "Ours" in Tables 1-4,
+# (`evaluate.DEFAULT_ROLES`): `teacher` is the paper's RNet, `sopi` is "Ours" in Tables 1-4,
 # `mopi` is "Ours" in Tables 5-7, and `mopi-perceptual` / `mopi-label` are Table 7's ablations.
 # MOPI reconstructs a single image with its `predict` rule (the mean of its seven heads,
 # notebook 04), which the evaluation uses automatically.
@@ -120,16 +118,16 @@ print({k: f"{v:.1f} s" for k, v in timings.items()})
 # projected landmarks, the 257 true coefficients (hence the true mesh) and the occluded fraction.
 
 # %%
-sets = evalsets.load_eval_sets(ctx)
-evalsets.assert_no_identity_leak(torch.cat([s.identity for s in sets.values()]), ctx.dataset.train.identity)
-for kind, s in sets.items():
+eval_sets = sets.load_eval_sets(ctx)
+sets.assert_no_identity_leak(torch.cat([s.identity for s in eval_sets.values()]), ctx.dataset.train.identity)
+for kind, s in eval_sets.items():
     print(f"{kind:15s} {len(s):4d} faces, occluded fraction {s.coverage.mean():.2f} "
           f"(min {s.coverage.min():.2f}, max {s.coverage.max():.2f})")
 
 # %%
 from occ3d_lib.core import viz
 
-fig = viz.rows_grid({k: s.images[:6] for k, s in sets.items()}, suptitle="the same six test faces under each kind")
+fig = viz.rows_grid({k: s.images[:6] for k, s in eval_sets.items()}, suptitle="the same six test faces under each kind")
 plt.show()
 
 # %% [markdown]
@@ -169,9 +167,9 @@ print("MSE (x, y):", metrics.landmark_mse_xy(pred, gt, 224)[0].tolist())
 # (section 5): every vertex against the true mesh.
 
 # %%
-es = sets["none"]
-truth = evaluation.sample_metrics(es.coeffs, es, ctx.renderer)
-mean_face = evaluation.sample_metrics(coeffs.mean_face_like(es.coeffs), es, ctx.renderer)
+es = eval_sets["none"]
+truth = evaluate.sample_metrics(es.coeffs, es, ctx.renderer)
+mean_face = evaluate.sample_metrics(coeffs.mean_face_like(es.coeffs), es, ctx.renderer)
 print(f"mean face at the true pose: ME {mean_face['me'].mean():.2f} px, "
       f"3D error {mean_face['vertex_mm'].mean():.2f} mm  (ground truth: ME {truth['me'].mean():.2f}, "
       f"3D {truth['vertex_mm'].mean():.2f})")
@@ -192,7 +190,7 @@ assert truth["me"].abs().max() < 1e-2 and truth["vertex_mm"].abs().max() < 1e-2
 # and its histogram does not change, so the dissimilarity stays 0:
 
 # %%
-img = sets["none"].clean[:1]
+img = eval_sets["none"].clean[:1]
 mask = torch.ones(1, 1, *img.shape[2:])
 perm = torch.randperm(img[0, 0].numel(), generator=torch.Generator().manual_seed(0))
 shuffled = img.flatten(2)[:, :, perm].view_as(img)
@@ -214,7 +212,7 @@ plt.show()
 # first aligns them with Umeyama's least-squares similarity transform.
 
 # %%
-g = ctx.renderer.geometry(sets["none"].coeffs[:4])["shape"]
+g = ctx.renderer.geometry(eval_sets["none"].coeffs[:4])["shape"]
 moved = 1.1 * g @ torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]).T + 0.3  # rotate, scale, shift
 print("no alignment  :", metrics.vertex_error(moved, g).mean().item(), "mm")
 print("similarity    :", metrics.vertex_error(moved, g, align_mode="similarity").mean().item(), "mm")
@@ -254,7 +252,7 @@ display(Markdown(report.tables_markdown(results)))
 # ground truth's value is what the measure sees.
 
 # %%
-es_clean = sets["none"]
+es_clean = eval_sets["none"]
 rows = ["| model | " + " | ".join(["prediction", *diagnostics.HIST_GROUP_ROWS, "ground truth"]) + " |",
         "|---|" + "---|" * (len(diagnostics.HIST_GROUP_ROWS) + 2)]
 for name in ("teacher", "sopi", "mopi"):
@@ -296,7 +294,7 @@ ci = results["colour_invariance"]
 for name, d in ci["models"].items():
     print(f"{name:16s} spread {d['spread']['mean']:6.2f} [{d['spread']['lo']:.2f}, {d['spread']['hi']:.2f}]   "
           f"vs clean {d['vs_clean']['mean']:6.2f}")
-base = sets["none"]
+base = eval_sets["none"]
 fig = report.colour_grid({k: models[k] for k in ("teacher", "sopi")}, base.clean[0], base.landmarks[0],
                              ctx.renderer, seed=P.seed)
 plt.show()
@@ -327,7 +325,7 @@ for name in ("teacher", "sopi", "mopi"):
     worst = report.worst_cases(results, name, "shofi", "me", k=4)
     errs = [results["per_sample"][name]["shofi"]["me"][i] for i in worst]
     print(name, "worst SHOFI faces:", worst, "ME", [f"{e:.1f}" for e in errs])
-    fig = report.failure_grid({name: models[name]}, sets["shofi"], ctx.renderer, worst, errors=errs)
+    fig = report.failure_grid({name: models[name]}, eval_sets["shofi"], ctx.renderer, worst, errors=errs)
     plt.show()
 
 # %% [markdown]
@@ -341,8 +339,8 @@ for name in ("teacher", "sopi", "mopi"):
 # %%
 from occ3d_lib.teaching import compare
 
-comparer = compare.model_comparer({k: models[k] for k in ("teacher", "sopi", "mopi")}, sets["none"].clean[:64],
-                                  sets["none"].landmarks[:64], ctx.renderer)
+comparer = compare.model_comparer({k: models[k] for k in ("teacher", "sopi", "mopi")}, eval_sets["none"].clean[:64],
+                                  eval_sets["none"].landmarks[:64], ctx.renderer)
 if isinstance(comparer, plt.Figure):
     plt.show()
 else:
@@ -375,7 +373,7 @@ display(Markdown(report.verdict_counts_markdown(v)))
 # not handed the answer. The next cell says, from this run, where each model stands.
 
 # %%
-mf = evaluation.MEAN_FACE
+mf = evaluate.MEAN_FACE
 for name, kind in (("sopi", "none"), ("sopi", "shofi"), ("mopi", "random_pattern")):
     for metric, unit in (("me", "px"), ("vertex_mm", "mm")):
         a, b_ = (results["summary"].get(n, {}).get(kind, {}).get(metric, {}).get("mean") for n in (name, mf))
@@ -403,7 +401,7 @@ display(Markdown(report.share_removed_markdown(results, "vertex_mm")))
 # The paper's numbers come from the CelebA validation split and from AFLW2000-3D. When you have
 # them on disk (see `data/README.md`; both are for non-commercial research only), set
 # `real_data` in the parameters cell to `"celeba:<root>"` or `"aflw2000:<root>"`.
-# `evalsets.real_eval_sets` aligns the faces to RNet's crop (the same alignment as
+# `sets.real_eval_sets` aligns the faces to RNet's crop (the same alignment as
 # Deep3DFaceRecon), takes ground-truth landmarks from the data set where it has them
 # (AFLW2000-3D's 68 points) or from **dlib's 68-point detector** on the clean face as the paper
 # does (CelebA), drops and *counts* the faces where dlib finds nothing, and occludes each face
@@ -414,11 +412,11 @@ display(Markdown(report.share_removed_markdown(results, "vertex_mm")))
 
 # %%
 if real_data:
-    real_sets = evalsets.real_eval_sets(real_data, P.image_size, n=P.eval_samples, seed=P.seed)
+    real_sets = sets.real_eval_sets(real_data, P.image_size, n=P.eval_samples, seed=P.seed)
     info = next(iter(real_sets.values())).info
     print(info["load_report"], "| landmarks from", info["landmarks"],
           f"| dlib failure rate {info.get('dlib_failure_rate', 0.0):.1%}")
-    real_results = evaluation.evaluate(models, real_sets, ctx.renderer, bootstrap=P.bootstrap, seed=P.seed,
+    real_results = evaluate.evaluate(models, real_sets, ctx.renderer, bootstrap=P.bootstrap, seed=P.seed,
                                        device=ctx.device)
     kw = {"aflw_results": real_results} if real_data.startswith("aflw2000") else {}
     display(Markdown(report.tables_markdown(real_results if not kw else results, **kw)))
@@ -550,16 +548,16 @@ display(Markdown(report.paper_checks_markdown()))
 #    of test faces and occluders (another seed) and compare the two verdict tables. Are the intervals
 #    narrow enough to trust the ones that hold? *(No retraining; one evaluation pass.)*
 #    <details><summary>Hint</summary><code>occlusion.load_or_build_eval_sets(ctx, kinds, seed=...)</code>
-#    draws other test faces and other occluders for another seed; <code>evalsets.eval_sets_from_occlusion</code>
-#    attaches their ground truth. Then <code>evaluation.evaluate</code> and <code>report.verdicts</code>
+#    draws other test faces and other occluders for another seed; <code>sets.eval_sets_from_occlusion</code>
+#    attaches their ground truth. Then <code>evaluate.evaluate</code> and <code>report.verdicts</code>
 #    on each.</details>
 #    <details><summary>Solution</summary>
 #
 #    ```python
 #    from occ3d_lib import occlusion
 #    occ2 = occlusion.load_or_build_eval_sets(ctx, results["kinds"], seed=seed + 1)
-#    sets2 = evalsets.eval_sets_from_occlusion(occ2, ctx.dataset.test)
-#    other = evaluation.evaluate(models, sets2, ctx.renderer, bootstrap=P.bootstrap, seed=seed + 1)
+#    sets2 = sets.eval_sets_from_occlusion(occ2, ctx.dataset.test)
+#    other = evaluate.evaluate(models, sets2, ctx.renderer, bootstrap=P.bootstrap, seed=seed + 1)
 #    for a, b in zip(report.verdicts(results), report.verdicts(other)):
 #        if a.verdict != b.verdict:
 #            print(a.claim, ":", a.verdict, "->", b.verdict)
@@ -594,7 +592,7 @@ display(Markdown(report.paper_checks_markdown()))
 #    <details><summary>Solution</summary>
 #
 #    ```python
-#    es = sets["dhofi"]
+#    es = eval_sets["dhofi"]
 #    for name in ("teacher", "sopi"):
 #        r = ctx.renderer(stages.predict_coeffs(models[name], es.images.float()))
 #        hp, hq = (metrics.masked_color_histograms(x, r.mask > 0.5) for x in (es.clean.float(), r.image))
@@ -605,16 +603,16 @@ display(Markdown(report.paper_checks_markdown()))
 #    Check <code>metrics.masked_color_histograms</code>' docstring for its exact shapes. An ordering
 #    that holds under all three distances is robust to the choice; one that flips is not
 #    evidence.</details>
-# 4. `evaluation.colour_invariance` uses a SHOFI square. Try `kind="dhofi"` and a "natural" kind:
+# 4. `evaluate.colour_invariance` uses a SHOFI square. Try `kind="dhofi"` and a "natural" kind:
 #    is SOPI still less colour-sensitive than the teacher? *(Seconds.)*
 #    <details><summary>Hint</summary>Call it as section 7 of notebook 03 does, with
 #    <code>kind=</code>.</details>
 #    <details><summary>Solution</summary>
 #
 #    ```python
-#    base = sets["none"]
+#    base = eval_sets["none"]
 #    for kind in ("dhofi", "sunglasses"):
-#        c = evaluation.colour_invariance({k: models[k] for k in ("teacher", "sopi")}, base.clean, base.landmarks,
+#        c = evaluate.colour_invariance({k: models[k] for k in ("teacher", "sopi")}, base.clean, base.landmarks,
 #                                         ctx.renderer, kind=kind, seed=P.seed, bootstrap=200)
 #        print(kind, {m: round(d["spread"]["mean"], 2) for m, d in c["models"].items()})
 #    ```
@@ -622,14 +620,14 @@ display(Markdown(report.paper_checks_markdown()))
 #    the occluder covers skin the model uses for albedo.</details>
 # 5. Evaluate MOPI with one head instead of the mean of seven (wrap `lambda x: models['mopi'].heads[0]
 #    (models['mopi'].features(x))`): is the head average worth it? *(Seconds.)*
-#    <details><summary>Hint</summary><code>evaluation.evaluate</code> takes any callable as a
+#    <details><summary>Hint</summary><code>evaluate.evaluate</code> takes any callable as a
 #    model; pass only the random-pattern set.</details>
 #    <details><summary>Solution</summary>
 #
 #    ```python
 #    mp = models["mopi"]
 #    one = {"mopi (mean of heads)": mp, "mopi (head 0)": lambda x: mp.heads[0](mp.features(x))}
-#    r1 = evaluation.evaluate(one, {"random_pattern": sets["random_pattern"]}, ctx.renderer, bootstrap=200)
+#    r1 = evaluate.evaluate(one, {"random_pattern": eval_sets["random_pattern"]}, ctx.renderer, bootstrap=200)
 #    print({m: round(r1["summary"][m]["random_pattern"]["me"]["mean"], 3) for m in one})
 #    ```
 #    MOPI starts with all heads equal to SOPI's and they are all pulled to the same label, so they

@@ -335,8 +335,18 @@ COURSE_SUMMARY = REPO_ROOT / "docs" / "course_summary.json"
 
 
 def read_summary(summary: dict[str, Any] | str | Path = COURSE_SUMMARY, required: bool = True) -> dict[str, Any] | None:
-    """A run's ``summary.json`` as a dict (a dict passes through). A missing file raises
-    ``FileNotFoundError`` saying what writes it, or gives None when not ``required``."""
+    """A run's ``summary.json`` as a dict (a dict passes through).
+
+    A missing file raises ``FileNotFoundError`` saying what writes it, or gives None when not ``required``.
+
+    Args:
+        summary: the dict itself, or the path of a ``summary.json`` (default: the course run's,
+            :data:`COURSE_SUMMARY`).
+        required: raise for a missing file; False returns None instead.
+
+    Returns:
+        The parsed dict, or None for a missing file when not ``required``.
+    """
     if isinstance(summary, dict):
         return summary
     path = Path(summary)
@@ -348,9 +358,17 @@ def read_summary(summary: dict[str, Any] | str | Path = COURSE_SUMMARY, required
 
 
 def summary_markdown(summary: dict[str, Any] | str | Path = COURSE_SUMMARY) -> str:
-    """A markdown table of a run's ``summary.json`` (a dict or a path): each notebook's status and minutes,
-    and the total; for a published run (:mod:`occ3d_lib.publish`) also the training minutes per stage.
-    Notebook 00 section 4 and README's series table show the course run's."""
+    """A markdown table of a run's ``summary.json``: each notebook's status and minutes, and the total.
+
+    For a published run (:mod:`occ3d_lib.publish`) also the training minutes per stage.
+    Notebook 00 section 4 and README's series table show the course run's.
+
+    Args:
+        summary: a summary dict or the path of a ``summary.json`` (default :data:`COURSE_SUMMARY`).
+
+    Returns:
+        The markdown str: the table, then the run's note and the per-stage table when the summary has them.
+    """
     summary = read_summary(summary)
     books = summary.get("notebooks")
     if not isinstance(books, dict) or not books:
@@ -394,8 +412,18 @@ def reading_minutes(notebooks_dir: str | Path = REPO_ROOT / "notebooks",
 
 def time_table_markdown(summary: dict[str, Any] | str | Path = COURSE_SUMMARY,
                         notebooks_dir: str | Path = REPO_ROOT / "notebooks") -> str:
-    """A markdown table per notebook: minutes to read (:func:`reading_minutes`) and minutes the recorded
-    course run took to execute it (from ``summary``; "not recorded" without one). Notebook 00 section 3."""
+    """A markdown table per notebook: minutes to read and minutes the recorded course run took to execute it.
+
+    Reading minutes come from :func:`reading_minutes`; run minutes from ``summary`` ("not recorded" without
+    one). Notebook 00 section 3.
+
+    Args:
+        summary: a summary dict or the path of a ``summary.json``; a missing file leaves every run "not recorded".
+        notebooks_dir: the folder of the notebooks whose reading time is estimated.
+
+    Returns:
+        The markdown table as a str, one row per notebook.
+    """
     books = (read_summary(summary, required=False) or {}).get("notebooks") or {}
     lines = ["| notebook | read (min, estimated) | run in the course profile (min, measured) |", "|---|---|---|"]
     for name, minutes in reading_minutes(notebooks_dir).items():

@@ -79,9 +79,12 @@ def _made(ctx: Context, cfg_hash: str, history: Sequence[Mapping[str, float]], s
     """How a network was made (the manifest's record): command, commit, profile, hash, time and CPU-hours."""
     seconds = float(history[-1]["seconds"]) if history else 0.0
     threads = torch.get_num_threads()
+    device = str(ctx.device)
+    hours = round(seconds * threads / 3600, 3) if device == "cpu" else None  # CPU-hours only on a CPU
     return {"command": command, "commit": _commit(), "profile": ctx.profile.name, "config_hash": cfg_hash,
             "profile_fields": ctx.profile.to_dict(), "steps": steps, "train_seconds": round(seconds, 1),
-            "threads": threads, "cpu_hours": round(seconds * threads / 3600, 3),
+            "threads": threads, "device": device, "cpu_hours": hours,
+            **({} if hours is not None else {"gpu_hours": round(seconds / 3600, 3)}),
             "machine": platform.machine(), "made": datetime.date.today().isoformat(),
             "curve": thin_curve(history)}
 
@@ -148,11 +151,26 @@ def make_pretrained(only: Sequence[str] = pretrained.NAMES, run_dir: str | Path 
     return out
 
 
+def _hours(entry: dict[str, Any]) -> str:
+    """A manifest entry's training cost: CPU-hours (threads x wall hours), or GPU-hours on a GPU."""
+    if entry.get("cpu_hours") is not None:
+        return f"{entry['cpu_hours']:.2f} CPU"
+    return f"{entry.get('gpu_hours', 0.0):.2f} GPU ({entry.get('device', 'cuda')})"
+
+
 def shipped_markdown(root: str | Path | None = None) -> str:
-    """A markdown table of the shipped networks: where they come from, what they cost, how good they are
-    on the validation identities (notebook 03 section 3, notebook 04 section 2, README)."""
+    """A markdown table of the shipped networks: where they come from, what they cost, how good they are.
+
+    Measured on the validation identities (notebook 03 section 3, notebook 04 section 2, README).
+
+    Args:
+        root: the folder holding the weights' manifest; None: the shipped ``data/pretrained``.
+
+    Returns:
+        The markdown table as a str, one row per network of the manifest.
+    """
     manifest = pretrained.read_manifest(root)
-    rows = ["| network | trained | CPU-hours | validation (never the test identities) | file |", "|---|---|---|---|---|"]
+    rows = ["| network | trained | hours | validation (never the test identities) | file |", "|---|---|---|---|---|"]
     for name, e in manifest["networks"].items():
         v = e.get("validation", {})
         if name == "teacher":
@@ -162,5 +180,5 @@ def shipped_markdown(root: str | Path | None = None) -> str:
             val = f"verification accuracy {v['accuracy']:.3f}, AUC {v['auc']:.3f}"
         rows.append(f"| {name} ({e['architecture'].get('backbone', e['architecture'].get('net'))}) | "
                     f"{e['steps']} steps, {e['train_seconds'] / 60:.0f} min x {e['threads']} thread(s) | "
-                    f"{e['cpu_hours']:.2f} | {val} | {e['file']}, {e['size'] / 2**20:.1f} MiB, float16 |")
+                    f"{_hours(e)} | {val} | {e['file']}, {e['size'] / 2**20:.1f} MiB, float16 |")
     return "\n".join(rows)

@@ -1,18 +1,21 @@
 """Shared test fixtures: small face models and a small embedding network, built by the tests themselves.
 
 Factories: ``tiny_model(n_id, n_exp, n_tex)`` (a unit square of two triangles), ``toy_face_model(n)`` (a
-face-sized dome with RNet's basis sizes) and ``tiny_net()`` (a stand-in for InceptionResnetV1).
+face-sized dome with RNet's basis sizes) and ``tiny_net()`` (a stand-in for InceptionResnetV1). ``renderer``
+renders the evaluation tests' 6 x 6 bump (evaluation_samples) at 32 px; a test module may define its own.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import evaluation_samples
 import pytest
 import torch
 from torch import nn
 
 from occ3d_lib.face.facemodel import FaceModel, build_point_buf
 from occ3d_lib.nets.models import seeded
+from occ3d_lib.render.renderer import FaceRenderer
 from occ3d_lib.training.train import TrainConfig, Trainer
 
 
@@ -97,3 +100,9 @@ def _linear_trainer(out, steps: int) -> Trainer:
 def linear_trainer() -> Callable[..., Trainer]:
     """Factory of a tiny seeded Trainer: ``linear_trainer(out_dir, steps)`` (checkpoint and resume tests)."""
     return _linear_trainer
+
+
+@pytest.fixture(scope="module")
+def renderer() -> FaceRenderer:
+    """The evaluation tests' renderer: ``tiny_face_model()`` of evaluation_samples at ``S`` = 32 px."""
+    return FaceRenderer(evaluation_samples.tiny_face_model(), evaluation_samples.S)

@@ -1,7 +1,7 @@
-"""Tests of occ3d_lib.occlusion (kinds, apply, eval_sets) / shapes: kinds, coverage, masks, fills, sets, occluder state.
+"""Tests of occ3d_lib.occlusion.apply: occlude (coverage, masks, fills, determinism, natural occluders, edge
+cases), multi-occlusion sets, the training occluder and its state, coverage statistics.
 
-Fixtures are canonical iBUG-68 layouts (occlusion.canonical_landmarks) jittered in scale, roll and
-shift; no renderer needed.
+Inputs are the jittered canonical faces of occlusion_samples; no renderer needed.
 """
 from __future__ import annotations
 
@@ -9,101 +9,12 @@ import io
 import math
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
+from occlusion_samples import LM, N, S, X, faces
 
 from occ3d_lib import occlusion as O
-from occ3d_lib.occlusion import eval_sets
 from occ3d_lib.occlusion import shapes as oc
-
-S = 64
-
-
-def jittered_landmarks(n: int, size: int = S, seed: int = 0) -> torch.Tensor:
-    """Canonical frontal landmarks with random scale (0.9-1.1), roll (+-0.15 rad) and shift. -> (n, 68, 2)."""
-    g = torch.Generator().manual_seed(seed)
-    base = O.canonical_landmarks(size)
-    c = base.mean(0)
-    sc = 0.9 + 0.2 * torch.rand(n, 1, 1, generator=g)
-    a = (torch.rand(n, generator=g) - 0.5) * 0.3
-    rot = torch.stack([torch.stack([a.cos(), -a.sin()], 1), torch.stack([a.sin(), a.cos()], 1)], 1)
-    shift = (torch.rand(n, 1, 2, generator=g) - 0.5) * 0.08 * size
-    return ((base - c)[None] * sc) @ rot.transpose(1, 2) + c + shift
-
-
-def faces(n: int, size: int = S, seed: int = 0) -> torch.Tensor:
-    """Random images strictly inside (0.02, 0.98), so clipped noise fills never equal them. -> (n, 3, S, S)."""
-    g = torch.Generator().manual_seed(seed + 100)
-    return 0.02 + 0.96 * torch.rand(n, 3, size, size, generator=g)
-
-
-N = 60
-LM = jittered_landmarks(N)
-X = faces(N)
-
-
-# --------------------------------------------------------------------------------------- regions
-def test_face_box_and_coverage_hand_computed():
-    # box x 1.5..5.2, y 1.5..4.0 on an 8x8 image: pixel centres c in 2..5, r in 2..4 -> 12 pixels
-    boxes = torch.tensor([[1.5, 1.5, 5.2, 4.0]])
-    region = O.face_region_mask(boxes, 8, 8)
-    assert int(region.sum()) == 12 and bool(region[0, 0, 2:5, 2:6].all())
-    mask = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
-    mask[0, 0, 2, 2:5] = True  # 3 pixels inside
-    mask[0, 0, 0, 0:2] = True  # 2 pixels outside the region do not count
-    assert O.occlusion_coverage(mask, boxes).item() == pytest.approx(3 / 12)
-    # the landmark box grows upwards by FOREHEAD_FRACTION of its height
-    lm = torch.zeros(1, 68, 2)
-    lm[0, :, 0] = torch.linspace(10, 30, 68)
-    lm[0, :, 1] = torch.linspace(20, 40, 68)
-    assert O.face_boxes_from_landmarks(lm)[0].tolist() == pytest.approx([10, 20 - 0.4 * 20, 30, 40])
-
-
-def test_canonical_landmarks_box_fraction():
-    lm = O.canonical_landmarks(100, 0.75)
-    box = O.face_boxes_from_landmarks(lm[None])[0]
-    assert (box[3] - box[1]).item() == pytest.approx(75.0, abs=1e-3)
-    assert ((box[1] + box[3]) / 2).item() == pytest.approx(49.5, abs=1e-3)
-    assert lm[36:42, 0].mean() < lm[42:48, 0].mean()  # 36-41 is the image-left eye
-    assert lm[8, 1] > lm[30, 1] > lm[27, 1]  # chin below nose tip below nose bridge
-
-
-# ----------------------------------------------------------------------------------- rasteriser
-def _winding_reference(loops, h, w):
-    """Slow per-pixel winding number (pixel centres), the same orientation rules as loops_to_edges."""
-    out = np.zeros((h, w), bool)
-    edges = oc.loops_to_edges(loops)
-    for r in range(h):
-        for c in range(w):
-            wn = 0
-            for x0, y0, x1, y1 in edges:
-                if (y0 > r) != (y1 > r):
-                    xi = x0 + (r - y0) * (x1 - x0) / (y1 - y0)
-                    if c > xi:  # the crossing lies left of the centre (strictly: centre on it is outside)
-                        wn += 1 if y1 > y0 else -1
-            out[r, c] = wn != 0
-    return out
-
-
-def test_rasterize_rectangle_exact_pixels():
-    loop = oc._rect_loop(2, 3, 4, 2)  # columns 2..5, rows 3..4
-    m = oc.rasterize_edges(torch.tensor(oc.loops_to_edges([(loop, False)]), dtype=torch.float32)[None], 8, 8)[0]
-    ref = torch.zeros(8, 8, dtype=torch.bool)
-    ref[3:5, 2:6] = True
-    assert torch.equal(m, ref)
-
-
-def test_rasterize_matches_slow_reference_with_holes():
-    rng = np.random.default_rng(0)
-    h = w = 20
-    for _ in range(5):
-        star = oc.superellipse(7.3, 5.1, 3.0, 17) + rng.uniform(8, 12, 2)
-        tri = rng.uniform(-2, 22, (3, 2))
-        hole = oc.superellipse(2.2, 1.7, 2.0, 9) + star.mean(0)
-        loops = [(star, False), (tri, False), (hole, True)]
-        fast = oc.rasterize_edges(torch.tensor(oc.loops_to_edges(loops))[None], h, w)[0].numpy()
-        assert (fast == _winding_reference(loops, h, w)).all()
 
 
 # ------------------------------------------------------------------------------------- coverage
@@ -361,75 +272,7 @@ def test_training_occluder_from_profile():
     assert default.mix == pytest.approx(O.DEFAULT_TRAINING_MIX)
 
 
-# ----------------------------------------------------------------------------- evaluation sets
-def test_eval_set_save_load_round_trip(tmp_path):
-    for kind in ("dhofi", "natural"):
-        s = O.make_eval_set(X[:5], LM[:5], kind, seed=3)
-        assert torch.equal(s.images, (s.images * 255).round() / 255)  # already 8-bit
-        path = O.save_occlusion_set(tmp_path / f"{kind}.pt", s)
-        back = O.load_occlusion_set(path)
-        assert torch.equal(back.images, s.images) and torch.equal(back.masks, s.masks)
-        assert torch.equal(back.coverage, s.coverage) and back.kind == kind
-        assert back.params["kinds"] == s.params["kinds"] and back.params["seed"] == 3
-    # a set is a pure function of its seed: rebuilding gives the stored bytes
-    assert torch.equal(O.make_eval_set(X[:5], LM[:5], "dhofi", seed=3).images,
-                       O.load_occlusion_set(tmp_path / "dhofi.pt").images)
-    m = O.multi_occlusion_set(X[:2], LM[:2], 7, 0)
-    back = O.load_occlusion_set(O.save_occlusion_set(tmp_path / "multi.pt", m))
-    assert back.images.shape == (2, 7, 3, S, S) and torch.equal(back.masks, m.masks)
-    with pytest.raises(FileNotFoundError):
-        O.load_occlusion_set(tmp_path / "missing.pt")
-    torch.save({"x": 1}, tmp_path / "foreign.pt")
-    with pytest.raises(ValueError, match="not an occlusion set"):
-        O.load_occlusion_set(tmp_path / "foreign.pt")
-
-
-def _fake_ctx(n_images: int = 10, eval_samples: int = 6, seed: int = 0):
-    from occ3d_lib.data.synthetic import SyntheticSplit
-
-    lm = jittered_landmarks(n_images, seed=5).numpy()
-    imgs = (faces(n_images, seed=5) * 255).round().to(torch.uint8).numpy()
-    test = SyntheticSplit("test", imgs, np.zeros((n_images, 257), np.float32), lm, np.arange(n_images) // 2)
-    return SimpleNamespace(profile=SimpleNamespace(eval_samples=eval_samples, seed=seed),
-                           dataset=SimpleNamespace(test=test))
-
-
-def test_load_or_build_eval_sets_builds_once_and_reloads(tmp_path, monkeypatch):
-    ctx = _fake_ctx()
-    kinds = ("none", "dsofi", "natural")
-    sets = O.load_or_build_eval_sets(ctx, kinds, root=tmp_path)
-    assert list(sets) == list(kinds)
-    idx = sets["dsofi"].params["indices"]
-    assert len(idx) == 6 and idx == sorted(set(idx)) and all(0 <= i < 10 for i in idx)
-    for k in kinds:
-        assert (tmp_path / f"{k}.pt").is_file() and sets[k].params["indices"] == idx
-    clean = ctx.dataset.test.batch(idx)["image"]
-    assert torch.equal(sets["none"].images, clean)
-    changed = (sets["dsofi"].images != clean).any(1, keepdim=True)
-    assert bool((changed <= sets["dsofi"].masks).all())
-
-    def boom(*a, **k):
-        raise AssertionError("should have been loaded from the cache")
-
-    monkeypatch.setattr(eval_sets, "make_eval_set", boom)
-    again = O.load_or_build_eval_sets(ctx, kinds, root=tmp_path)
-    for k in kinds:
-        assert torch.equal(again[k].images, sets[k].images) and torch.equal(again[k].masks, sets[k].masks)
-    sub = O.load_or_build_eval_sets(ctx, ["dsofi"], root=tmp_path)  # a subset reuses the files too
-    assert torch.equal(sub["dsofi"].images, sets["dsofi"].images)
-    monkeypatch.undo()
-    (tmp_path / "dsofi.pt").write_bytes(b"half-written garbage")  # an unreadable file is rebuilt, and said so
-    with pytest.warns(UserWarning, match="dsofi.pt is damaged"):
-        assert torch.equal(O.load_or_build_eval_sets(ctx, kinds, root=tmp_path)["dsofi"].images, sets["dsofi"].images)
-    other = O.load_or_build_eval_sets(_fake_ctx(seed=1), kinds, root=tmp_path)  # other key: rebuilt
-    assert not torch.equal(other["dsofi"].masks, sets["dsofi"].masks)
-    # default location: the artifact cache, keyed by a hash
-    monkeypatch.setenv("OCC3D_CACHE", str(tmp_path / "cache"))
-    d = O.load_or_build_eval_sets(ctx, ("shofi",))
-    assert str(tmp_path / "cache" / "eval_sets") in d["shofi"].params["path"]
-    assert torch.equal(O.load_or_build_eval_sets(ctx, ("shofi",))["shofi"].images, d["shofi"].images)
-
-
+# ------------------------------------------------------------------------- coverage statistics
 def test_kinds_table_and_coverage_samples():
     table = O.kinds_table(["dsofi", "sunglasses"])
     assert "| `dsofi` |" in table and "9.5% - 30.0%" in table

@@ -1,14 +1,11 @@
-"""The sentences and tables the notebooks read from a run instead of typing them in: the swap table's reading,
-pixels / millimetres / degrees, the histogram's sources, the share of the mean face's 3D error removed, and the
-checks of the paper's own tables."""
+"""evaluation.diagnostics: the sentences and numbers the notebooks read from a run instead of typing them
+in: the swap table's reading, pixels / millimetres / degrees for this camera, the histogram's sources."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from occ3d_lib.evaluation import diagnostics as D
-from occ3d_lib.evaluation import report
-from occ3d_lib.evaluation.evaluate import MEAN_FACE
 from occ3d_lib.face.coeffs import SLICES, join_coeffs
 from occ3d_lib.render.renderer import FaceRenderer
 
@@ -62,40 +59,3 @@ def test_hist_with_true_groups_finds_the_light(renderer):
     h = D.hist_with_true_groups(pred, gt, clean, renderer)
     assert h["ground truth"] < 0.05 and h["prediction"] > h["light"]
     assert h["light"] == pytest.approx(h["ground truth"], abs=1e-6)  # the true light restores the truth
-
-
-def _results():
-    def st(x):
-        return {"mean": x, "lo": x - 0.1, "hi": x + 0.1, "n": 10}
-    summ = {MEAN_FACE: {k: {"vertex_mm": st(5.0)} for k in ("none", "shofi")},
-            "sopi": {"none": {"vertex_mm": st(4.0)}, "shofi": {"vertex_mm": st(4.5)}},
-            "teacher": {"none": {"vertex_mm": st(4.0)}, "shofi": {"vertex_mm": st(5.5)}}}
-    return {"models": ["teacher", "sopi", MEAN_FACE], "kinds": ["none", "shofi"], "summary": summ}
-
-
-def test_share_of_the_mean_face_error_removed():
-    shares = report.share_removed(_results())
-    assert shares["sopi"] == pytest.approx({"none": 0.2, "shofi": 0.1})
-    assert shares["teacher"]["shofi"] == pytest.approx(-0.1) and MEAN_FACE not in shares
-    md = report.share_removed_markdown(_results())
-    assert "| sopi | +20 % | +10 % |" in md and "| teacher | +20 % | -10 % |" in md
-    assert "The most: teacher on Unoccluded, +20 %" in md
-    worse = _results()
-    for name in ("sopi", "teacher"):
-        for k in ("none", "shofi"):
-            worse["summary"][name][k]["vertex_mm"]["mean"] = 6.0
-    assert "No model removes any of it here" in report.share_removed_markdown(worse)
-
-
-def test_the_paper_checks_find_what_its_tables_break():
-    checks = {c["check"].split(" (")[0]: c for c in report.paper_checks()}
-    me = next(c for k, c in checks.items() if k.startswith("ME <= sqrt"))
-    # Table 5's RNet row and Table 7's perceptual-only row print an ME above sqrt(MSE_x + MSE_y)
-    assert "Table 5, teacher: ME 7.91 > sqrt(5.65 + 3.94) = 3.10" in me["result"]
-    assert "Table 7, mopi_perceptual: ME 41.00" in me["result"] and "Table 1" not in me["result"]
-    factor = next(c for k, c in checks.items() if "5.59" in k)
-    assert "Table 6 RNet histogram (CelebA) / MOPI ME = 5.589" in factor["result"]
-    rows = next(c for k, c in checks.items() if k.startswith("Table 5's MOPI row"))
-    assert rows["result"].startswith("nearly the same row") and "MSE x 3.21 vs 3.25" in rows["result"]
-    assert "4.76" in next(c for k, c in checks.items() if k.startswith("histogram"))["result"]
-    assert report.paper_checks_markdown().count("\n") == len(checks) + 2

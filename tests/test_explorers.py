@@ -1,17 +1,17 @@
-"""Teaching aids: the explorers of notebooks 01 and 02, the landmark probe and the gradchecked raster function."""
+"""Tests of occ3d_lib.teaching.explorers: the occlusion explorer of notebook 02 and the face knobs and component
+sweep of notebook 01."""
 from __future__ import annotations
 
 import matplotlib
 import pytest
 import torch
 
-from occ3d_lib.core.metrics import landmark_me
 from occ3d_lib.face import coeffs
 from occ3d_lib.face.procedural import procedural_face_model
 from occ3d_lib.occlusion.kinds import canonical_landmarks
 from occ3d_lib.render import lighting
 from occ3d_lib.render.renderer import FaceRenderer
-from occ3d_lib.teaching import explorers, probes
+from occ3d_lib.teaching import explorers
 
 matplotlib.use("Agg")
 S = 64
@@ -30,17 +30,6 @@ def test_explore_one_and_static_explorer(monkeypatch):
 
     plt.close(fig)
 
-
-def test_landmark_probe_recovers_a_linear_map():
-    g = torch.Generator().manual_seed(0)
-    imgs = torch.rand(300, 3, 8, 8, generator=g)
-    probe_feats = imgs.mean(1).flatten(1)  # size=8: pooling is the identity
-    w = torch.randn(64, 136, generator=g, dtype=torch.float64)
-    lm = (probe_feats.double() @ w).view(-1, 68, 2).float()
-    probe = probes.fit_landmark_probe(imgs, lm, lam=0.0, size=8)
-    assert landmark_me(probe(imgs), lm, 8).max().item() < 1e-2 * 224 / 8
-    with pytest.raises(ValueError, match="landmarks must be"):
-        probes.fit_landmark_probe(imgs, lm[:, :5], lam=0.0, size=8)
 
 
 def test_face_coeffs_put_each_knob_in_its_component():
@@ -63,14 +52,3 @@ def test_component_sweep_and_tinted_gamma():
     assert torch.equal(lighting.tinted_gamma(sh, torch.ones(3)), lighting.white_gamma(sh))
     warm = lighting.tinted_gamma(sh, torch.tensor([2.0, 1.0, 0.0])).view(3, 9)
     assert torch.equal(warm[0], 2 * sh[0]) and torch.equal(warm[2], torch.zeros(9))
-
-
-def test_raster_colours_and_depth_gradcheck():
-    scr = torch.tensor([[[0.37, 0.21, 3.0], [6.63, 0.84, 4.0], [1.12, 6.71, 5.0]]], dtype=torch.float64,
-                       requires_grad=True)
-    col = torch.rand(1, 3, 3, dtype=torch.float64, requires_grad=True)
-    tri = torch.tensor([[0, 1, 2]])
-    img, depth = probes.raster_colours_and_depth(scr, tri, 8, col)
-    assert img.shape == (1, 8, 8, 3) and depth.shape[:3] == (1, 8, 8)
-    assert torch.autograd.gradcheck(lambda s, c: probes.raster_colours_and_depth(s, tri, 8, c), (scr, col),
-                                    eps=1e-6, atol=1e-6)

@@ -1,5 +1,5 @@
-"""Your own photo (notebook 05, section 11b) and the live training aids of notebooks 03 and 04: the shipped photos
-are found and aligned by dlib, occluders land on the crop, every model reconstructs it, and a bad photo is one line."""
+"""Your own photo (notebook 05, section 11b): the shipped photos are found and aligned by dlib, occluders land on
+the crop, every model reconstructs it, and a bad photo is one line."""
 from __future__ import annotations
 
 import matplotlib
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from occ3d_lib.render.renderer import FaceRenderer
-from occ3d_lib.teaching import live, photo
+from occ3d_lib.teaching import photo
 
 matplotlib.use("Agg")
 
@@ -86,23 +86,3 @@ def test_the_explorer_draws_a_static_grid_headless(monkeypatch, toy_face_model):
     fig = photo.photo_explorer({"sopi": _mean_face}, FaceRenderer(toy_face_model(), 32), photos=("astronaut",),
                                static_kinds=("none", "square"))
     assert fig is not None and len(fig.axes) == 4
-
-
-def test_live_loss_plot_is_off_headless_and_records_on():
-    assert live.loss_plot("SOPI") is None or not live.viz.headless()
-    plot = live.LossPlot("SOPI", every=10**9, total=30)  # never redraws here: no display needed
-    for step in (5, 10, 15):
-        plot(None, {"step": step, "loss": 1.0 / step})
-    assert [r["step"] for r in plot.records] == [5, 10, 15]
-    fig = plot.figure()
-    assert "step 15 of 30" in fig.axes[0].get_title()
-    with pytest.raises(ValueError, match="every"):
-        live.LossPlot("x", every=0)
-
-
-def test_runtime_note_reads_the_published_run():
-    summary = {"machine": {"cpus": 2, "cuda": False}, "stages": [{"stage": "sopi", "s_per_step": 0.6, "steps": 300}]}
-    note = live.runtime_note(summary, "sopi", 500, "SOPI")
-    assert "0.60 s a step" in note and "about 5.0 min" in note and "2 CPU cores, no GPU" in note
-    assert "no record" in live.runtime_note(summary, "mopi-both", 10)
-    assert "no record" in live.runtime_note(None, "sopi", 10)

@@ -213,3 +213,33 @@ def test_stage_seconds_adds_the_segments_of_an_old_resumed_history():
            {"step": 400, "seconds": 180.0}]
     assert _loop_seconds(old) == 580.0
     assert _loop_seconds(old[:2]) == 400.0
+
+
+def _gpu_record(batch: int, identities: int, me: float, dense: float, steps: int = 8000, at: int = 7000) -> dict:
+    point = {"step": at, "cpu_s": 1.0, "wall_s": 420.0, "me": me, "dense_mm": dense, "baseline_me": 4.0,
+             "baseline_dense_mm": 5.0}
+    return {"setup": f"b{batch} n{identities}", "steps": steps, "points": [point],
+            "profile": {"teacher_batch_size": batch, "n_train_identities": identities}}
+
+
+def test_data_limit_reading_names_the_lever_from_the_records():
+    recs = [_gpu_record(32, 1000, 2.6, 3.4), _gpu_record(128, 1000, 2.8, 3.5), _gpu_record(128, 4000, 1.96, 2.95),
+            _gpu_record(32, 1000, 3.0, 3.6, steps=24000, at=6000)]  # another schedule: left out of the reading
+    text = study.data_limit_markdown(recs)
+    assert "8000-step schedule" in text and "24000" not in text
+    assert "**0.65 x** (landmarks) and **0.68 x** (3D)" in text  # 2.6 / 4.0, 3.4 / 5.0
+    assert "**0.49 x** (landmarks) and **0.59 x** (3D)" in text
+    assert "number of training identities is what limits it" in text and "meets the course goals" in text
+    # more samples of the same identities helping instead: no claim about identities, and the goals missed
+    text = study.data_limit_markdown([_gpu_record(32, 1000, 2.6, 3.4), _gpu_record(128, 1000, 2.4, 3.3)])
+    assert "limits it" not in text and "does not meet the course goals" in text
+    table = study.device_markdown(recs)
+    assert "| b128 n4000 | 128 | 4000 | 7000 / 8000 | 7.0 | 1.96 | 0.49 | 2.95 | 0.59 |" in table
+    with pytest.raises(ValueError, match="at least one"):
+        study.data_limit_markdown([])
+
+
+def test_shipped_gpu_records_are_read_by_notebook_03():
+    recs = study.load_study(study.DEVICE_STUDY_DIR)
+    assert {r["profile"]["n_train_identities"] for r in recs} >= {1000, 4000}
+    assert all(r["points"][-1]["step"] <= r["steps"] for r in recs)

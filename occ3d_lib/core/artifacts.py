@@ -377,7 +377,11 @@ CACHE_ENV = "OCC3D_CACHE"
 
 
 def cache_dir() -> Path:
-    """Root of the artifact cache: ``$OCC3D_CACHE`` or ``<repo>/data/cache``."""
+    """Root of the artifact cache: ``$OCC3D_CACHE`` or ``<repo>/data/cache``.
+
+    Returns:
+        The folder as a ``Path``; it is created if missing.
+    """
     d = Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "data" / "cache")
     _mkdir(d)
     return d
@@ -513,8 +517,17 @@ RUN_DIR_ENV = "OCC3D_RUN_DIR"
 
 
 def run_dir(profile: str, override: str | Path | None = None) -> Path:
-    """Where a notebook writes this run's outputs: ``override``, else ``$OCC3D_RUN_DIR``
-    (set by the pipeline), else ``<repo>/runs/<profile>``. Created if missing."""
+    """Where a notebook writes this run's outputs, created if missing.
+
+    The folder is ``override``, else ``$OCC3D_RUN_DIR`` (set by the pipeline), else ``<repo>/runs/<profile>``.
+
+    Args:
+        profile: the profile's name, the last part of the default folder ``<repo>/runs/<profile>``.
+        override: a folder to use instead; None (or empty) falls back to ``$OCC3D_RUN_DIR``, then the default.
+
+    Returns:
+        The folder as a ``Path``; it exists after the call.
+    """
     d = Path(override or os.environ.get(RUN_DIR_ENV) or REPO_ROOT / "runs" / profile)
     _mkdir(d)
     return d

@@ -211,6 +211,13 @@ def get_profile(name: str | None = None, **overrides: Any) -> Profile:
 
     Raises ``ValueError`` listing the valid names for an unknown profile and the
     valid fields for an unknown override.
+
+    Args:
+        name: a key of :data:`PROFILES` ("smoke", "course", ...); None reads ``$OCC3D_PROFILE``, else ``course``.
+        **overrides: Profile fields to change, validated again by :meth:`Profile.replace`.
+
+    Returns:
+        The :class:`Profile`: the registered one itself without overrides, else a changed copy.
     """
     if name is None:
         name = os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
@@ -222,7 +229,14 @@ def get_profile(name: str | None = None, **overrides: Any) -> Profile:
 
 def profiles_table(fields: tuple[str, ...] = ("image_size", "mesh", "backbone", "n_train_identities",
                                               "teacher_steps", "sopi_steps", "mopi_steps", "eval_samples")) -> str:
-    """A markdown table comparing the profiles on the named fields (notebook 00, section 4)."""
+    """A markdown table comparing the profiles on the named fields (notebook 00, section 4).
+
+    Args:
+        fields: names of :class:`Profile` fields, one table row each.
+
+    Returns:
+        The table as a markdown str: one column per profile of :data:`PROFILES`, one row per field.
+    """
     head = "| field | " + " | ".join(PROFILES) + " |"
     sep = "|---|" + "---|" * len(PROFILES)
     rows = [f"| {f} | " + " | ".join(str(getattr(p, f)) for p in PROFILES.values()) + " |" for f in fields]

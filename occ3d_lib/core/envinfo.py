@@ -67,7 +67,18 @@ def check_device(device: str) -> str:
 
 
 def environment_report(profile: str | None = None) -> dict[str, Any]:
-    """Python, OS, package versions, device, CPU threads and the active profile."""
+    """Python, OS, package versions, device, CPU threads and the active profile.
+
+    Args:
+        profile: the profile whose settings are reported; None: ``$OCC3D_PROFILE`` or ``course``
+            (:func:`occ3d_lib.core.config.get_profile`).
+
+    Returns:
+        A dict: ``python`` (version str), ``platform`` (str), ``packages`` ({distribution: version or
+        'missing'}, :func:`package_versions`), ``device`` ('cuda', 'mps' or 'cpu', :func:`best_device`),
+        ``gpu`` (the CUDA device's name, or None), ``cpu_count`` (int, None if unknown), ``torch_threads`` (int),
+        ``profile`` (its name), ``image_size`` (int) and ``backbone`` (str).
+    """
     import torch
 
     p = get_profile(profile)
@@ -87,7 +98,15 @@ def environment_report(profile: str | None = None) -> dict[str, Any]:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The report as aligned text lines."""
+    """The report as aligned text lines.
+
+    Args:
+        report: a dict such as :func:`environment_report` returns; a dict value (``packages``) is printed as a
+            block of indented ``key value`` lines under its key.
+
+    Returns:
+        A str, one line per key (the key padded to 28 columns, then the value), lines joined by newlines.
+    """
     lines = []
     for k, v in report.items():
         if isinstance(v, dict):

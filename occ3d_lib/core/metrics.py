@@ -60,8 +60,16 @@ def _reduce(x: Tensor, reduction: str) -> Tensor:
 def landmark_me(pred: Tensor, gt: Tensor, image_size: int, reduction: str = "none") -> Tensor:
     """Landmark ME: mean over the 68 points of the Euclidean distance, in pixels at 224 x 224.
 
-    pred, gt (B, 68, 2) in pixels of an ``image_size`` image. Returns (B,) (``reduction="none"``)
-    or a scalar (``"mean"``). Tables 1, 3, 5, 7 ("ME").
+    Tables 1, 3, 5, 7 ("ME").
+
+    Args:
+        pred: predicted landmarks ``(B, 68, 2)`` in pixels of an ``image_size`` image.
+        gt: ground-truth landmarks ``(B, 68, 2)``, same units.
+        image_size: the side S of the images the pixels refer to; distances are scaled by 224 / S.
+        reduction: "none" (one value per face) or "mean".
+
+    Returns:
+        ``(B,)`` (``reduction="none"``) or a scalar tensor (``"mean"``), pixels at 224.
     """
     _check_lm(pred, gt)
     d = torch.linalg.vector_norm((pred - gt.to(pred)) * _scale(image_size), dim=-1)  # (B, K)
@@ -71,7 +79,16 @@ def landmark_me(pred: Tensor, gt: Tensor, image_size: int, reduction: str = "non
 def landmark_mse_xy(pred: Tensor, gt: Tensor, image_size: int, reduction: str = "none") -> Tensor:
     """Per-axis landmark MSE (x, y): mean over the 68 points of dx^2 and of dy^2, pixels^2 at 224.
 
-    pred, gt (B, 68, 2). Returns (B, 2) or (2,) with ``reduction="mean"``; Table 1's "(x, y)" pair.
+    Table 1's "(x, y)" pair.
+
+    Args:
+        pred: predicted landmarks ``(B, 68, 2)`` in pixels of an ``image_size`` image.
+        gt: ground-truth landmarks ``(B, 68, 2)``, same units.
+        image_size: the side S of the images the pixels refer to; offsets are scaled by 224 / S.
+        reduction: "none" (one pair per face) or "mean".
+
+    Returns:
+        ``(B, 2)`` (columns: x, y) or ``(2,)`` with ``reduction="mean"``, pixels^2 at 224.
     """
     _check_lm(pred, gt)
     d = (pred - gt.to(pred)) * _scale(image_size)
@@ -162,7 +179,16 @@ def histogram_dissimilarity(images: Tensor, rendered: Tensor, mask: Tensor, bins
     ``images`` and of the ``rendered`` reconstruction, both taken inside the same ``mask``
     (usually the rendered face mask), compared with the Hellinger distance and averaged over
     R, G, B. Range [0, 1]: identical regions give 0; symmetric in (images, rendered). Samples
-    with an empty mask give NaN. images, rendered (B, 3, H, W); mask (B, 1, H, W) -> (B,).
+    with an empty mask give NaN.
+
+    Args:
+        images: input images ``(B, 3, H, W)`` in [0, 1] (values outside fall into the end bins).
+        rendered: the reconstruction rendered, same shape as ``images``.
+        mask: ``(B, 1, H, W)`` bool or float weights: the pixels that count.
+        bins: histogram bins per channel (>= 2).
+
+    Returns:
+        ``(B,)`` float64 dissimilarity in [0, 1], NaN where the mask is empty.
     """
     if images.shape != rendered.shape:
         raise ValueError(f"images and rendered must have the same shape, got {tuple(images.shape)} and {tuple(rendered.shape)}")
@@ -232,10 +258,16 @@ def vertex_error(pred: Tensor, gt: Tensor, align_mode: str = "none", mask: Tenso
                  mm_per_unit: float = MM_PER_UNIT) -> Tensor:
     """Dense 3D error: mean per-vertex Euclidean distance to the ground-truth mesh, in mm.
 
-    pred, gt (B, N, 3) in model units with the same topology (vertex i corresponds to vertex i);
-    ``align_mode`` "none" | "rigid" | "similarity" first aligns pred to gt (Umeyama on the masked
-    vertices); mask (N,) optional 0/1 vertex subset (e.g. the skin mask). Returns (B,) in mm
-    (``mm_per_unit`` = 100 for BFM units; pass 1.0 for model units).
+    Args:
+        pred: predicted meshes ``(B, N, 3)`` in model units, with the same topology as ``gt`` (vertex i
+            corresponds to vertex i).
+        gt: ground-truth meshes ``(B, N, 3)`` in model units.
+        align_mode: "none" | "rigid" | "similarity": first align pred to gt (Umeyama on the masked vertices).
+        mask: optional ``(N,)`` 0/1 vertex subset (e.g. the skin mask); None uses every vertex.
+        mm_per_unit: millimetres per model unit: 100 for BFM units; pass 1.0 for model units.
+
+    Returns:
+        ``(B,)`` mean distance per mesh, in mm (times ``mm_per_unit``).
     """
     if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[2] != 3:
         raise ValueError(f"pred and gt must both have shape (B, N, 3), got {tuple(pred.shape)} and {tuple(gt.shape)}")

@@ -42,7 +42,11 @@ SANITY_ME: float = 2.0
 
 
 def thresholds_markdown() -> str:
-    """The definitions of the verdict thresholds as a markdown list (notebook 03 section 7, report.md)."""
+    """The definitions of the verdict thresholds as a markdown list (notebook 03 section 7, report.md).
+
+    Returns:
+        A markdown str, one ``- **name**: definition`` item per line, with the values of this module.
+    """
     effects = ", ".join(f"{MIN_EFFECT[k]:g} {MIN_EFFECT_UNITS[k]} of {name}" for k, name in
                         (("me", "landmark ME"), ("vertex_mm", "dense 3D error"), ("hist", "histogram dissimilarity"),
                          ("colour", "skin-tone spread")))
@@ -62,13 +66,30 @@ def thresholds_markdown() -> str:
 
 
 def min_effect(metric: str) -> float:
-    """The minimum effect of a measure (:data:`MIN_EFFECT`; 'colour' is the skin-tone spread of Fig. 3); a
-    measure without one (an MSE, a normal angle) has 0: every difference counts."""
+    """The minimum effect of a measure (:data:`MIN_EFFECT`; 'colour' is the skin-tone spread of Fig. 3).
+
+    A measure without one (an MSE, a normal angle) has 0: every difference counts.
+
+    Args:
+        metric: a measure's name: a key of :data:`MIN_EFFECT` ("me", "vertex_mm", "hist", "colour") or any other.
+
+    Returns:
+        The minimum effect as a float, in the unit of :data:`MIN_EFFECT_UNITS`; 0.0 for a measure without one.
+    """
     return float(MIN_EFFECT.get(metric, 0.0))
 
 
 def effect_counts(a: float, b: float, metric: str) -> bool:
-    """Whether the difference between two means ``a`` and ``b`` of ``metric`` reaches its minimum effect."""
+    """Whether the difference between two means ``a`` and ``b`` of ``metric`` reaches its minimum effect.
+
+    Args:
+        a: one mean of the measure.
+        b: the other mean, same units.
+        metric: the measure's name (:func:`min_effect`).
+
+    Returns:
+        True when ``|a - b| >= min_effect(metric)``.
+    """
     return abs(float(a) - float(b)) >= min_effect(metric)
 
 

@@ -35,7 +35,21 @@ def _np_image(img: Tensor | np.ndarray) -> np.ndarray:
 def image_grid(images: Tensor | Sequence[Tensor], ncols: int = 8, titles: Sequence[str] | None = None,
                landmarks: Tensor | None = None, landmarks_gt: Tensor | None = None, size: float = 1.6,
                suptitle: str | None = None):
-    """A grid of images (B, 3, H, W) with optional titles and landmark overlays (B, 68, 2)."""
+    """A grid of images (B, 3, H, W) with optional titles and landmark overlays (B, 68, 2).
+
+    Args:
+        images: ``(B, 3, H, W)`` in [0, 1], or a sequence of ``(3, H, W)`` tensors (or ``(H, W, 3)``
+            arrays); values above 1.5 are read as 0-255.
+        ncols: columns of the grid (at most the number of images).
+        titles: one title per image, or None.
+        landmarks: ``(B, 68, 2)`` pixels drawn in red (e.g. a reconstruction's), or None.
+        landmarks_gt: ``(B, 68, 2)`` pixels drawn in green (the ground truth), or None.
+        size: inches per cell.
+        suptitle: a title over the whole grid, or None.
+
+    Returns:
+        The matplotlib Figure.
+    """
     import matplotlib.pyplot as plt
 
     n = len(images)
@@ -63,7 +77,17 @@ def image_grid(images: Tensor | Sequence[Tensor], ncols: int = 8, titles: Sequen
 
 def rows_grid(rows: Mapping[str, Tensor], col_titles: Sequence[str] | None = None, size: float = 1.6,
               suptitle: str | None = None):
-    """Named rows of images, each (K, 3, H, W): e.g. input / teacher / SOPI / MOPI side by side."""
+    """Named rows of images, each (K, 3, H, W): e.g. input / teacher / SOPI / MOPI side by side.
+
+    Args:
+        rows: ``{row label: (K, 3, H, W)}`` (or a sequence of K ``(3, H, W)`` images); rows may differ in K.
+        col_titles: titles of the first row's columns, or None.
+        size: inches per cell.
+        suptitle: a title over the whole grid, or None.
+
+    Returns:
+        The matplotlib Figure (one row per key, as many columns as the longest row).
+    """
     import matplotlib.pyplot as plt
 
     names = list(rows)
@@ -90,7 +114,20 @@ def rows_grid(rows: Mapping[str, Tensor], col_titles: Sequence[str] | None = Non
 
 def plot_history(history: Sequence[Mapping[str, float]], keys: Sequence[str] | None = None, title: str = "",
                  logy: bool = True, ax=None):
-    """Loss curves from a training history (list of {'step', term: value}); one line per term."""
+    """Loss curves from a training history (list of {'step', term: value}); one line per term.
+
+    Each curve is smoothed by a trailing mean over 5 points.
+
+    Args:
+        history: one dict per logged step with ``step`` and one float per loss term (``seconds`` is ignored).
+        keys: the terms to draw; None draws every key of the first entry but ``step`` and ``seconds``.
+        title: the axes title.
+        logy: a log-scaled y axis.
+        ax: matplotlib Axes to draw into; None makes a new figure.
+
+    Returns:
+        The matplotlib Figure (the one holding ``ax`` when given).
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -113,8 +150,21 @@ def plot_history(history: Sequence[Mapping[str, float]], keys: Sequence[str] | N
 
 def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], key: str = "loss", title: str = "",
                 ax=None):
-    """One loss term of several training histories on shared log-log axes (step vs ``key``), e.g. the live
-    teacher beside the shipped pretrained teacher's recorded curve (notebook 03, section 2)."""
+    """One loss term of several training histories on shared log-log axes (step vs ``key``).
+
+    E.g. the live teacher beside the shipped pretrained teacher's recorded curve (notebook 03, section 2).
+    Each curve is smoothed by a trailing mean over 3 points; steps <= 0 and entries without ``key`` are
+    left out.
+
+    Args:
+        curves: ``{label: history}``, each history a list of dicts with ``step`` and ``key``.
+        key: the loss term to draw.
+        title: the axes title.
+        ax: matplotlib Axes to draw into; None makes a new figure.
+
+    Returns:
+        The matplotlib Figure (the one holding ``ax`` when given).
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:

@@ -71,6 +71,23 @@ def make_context(profile: str | Profile | None = None, run_dir: str | Path | Non
 
     ``pretrained`` (None: the profile's) chooses the shipped pretrained teacher and FaceNet
     (``data/pretrained/``) or networks trained in the run (notebooks 03 and 04).
+
+    Args:
+        profile: a profile name (None: ``$OCC3D_PROFILE`` or ``course``) or a :class:`Profile`.
+        run_dir: the run folder; None: ``$OCC3D_RUN_DIR``, else ``runs/<profile>``
+            (:func:`occ3d_lib.core.artifacts.run_dir`).
+        face_model: the face-model track: "procedural" or a path to ``BFM_model_front.mat``.
+        dataset: the dataset track: "synthetic", "celeba:<root>", "aflw2000:<root>" or "photos:<folder>".
+        teacher: "train" (train RNet here) or a path to a Deep3DFaceRecon checkpoint.
+        facenet: "synthetic", "vggface2" or "casia-webface".
+        device: the torch device; None picks the best one here (:func:`occ3d_lib.core.envinfo.best_device`).
+        progress: show progress bars while artifacts are built.
+        pretrained: overrides the profile's ``pretrained`` flag when not None.
+        **overrides: further Profile fields to change (:meth:`Profile.replace`).
+
+    Returns:
+        The :class:`Context`; the four track values are checked by
+        :func:`occ3d_lib.data.tracks.validate_specs` first (``ValueError`` / ``FileNotFoundError``).
     """
     p = profile if isinstance(profile, Profile) else get_profile(profile)
     if pretrained is not None:

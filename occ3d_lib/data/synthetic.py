@@ -75,7 +75,17 @@ def _clipped_normal(shape: tuple[int, ...], std: float, clip: float, g: torch.Ge
 
 def sample_identities(n: int, model: FaceModel, g: torch.Generator,
                       cfg: SamplingConfig = SamplingConfig()) -> tuple[Tensor, Tensor]:
-    """Identity and albedo coefficients from the prior (clipped at 3 sigma). -> (n, K_id), (n, K_tex)."""
+    """Identity and albedo coefficients from the prior (clipped at 3 sigma).
+
+    Args:
+        n: the number of identities.
+        model: the FaceModel (its ``n_id`` and ``n_tex`` give K_id and K_tex).
+        g: the CPU generator every draw comes from.
+        cfg: the sampling distributions (``id_std``, ``tex_std``, ``clip`` in standard deviations).
+
+    Returns:
+        ``(id_coeff, tex_coeff)``: ``(n, K_id)`` and ``(n, K_tex)`` float32.
+    """
     return (_clipped_normal((n, model.n_id), cfg.id_std, cfg.clip, g),
             _clipped_normal((n, model.n_tex), cfg.tex_std, cfg.clip, g))
 
@@ -93,7 +103,18 @@ def sample_light(n: int, g: torch.Generator, cfg: SamplingConfig = SamplingConfi
 
 def sample_views(id_coeff: Tensor, tex_coeff: Tensor, model: FaceModel, g: torch.Generator,
                  cfg: SamplingConfig = SamplingConfig()) -> Tensor:
-    """One random view per row: expression, pose, translation and light. -> (n, 257) coefficients."""
+    """One random view per row: expression, pose, translation and light.
+
+    Args:
+        id_coeff: identity coefficients ``(n, K_id)`` (:func:`sample_identities`).
+        tex_coeff: albedo coefficients ``(n, K_tex)``.
+        model: the FaceModel (``n_exp`` and its named expression components).
+        g: the CPU generator every draw comes from.
+        cfg: the sampling distributions (expression spread, angle limits in degrees, translation, light).
+
+    Returns:
+        ``(n, 257)`` coefficients in RNet order (:func:`occ3d_lib.face.coeffs.join_coeffs`).
+    """
     n = id_coeff.shape[0]
     exp = _clipped_normal((n, model.n_exp), cfg.exp_std, cfg.clip, g)
     names = list(model.info.get("component_names", {}).get("exp", []))
@@ -120,6 +141,14 @@ def random_backgrounds(n: int, size: int, g: torch.Generator) -> Tensor:
     """(n, 3, size, size) backgrounds in [0, 1]: solid, gradient, noise or texture, a quarter skin-coloured.
 
     Skin-coloured backgrounds make sure a network cannot find the face by colour alone.
+
+    Args:
+        n: the number of backgrounds.
+        size: their side S in pixels.
+        g: the CPU generator every draw comes from.
+
+    Returns:
+        ``(n, 3, size, size)`` float32 in [0, 1], each of a kind of :data:`BACKGROUND_KINDS` drawn at random.
     """
     kind = torch.randint(0, len(BACKGROUND_KINDS), (n,), generator=g)
     c1 = torch.rand(n, 3, generator=g)

@@ -59,15 +59,25 @@ def sopi_claims(me: Mapping[str, Mapping[str, float]],
                 occluded: tuple[str, ...] = ("dsofi", "dhofi", "shofi")) -> list[Claim]:
     """Check notebook 03's claims on landmark ME (pixels at 224 scale), notebook 03 section 7.
 
-    ``me[model][kind]`` with models 'baseline' (mean face at the true pose), 'teacher', 'sopi' and
-    kinds 'clean' plus ``occluded``. The thresholds are :mod:`occ3d_lib.core.thresholds` (their only
-    definition): our sanity check that the teacher learned shape (clean ME <= ``LEARNED_SHAPE`` x the
-    baseline's; not a claim of the paper); teacher SHOFI >= ``DEGRADES`` x teacher clean; SOPI on each
-    occluded kind <= ``AS_PRECISE`` x SOPI clean and < teacher on that kind; SOPI clean comparable to
-    the teacher's (within ``AS_PRECISE``); SOPI below the mean face at the true pose on every kind.
-    A difference below ``MIN_EFFECT['me']`` does not count: a "below" or a "degrades" is then 'too small to
-    count' and an "as precise" or a "comparable" holds; a SOPI whose clean ME is above ``SANITY_ME`` x the
-    baseline's 'fails the sanity floor' on every claim in its favour.
+    The thresholds are :mod:`occ3d_lib.core.thresholds` (their only definition): our sanity check that
+    the teacher learned shape (clean ME <= ``LEARNED_SHAPE`` x the baseline's; not a claim of the paper);
+    teacher SHOFI >= ``DEGRADES`` x teacher clean; SOPI on each occluded kind <= ``AS_PRECISE`` x SOPI
+    clean and < teacher on that kind; SOPI clean comparable to the teacher's (within ``AS_PRECISE``);
+    SOPI below the mean face at the true pose on every kind. A difference below ``MIN_EFFECT['me']``
+    does not count: a "below" or a "degrades" is then 'too small to count' and an "as precise" or a
+    "comparable" holds; a SOPI whose clean ME is above ``SANITY_ME`` x the baseline's 'fails the sanity
+    floor' on every claim in its favour.
+
+    Args:
+        me: ``me[model][kind]`` landmark ME (px at 224) with models 'baseline' (mean face at the true
+            pose), 'teacher' and 'sopi' and kinds 'clean', 'shofi' (the teacher's degradation) and
+            ``occluded``; a kind the baseline lacks takes its clean ME (it does not see the image).
+        occluded: the occluded kinds SOPI is checked on.
+
+    Returns:
+        A list of :class:`Claim` (paper ''): the teacher's sanity check, the teacher's degradation, one
+        claim per kind of ``occluded``, SOPI clean comparable to the teacher, SOPI below the mean face.
+        A missing model raises ``KeyError``.
     """
     for m in ("baseline", "teacher", "sopi"):
         if m not in me:
@@ -103,7 +113,14 @@ def sopi_claims(me: Mapping[str, Mapping[str, float]],
 
 
 def claims_markdown(claims: Sequence[Claim]) -> str:
-    """A markdown table of claims: claim, paper (omitted when no claim has one), ours, verdict."""
+    """A markdown table of claims: claim, paper (omitted when no claim has one), ours, verdict.
+
+    Args:
+        claims: the :class:`Claim` items, one row each.
+
+    Returns:
+        The markdown table as a str ending in a newline, the verdicts in bold.
+    """
     with_paper = any(c.paper for c in claims)
     head = ["| claim | paper | ours | verdict |", "|---|---|---|---|"] if with_paper else \
         ["| claim | ours | verdict |", "|---|---|---|"]

@@ -67,11 +67,20 @@ def error_with_true_groups(pred: Tensor, gt: Tensor, landmarks: Tensor, renderer
                            rows: Mapping[str, tuple[str, ...]] = TRUE_GROUP_ROWS) -> dict[str, float]:
     """Where does a model's landmark error come from? Swap coefficient groups for the truth.
 
-    ``pred`` and ``gt`` (B, 257), ``landmarks`` (B, 68, 2) ground truth in pixels of the renderer's
-    image size. Returns the mean ME (pixels at 224) of the prediction (``"prediction"``) and, for each
-    row of ``rows``, of the prediction with those groups (names of :data:`occ3d_lib.face.coeffs.SLICES`)
-    replaced by the ground truth. A row that barely lowers the error is not where the error is;
-    errors of several groups can also cancel, so a swap may even raise it. Notebook 03, section 4.
+    Each row of ``rows`` replaces those groups of the prediction by the ground truth. A row that barely
+    lowers the error is not where the error is; errors of several groups can also cancel, so a swap may
+    even raise it. Notebook 03, section 4.
+
+    Args:
+        pred: predicted coefficients ``(B, 257)``.
+        gt: true coefficients ``(B, 257)``.
+        landmarks: true landmarks ``(B, 68, 2)`` in pixels of the renderer's image size.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer` (its ``landmark_me``).
+        rows: ``{row name: groups}``, the groups names of :data:`occ3d_lib.face.coeffs.SLICES`
+            (default :data:`TRUE_GROUP_ROWS`).
+
+    Returns:
+        ``{"prediction": ME, <row name>: ME, ...}``: mean landmark ME over the B faces, floats in pixels at 224.
     """
     validate_coeffs(pred, "pred")
     validate_coeffs(gt, "gt")
@@ -103,11 +112,23 @@ HIST_GROUP_ROWS: Mapping[str, tuple[str, ...]] = {
 @torch.no_grad()
 def hist_with_true_groups(pred: Tensor, gt: Tensor, clean: Tensor, renderer: Any,
                           rows: Mapping[str, tuple[str, ...]] = HIST_GROUP_ROWS) -> dict[str, float]:
-    """Where does a model's histogram dissimilarity come from? The same swap as :func:`error_with_true_groups`
-    for Tables 2, 4, 6's measure: the mean Hellinger distance between the colour histograms of the ``clean``
-    images (B, 3, S, S) and of the rendered prediction in its face mask, for the prediction (``"prediction"``),
-    for the prediction with each row's groups set to the truth, and for the truth itself (``"ground truth"``).
-    Notebook 05, section 6."""
+    """Where does a model's histogram dissimilarity come from? The same swap as :func:`error_with_true_groups`.
+
+    For Tables 2, 4, 6's measure: the mean Hellinger distance between the colour histograms of the
+    ``clean`` images and of the rendered prediction in its face mask, for the prediction, for the
+    prediction with each row's groups set to the truth, and for the truth itself. Notebook 05, section 6.
+
+    Args:
+        pred: predicted coefficients ``(B, 257)``.
+        gt: true coefficients ``(B, 257)``.
+        clean: the unoccluded images ``(B, 3, S, S)`` in [0, 1], S the renderer's image size.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer`.
+        rows: ``{row name: groups}`` of :data:`occ3d_lib.face.coeffs.SLICES` (default :data:`HIST_GROUP_ROWS`).
+
+    Returns:
+        ``{"prediction": d, <row name>: d, ..., "ground truth": d}``: floats in [0, 1], each the mean over
+        the faces (faces with an empty mask left out).
+    """
     validate_coeffs(pred, "pred")
     validate_coeffs(gt, "gt")
     dt = renderer.model.dtype
@@ -127,9 +148,20 @@ def hist_with_true_groups(pred: Tensor, gt: Tensor, clean: Tensor, renderer: Any
 
 
 def swap_reading(parts: Mapping[str, float], baseline_me: float | None = None, model: str = "teacher") -> str:
-    """The swap table of :func:`error_with_true_groups` in sentences, read from its numbers (notebook 03, section 4):
-    how much of ``model``'s landmark error the true pose and the true shape each remove, which is the larger part,
-    and where the model stands against the mean face at the true pose (``baseline_me``, px at 224)."""
+    """The swap table of :func:`error_with_true_groups` in sentences, read from its numbers (notebook 03, section 4).
+
+    How much of ``model``'s landmark error the true pose and the true shape each remove, which is the
+    larger part, and where the model stands against the mean face at the true pose.
+
+    Args:
+        parts: :func:`error_with_true_groups`'s dict: ``"prediction"`` and, when present, the rows
+            ``"pose (rotation + translation)"`` and ``"shape (identity + expression)"`` are read.
+        baseline_me: the mean face's landmark ME at the true pose (px at 224), or None to leave it out.
+        model: the model's name in the sentences.
+
+    Returns:
+        The sentences as one str.
+    """
     pred = float(parts["prediction"])
     rows = {"pose": parts.get("pose (rotation + translation)"), "shape": parts.get("shape (identity + expression)")}
     said = []
@@ -161,12 +193,20 @@ def unit_conversions(renderer: Any, coeffs: Tensor, landmarks: Tensor,
                      degrees: tuple[float, ...] = (0.25, 0.5, 1, 2, 3, 4, 6, 8, 12, 16, 24)) -> dict[str, Any]:
     """Pixels, millimetres and degrees for the series' camera, measured on true faces (notebook 03, section 7).
 
-    ``coeffs`` (B, 257) true coefficients and their ``landmarks`` (B, 68, 2) (pixels of the renderer's size).
-    Returns ``mm_per_px``: millimetres on the face (at the camera's distance) per pixel of a 224 image;
-    ``identity_me``: landmark ME (px at 224) of the mean face at the true pose, i.e. of the whole identity and
-    expression signal; per axis of :data:`POSE_AXES`: ``px_per_degree`` (ME of the true face turned by 1
-    degree) and ``degrees_for_identity`` (the turn whose ME equals ``identity_me``, interpolated on ``degrees``;
-    None when the largest turn stays below it); ``curve`` {axis: [(degrees, ME)]}.
+    Args:
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer`.
+        coeffs: true coefficients ``(B, 257)``.
+        landmarks: their landmarks ``(B, 68, 2)`` in pixels of the renderer's size.
+        degrees: the turns tried about each axis (1 degree is always added).
+
+    Returns:
+        A dict: ``mm_per_px`` (float): millimetres on the face (at the camera's distance) per pixel of a
+        224 image; ``identity_me`` (float): landmark ME (px at 224) of the mean face at the true pose,
+        i.e. of the whole identity and expression signal; per axis of :data:`POSE_AXES`
+        ``px_per_degree`` ({axis: float}, the ME of the true face turned by 1 degree) and
+        ``degrees_for_identity`` ({axis: float or None}, the turn whose ME equals ``identity_me``,
+        interpolated on ``degrees``; None when the largest turn stays below it); ``curve``
+        ({axis: [(degrees, ME)]}).
     """
     validate_coeffs(coeffs, "coeffs")
     if landmarks.shape != (coeffs.shape[0], 68, 2):
@@ -201,7 +241,14 @@ def unit_conversions(renderer: Any, coeffs: Tensor, landmarks: Tensor,
 
 
 def conversions_markdown(conv: Mapping[str, Any]) -> str:
-    """:func:`unit_conversions` as a markdown table plus one sentence (notebook 03, section 7)."""
+    """:func:`unit_conversions` as a markdown table plus one sentence (notebook 03, section 7).
+
+    Args:
+        conv: the dict :func:`unit_conversions` returns.
+
+    Returns:
+        A markdown str: the sentence, then a table with one row per axis of :data:`POSE_AXES`; ends in a newline.
+    """
     lines = [f"1 px at 224 is {conv['mm_per_px']:.2f} mm on the face at the camera's distance. The mean face at the "
              f"true pose, i.e. the whole identity and expression signal, is worth {conv['identity_me']:.2f} px of "
              "landmark ME.", "", "| turn of the true face about | ME per degree (px at 224) | degrees worth the whole "
@@ -217,11 +264,21 @@ def landmark_me_by_kind(models: Mapping[str, Any], eval_sets: Mapping[str, Any],
                         device: str = "cpu") -> dict[str, dict[str, float]]:
     """Mean landmark ME (pixels at 224) of each model on each fixed evaluation set. Notebook 03 sec. 4-6.
 
-    ``eval_sets[kind]`` is an :class:`occ3d_lib.occlusion.apply.OcclusionResult` whose
-    ``params['indices']`` are rows of ``split`` (ground truth); kind 'none' is reported as 'clean'.
-    Adds the 'baseline' row (:func:`occ3d_lib.face.coeffs.mean_face_like`: mean face at the *true* pose, which does
-    not look at the image) and the 'zero' row (all-zero coefficients: mean face, frontal, centred,
-    what an untrained RNet outputs). Returns ``{model: {kind: ME}}``.
+    Adds the 'baseline' row (:func:`occ3d_lib.face.coeffs.mean_face_like`: mean face at the *true* pose,
+    which does not look at the image) and the 'zero' row (all-zero coefficients: mean face, frontal,
+    centred, what an untrained RNet outputs).
+
+    Args:
+        models: ``{name: model}``, each anything :func:`occ3d_lib.nets.predict.predict_coeffs` runs.
+        eval_sets: ``{kind: OcclusionResult}`` (:class:`occ3d_lib.occlusion.apply.OcclusionResult`) whose
+            ``params['indices']`` are rows of ``split``; kind 'none' is reported as 'clean'.
+        split: the dataset split holding the ground truth: ``split.batch(indices)`` gives ``coeffs (B, 257)``
+            and ``landmarks (B, 68, 2)``.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer` at the sets' image size.
+        device: where the models run.
+
+    Returns:
+        ``{model: {kind: ME}}`` floats, rows 'zero', 'baseline', then the models in order.
     """
     out: dict[str, dict[str, float]] = {name: {} for name in ["zero", "baseline", *models]}
     for kind, res in eval_sets.items():
@@ -247,13 +304,18 @@ def _ranks(x: Tensor) -> Tensor:
 def selection_quality(me: Tensor, distance: Tensor) -> dict[str, float]:
     """How good is Eq. 8's choice? Compare the chosen label with chance and with an oracle.
 
-    ``me (B, W)``: landmark error of each of the W SOPI predictions of B identities (e.g. from
-    :func:`occ3d_lib.core.metrics.landmark_me`); ``distance (B, W)``: the cosine distances Eq. 8 ranks
-    (``select_labels(...)["distance"]``). Returns, averaged over identities, ``selected`` (ME of
-    the argmin-distance prediction, i.e. the label), ``mean`` (a prediction picked at random),
-    ``oracle`` (the best of W), ``worst`` and ``spearman`` (mean per-identity rank correlation of
-    distance and ME: 1 = FaceNet ranks reconstructions exactly by landmark error, 0 = no relation;
-    identities whose W errors or distances are all equal are skipped). Notebook 04, section 7.
+    Identities whose W errors or distances are all equal are left out of ``spearman``. Notebook 04, section 7.
+
+    Args:
+        me: ``(B, W)`` landmark error of each of the W SOPI predictions of B identities (e.g. from
+            :func:`occ3d_lib.core.metrics.landmark_me`); W >= 2.
+        distance: ``(B, W)`` the cosine distances Eq. 8 ranks (``select_labels(...)["distance"]``).
+
+    Returns:
+        Floats averaged over identities: ``selected`` (ME of the argmin-distance prediction, i.e. the
+        label), ``mean`` (a prediction picked at random), ``oracle`` (the best of W), ``worst`` and
+        ``spearman`` (mean per-identity rank correlation of distance and ME: 1 = FaceNet ranks
+        reconstructions exactly by landmark error, 0 = no relation; NaN when no identity counts).
     """
     if me.ndim != 2 or me.shape != distance.shape or me.shape[1] < 2:
         raise ValueError(f"me and distance must both have shape (B, W) with W >= 2, got {tuple(me.shape)} "
@@ -275,11 +337,22 @@ def per_face_me(ctx: Context, models: Mapping[str, nn.Module], kind: str = "rand
                 split: str = "test", n: int | None = None) -> dict[str, dict[str, Tensor]]:
     """Landmark ME (224-px scale) of several models, face by face, on a fixed occluded set and on the clean images.
 
-    The set: the first ``n`` (default ``profile.eval_samples``) images of ``split`` occluded with
-    ``kind`` by :func:`occ3d_lib.occlusion.eval_sets.make_eval_set` (fixed seed, solid random colours).
-    Each model reconstructs through ``predict`` when it has one (MOPI's single-image rule),
-    else ``__call__``. Returns ``{name: {"occluded": (n,), "clean": (n,)}}``, the same faces in the
-    same order for every model, so two models can be compared pairwise (notebook 04, section 8).
+    The set: the first ``n`` images of ``split`` occluded with ``kind`` by
+    :func:`occ3d_lib.occlusion.eval_sets.make_eval_set` (fixed seed, solid random colours). Each model
+    reconstructs through ``predict`` when it has one (MOPI's single-image rule), else ``__call__``. The same
+    faces come in the same order for every model, so two models can be compared pairwise (notebook 04,
+    section 8).
+
+    Args:
+        ctx: the run's Context (its dataset, renderer, device and ``profile.eval_samples``).
+        models: ``{name: model}``.
+        kind: the occlusion kind of the set.
+        seed: the occlusion seed.
+        split: the dataset split the faces come from.
+        n: the number of faces (default ``profile.eval_samples``, at most the split's size).
+
+    Returns:
+        ``{name: {"occluded": (n,), "clean": (n,)}}`` float32 CPU tensors of ME in pixels at 224.
     """
     data = ctx.dataset.split(split)
     n = min(len(data), n or ctx.profile.eval_samples)
@@ -300,16 +373,33 @@ def compare_models(ctx: Context, models: Mapping[str, nn.Module], kind: str = "r
 
 
 def mean_me(faces: Mapping[str, Mapping[str, Tensor]]) -> dict[str, dict[str, float]]:
-    """The means of :func:`per_face_me`'s per-face errors: ``{name: {"occluded": ME, "clean": ME}}``."""
+    """The means of :func:`per_face_me`'s per-face errors.
+
+    Args:
+        faces: :func:`per_face_me`'s ``{name: {"occluded": (n,), "clean": (n,)}}``.
+
+    Returns:
+        ``{name: {"occluded": ME, "clean": ME}}`` floats (one per tag of ``faces``).
+    """
     return {name: {tag: float(v.mean()) for tag, v in r.items()} for name, r in faces.items()}
 
 
 def comparison_markdown(faces: Mapping[str, Mapping[str, Tensor]], reference: str | None = None, n_boot: int = 1000,
                         seed: int = 0) -> str:
-    """A markdown table of :func:`per_face_me` results: mean ME on the occluded and clean images and,
-    when ``reference`` names one of the models, each model's occluded error minus the reference's on
-    the same faces (paired percentile bootstrap of the mean difference, 95 %, ``n_boot`` resamples;
-    an interval excluding 0 means the models differ). Notebook 04, sections 6-8.
+    """A markdown table of :func:`per_face_me` results: mean ME on the occluded and clean images.
+
+    When ``reference`` names one of the models, a column gives each model's occluded error minus the
+    reference's on the same faces (paired percentile bootstrap of the mean difference, 95 %, ``n_boot``
+    resamples; an interval excluding 0 means the models differ). Notebook 04, sections 6-8.
+
+    Args:
+        faces: :func:`per_face_me`'s ``{name: {"occluded": (n,), "clean": (n,)}}``.
+        reference: the model the others are compared with, or None for no difference column.
+        n_boot: bootstrap resamples.
+        seed: the seed of the bootstrap's generator.
+
+    Returns:
+        The markdown table as a str, one row per model.
     """
     if reference is not None and reference not in faces:
         raise ValueError(f"reference {reference!r} is not one of the models {list(faces)}")

@@ -88,13 +88,27 @@ def landmark_offset(model: Any) -> tuple[float, float] | None:
 @torch.no_grad()
 def sample_metrics(coeffs: Tensor, es: EvalSet, renderer: Any, hist_reference: str = "clean", hist_bins: int = 16,
                    batch_size: int = 32, landmark_offset: Sequence[float] | None = None) -> dict[str, Tensor]:
-    """Per-sample metrics of predicted coefficients on one set: {metric: (B,)} (keys of :data:`METRICS`;
-    the 3D metrics only where ground-truth coefficients exist).
+    """Per-sample metrics of predicted coefficients on one set (keys of :data:`METRICS`).
 
-    Histogram reference: the clean image where known (``hist_reference="clean"``), else the input;
-    the region is the rendered face mask (coverage > 0.5). ``landmark_offset`` (dx, dy) px at 224
-    (scaled to the set's size S by S / 224) is added to the projected landmarks before they are scored:
-    the model's landmark convention (:func:`landmark_offset`).
+    The 3D metrics are computed only where ground-truth coefficients exist. Histogram reference: the clean
+    image where known (``hist_reference="clean"``), else the input; the region is the rendered face mask
+    (coverage > 0.5).
+
+    Args:
+        coeffs: predicted coefficients ``(B, 257)``, B = ``len(es)``.
+        es: the :class:`~occ3d_lib.evaluation.sets.EvalSet` (images ``(B, 3, S, S)``, landmarks ``(B, 68, 2)``).
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer` at the set's size S.
+        hist_reference: "clean" or "input": what the render's histograms are compared with.
+        hist_bins: histogram bins per channel.
+        batch_size: faces rendered at once.
+        landmark_offset: ``(dx, dy)`` px at 224 (scaled to the set's size S by S / 224), added to the
+            projected landmarks before they are scored: the model's landmark convention
+            (:func:`landmark_offset`); None adds nothing.
+
+    Returns:
+        ``{metric: (B,)}`` float32 CPU tensors: ``me``, ``nme``, ``aflw_nme``, ``mse_x``, ``mse_y``,
+        ``nmse_x``, ``nmse_y``, ``hist``, and with ground-truth coefficients ``vertex_mm``, ``normal_deg``
+        and ``coeff_se``.
     """
     if coeffs.shape != (len(es), 257):
         raise ValueError(f"coeffs must have shape ({len(es)}, 257), got {tuple(coeffs.shape)}")
@@ -138,17 +152,38 @@ def evaluate(models: Mapping[str, Any], eval_sets: Mapping[str, EvalSet], render
              train_identities: Any = None, hist_reference: str = "clean", hist_bins: int = 16,
              coverage_edges: Sequence[float] = COVERAGE_EDGES, yaw_edges: Sequence[float] = YAW_EDGES_DEG,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Evaluate every model on every set (paper Sec. 4.2; notebook 05 sections 2-5). JSON-ready dict:
+    """Evaluate every model on every set (paper Sec. 4.2; notebook 05 sections 2-5).
 
-    ``meta``; ``models``; ``kinds``; ``summary[model][kind][metric] = {mean, lo, hi, n}`` (bootstrap
-    percentile CI of the mean, ``bootstrap`` resamples, level 1 - alpha); ``per_sample[model][kind]
-    [metric]`` lists; ``coverage[kind]`` and ``yaw_deg[kind]`` (ground truth |yaw|) lists;
-    ``curves['coverage'|'yaw'][model][metric]`` = :func:`occ3d_lib.core.metrics.binned_mean` over all
-    sets pooled (coverage bins 0-80 %: SHOFI's single square reaches at most 60 % and the 'full' kind fills
-    the 60-80 % bins).
-    ``baseline`` adds :data:`MEAN_FACE` (needs ground-truth coefficients) to the models, and
-    :data:`GROUND_TRUTH` (the true coefficients rendered) to ``summary`` only, as a reference
-    (``references`` lists both). ``train_identities``: if given, :func:`assert_no_identity_leak` runs first.
+    The curves pool all sets (coverage bins 0-80 %: SHOFI's single square reaches at most 60 % and the
+    'full' kind fills the 60-80 % bins). ``baseline`` adds :data:`MEAN_FACE` (needs ground-truth
+    coefficients) to the models, and :data:`GROUND_TRUTH` (the true coefficients rendered) to ``summary``
+    only, as a reference (``references`` lists both).
+
+    Args:
+        models: ``{name: model}``, each a callable ``(B, 3, S, S) -> (B, 257)`` (its ``predict`` when it has one).
+        eval_sets: ``{kind: EvalSet}``, none of them empty.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer` at the sets' size.
+        baseline: add the mean face and the ground-truth reference where sets have coefficients.
+        bootstrap: bootstrap resamples of each CI.
+        alpha: the CI level is 1 - alpha.
+        seed: the bootstrap's seed.
+        batch_size: images per forward pass and per render.
+        device: where the models run.
+        train_identities: the training split's identity ids; if given, :func:`assert_no_identity_leak`
+            runs first on every set with identities.
+        hist_reference: "clean" or "input" (:func:`sample_metrics`).
+        hist_bins: histogram bins per channel.
+        coverage_edges: bin edges (fractions) of the error vs occluded fraction curves.
+        yaw_edges: bin edges (degrees) of the error vs |yaw| curves.
+        progress: called with ``"<model> on <kind>"`` before each model's predictions, or None.
+
+    Returns:
+        A JSON-ready dict: ``meta`` (image size, dataset, settings, ``n`` per kind, :data:`METRICS`, the
+        edges, ``identity_leak_checked``, ``landmark_offsets_224``); ``models`` (names, with the mean
+        face); ``references``; ``kinds``; ``summary[model][kind][metric] = {mean, lo, hi, n}`` (bootstrap
+        percentile CI of the mean); ``per_sample[model][kind][metric]`` lists; ``coverage[kind]`` and
+        ``yaw_deg[kind]`` (ground truth |yaw|) lists; ``curves['coverage'|'yaw'][model][metric]`` =
+        :func:`occ3d_lib.core.metrics.binned_mean` lists for ``me``, ``vertex_mm`` and ``hist``.
     """
     if not models:
         raise ValueError("evaluate needs at least one model")
@@ -239,13 +274,30 @@ def colour_invariance(models: Mapping[str, Any], images: Tensor, landmarks: Tens
                       device: str = "cpu") -> dict[str, Any]:
     """Occluder-colour invariance (paper Fig. 3, Sec. 4.1.1) as a number; notebook 05 section 8.
 
-    The same faces (B, 3, S, S) with landmarks (B, 68, 2) are occluded with ``kind`` from one seed
-    in each colour of ``colours`` (solid fill). The occlusion module draws the geometry before the
-    colour, so only the colour changes; this is checked (identical masks) and a ``RuntimeError``
-    raised otherwise. Per model and face: the reconstructed mean skin albedo a_c (RGB in [0, 1])
-    under each colour c; ``spread`` = mean_c ||a_c - mean_c a_c|| (0 = perfectly invariant) and
-    ``vs_clean`` = mean_c ||a_c - a_clean|| (a_clean from the unoccluded face). Returned in 8-bit
-    levels (x 255) with bootstrap CIs.
+    The same faces are occluded with ``kind`` from one seed in each colour of ``colours`` (solid fill). The
+    occlusion module draws the geometry before the colour, so only the colour changes; this is checked
+    (identical masks) and a ``RuntimeError`` raised otherwise. Per model and face: the reconstructed mean
+    skin albedo a_c (RGB in [0, 1]) under each colour c; ``spread`` = mean_c ||a_c - mean_c a_c||
+    (0 = perfectly invariant) and ``vs_clean`` = mean_c ||a_c - a_clean|| (a_clean from the unoccluded face).
+
+    Args:
+        models: ``{name: model}``.
+        images: the unoccluded faces ``(B, 3, S, S)`` in [0, 1].
+        landmarks: their landmarks ``(B, 68, 2)`` in pixels.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer` (its face model's albedo and skin mask).
+        kind: the occlusion kind.
+        seed: the occlusion seed, the same for every colour.
+        colours: at least two RGB colours in [0, 1].
+        bootstrap: bootstrap resamples of each CI.
+        alpha: the CI level is 1 - alpha.
+        batch_size: images per forward pass.
+        device: where the models run.
+
+    Returns:
+        A dict: ``kind``, ``seed``, ``colours`` (lists of 3 floats), ``n`` (B), ``units`` ("8-bit levels
+        (albedo x 255)") and ``models`` ``{name: {"spread": {mean, lo, hi, n}, "vs_clean": {mean, lo, hi, n},
+        "albedo": (C, 3) list}}``, spread and vs_clean in 8-bit levels (x 255) with bootstrap CIs, albedo
+        the mean over faces per colour.
     """
     if len(colours) < 2:
         raise ValueError("colour_invariance needs at least two colours")

@@ -155,13 +155,20 @@ def tables_markdown(results: Mapping[str, Any], roles: Mapping[str, str] | None 
                     aflw_results: Mapping[str, Any] | None = None, natural_results: Mapping[str, Any] | None = None) -> str:
     """Tables 1-7 in the paper's layouts, our numbers (mean [95 % CI]) beside the paper's (notebook 05 section 6).
 
-    ``results`` from :func:`evaluate` on the main (synthetic or CelebA-like) sets supplies the ME /
-    MSE columns (the paper's CelebA columns); ``aflw_results`` (optional) supplies the normalised
-    columns (the paper's AFLW2000-3D columns) and the second histogram column, else they come from
-    ``results``; ``natural_results`` (optional) supplies Tables 3-4 (real naturally occluded
-    faces), else our 'natural' occluder set is used. ``roles``: see :data:`DEFAULT_ROLES`.
-    Histogram dissimilarity: ours is a Hellinger distance in [0, 1]; the paper does not define its
-    scale, so compare orderings, not values. Ends with a table of the 3D metrics (beyond the paper).
+    Histogram dissimilarity: ours is a Hellinger distance in [0, 1]; the paper does not define its scale,
+    so compare orderings, not values. Ends with a table of the 3D metrics (beyond the paper).
+
+    Args:
+        results: :func:`evaluate`'s dict on the main (synthetic or CelebA-like) sets: the ME / MSE
+            columns (the paper's CelebA columns).
+        roles: role -> model name overrides of :data:`DEFAULT_ROLES`, or None.
+        aflw_results: optional results supplying the normalised columns (the paper's AFLW2000-3D
+            columns) and the second histogram column; None takes them from ``results``.
+        natural_results: optional results supplying Tables 3-4 (real naturally occluded faces); None
+            uses our 'natural' occluder set of ``results``.
+
+    Returns:
+        The markdown str (a line on the sources, then one ``###`` section per table), ending in a newline.
     """
     r = {**DEFAULT_ROLES, **(roles or {})}
     norm = aflw_results if aflw_results is not None else results
@@ -248,8 +255,18 @@ def share_removed(results: Mapping[str, Any], metric: str = "vertex_mm") -> dict
 
 
 def share_removed_markdown(results: Mapping[str, Any], metric: str = "vertex_mm") -> str:
-    """:func:`share_removed` as a markdown table (models x kinds, in percent), with one sentence naming the model
-    and kind that removes the most, read from ``results``. Notebook 05 section 10."""
+    """:func:`share_removed` as a markdown table (models x kinds, in percent), with one sentence.
+
+    The sentence names the model and kind that removes the most, read from ``results``. Notebook 05 section 10.
+
+    Args:
+        results: :func:`evaluate`'s dict (with the mean face among its models).
+        metric: the measure: "vertex_mm", "me" or "hist".
+
+    Returns:
+        The markdown str (table, blank line, sentence) ending in a newline, or one sentence when no model
+        and mean face share a measured kind.
+    """
     shares = share_removed(results, metric)
     if not shares:
         return "No model and mean face share a measured kind: nothing to compare."
@@ -321,7 +338,11 @@ def paper_checks() -> list[dict[str, Any]]:
 
 
 def paper_checks_markdown() -> str:
-    """:func:`paper_checks` as a markdown table (notebook 05 section 12)."""
+    """:func:`paper_checks` as a markdown table (notebook 05 section 12).
+
+    Returns:
+        The markdown table (check, the paper's numbers, result) as a str ending in a newline.
+    """
     rows = ["| check | the paper's numbers | result |", "|---|---|---|"]
     rows += [f"| {c['check']} | {c['numbers']} | {c['result']} |" for c in paper_checks()]
     return "\n".join(rows) + "\n"
@@ -378,17 +399,26 @@ def verdicts(results: Mapping[str, Any], roles: Mapping[str, str] | None = None,
              colour: Mapping[str, Any] | None = None, flat_ratio: float | None = None) -> list[Claim]:
     """One verdict per quantitative claim of the paper, on our numbers (notebook 05 section 10).
 
-    Each item is a :class:`~occ3d_lib.evaluation.claims.Claim`: claim, paper (its numbers, formatted from
-    :data:`PAPER`), ours (our numbers), verdict (one of :data:`~occ3d_lib.evaluation.claims.VERDICTS`) and
-    against (what the claim compares with: 'teacher', 'mean face', 'clean', 'ablation', 'SOPI'). The
-    thresholds are :mod:`occ3d_lib.core.thresholds`: "as precise as unoccluded" is ME(occluded) <=
+    The thresholds are :mod:`occ3d_lib.core.thresholds`: "as precise as unoccluded" is ME(occluded) <=
     ``AS_PRECISE`` x ME(unoccluded) (``flat_ratio`` overrides it); "comparable" within that factor;
     "better" a lower mean ("holds" when the 95 % CIs separate, "holds, not significant" when they
-    overlap). A difference below the measure's minimum effect (``MIN_EFFECT``) is 'too small to count' for a
-    "better" and no difference for an "as precise" or a "comparable"; a claim in favour of a model below the
-    sanity floor (clean ME above ``SANITY_ME`` x the mean face's) 'fails the sanity floor'. Beyond the
-    paper, SOPI and MOPI (and Table 7's ablations, where evaluated) are compared with the mean face at the
-    true pose (:data:`MEAN_FACE`) on landmarks and in 3D.
+    overlap). A difference below the measure's minimum effect (``MIN_EFFECT``) is 'too small to count'
+    for a "better" and no difference for an "as precise" or a "comparable"; a claim in favour of a model
+    below the sanity floor (clean ME above ``SANITY_ME`` x the mean face's) 'fails the sanity floor'.
+    Beyond the paper, SOPI and MOPI (and Table 7's ablations, where evaluated) are compared with the mean
+    face at the true pose (:data:`MEAN_FACE`) on landmarks and in 3D.
+
+    Args:
+        results: :func:`evaluate`'s dict.
+        roles: role -> model name overrides of :data:`DEFAULT_ROLES`, or None.
+        colour: :func:`colour_invariance`'s dict; when given, the Fig. 3 claim on the skin tone is added.
+        flat_ratio: the "as precise" / "comparable" factor; None: ``AS_PRECISE``.
+
+    Returns:
+        A list of :class:`~occ3d_lib.evaluation.claims.Claim`: claim, paper (its numbers, formatted from
+        :data:`PAPER`), ours (our numbers, 'n/a' when not measured), verdict (one of
+        :data:`~occ3d_lib.evaluation.claims.VERDICTS`) and against (what the claim compares with:
+        'teacher', 'mean face', 'clean', 'ablation', 'SOPI').
     """
     flat_ratio = TH.AS_PRECISE if flat_ratio is None else flat_ratio
     r = {**DEFAULT_ROLES, **(roles or {})}
@@ -487,8 +517,17 @@ def verdict_counts(items: Sequence[Claim]) -> dict[str, dict[str, int]]:
 
 
 def verdict_counts_markdown(items: Sequence[Claim]) -> str:
-    """One sentence with the verdict counts overall and split by what the claims compare with, so that a
-    reader sees how many 'holds' are wins over a teacher that never saw an occluder (notebook 05 section 10)."""
+    """One sentence with the verdict counts overall and split by what the claims compare with.
+
+    So that a reader sees how many 'holds' are wins over a teacher that never saw an occluder (notebook 05
+    section 10).
+
+    Args:
+        items: the claims, e.g. :func:`verdicts`'s list.
+
+    Returns:
+        The sentence as a markdown str.
+    """
     def n(verdict: str, rows: Mapping[str, int]) -> int:
         return rows.get(verdict, 0)
 
@@ -523,8 +562,21 @@ def qualitative_grid(models: Mapping[str, Any], es: EvalSet, renderer: Any, n: i
 
 
 def worst_cases(results: Mapping[str, Any], model: str, kind: str, metric: str = "me", k: int = 4) -> list[int]:
-    """Indices (into the ``kind`` set) of the ``k`` samples where ``model`` has the largest ``metric``
-    (failure cases, notebook 05 section 9). NaNs are ignored."""
+    """Indices (into the ``kind`` set) of the ``k`` samples where ``model`` has the largest ``metric``.
+
+    The failure cases of notebook 05 section 9. NaNs are ignored (ranked last).
+
+    Args:
+        results: :func:`evaluate`'s dict (its ``per_sample``).
+        model: the model's name.
+        kind: the evaluation set's kind.
+        metric: the per-sample metric (a key of :data:`METRICS`).
+        k: how many samples.
+
+    Returns:
+        A list of at most ``k`` int indices, the largest value first. A missing model, kind or metric
+        raises ``KeyError``.
+    """
     vals = results.get("per_sample", {}).get(model, {}).get(kind, {}).get(metric)
     if vals is None:
         raise KeyError(f"no per-sample {metric!r} for model {model!r} on {kind!r}")
@@ -536,9 +588,22 @@ def worst_cases(results: Mapping[str, Any], model: str, kind: str, metric: str =
 @torch.no_grad()
 def failure_grid(models: Mapping[str, Any], es: EvalSet, renderer: Any, indices: Sequence[int], device: str = "cpu",
                  errors: Sequence[float] | None = None):
-    """Rows input (with ground-truth landmarks in green and the first model's in red) and each model's
-    render for the chosen samples of ``es``; ``errors`` (one per index, landmark ME in px) title the
-    columns. Returns a Figure (notebook 05 section 9)."""
+    """The chosen samples of ``es``: the input, then each model's render over it (notebook 05 section 9).
+
+    Every panel shows the ground-truth landmarks in green; a model's row also shows its projected
+    landmarks in red. ``errors`` (one per index, landmark ME in px) title the columns.
+
+    Args:
+        models: ``{name: model}``, one row each.
+        es: the :class:`~occ3d_lib.evaluation.sets.EvalSet` the samples come from.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer` at the set's size.
+        indices: the samples' indices in ``es`` (e.g. :func:`worst_cases`).
+        device: where the models run.
+        errors: one landmark ME per index for the column titles, or None.
+
+    Returns:
+        The matplotlib Figure (rows: input, then the models; one column per index).
+    """
     import matplotlib.pyplot as plt
 
     idx = torch.as_tensor(list(indices), dtype=torch.long)
@@ -570,8 +635,23 @@ def failure_grid(models: Mapping[str, Any], es: EvalSet, renderer: Any, indices:
 @torch.no_grad()
 def colour_grid(models: Mapping[str, Any], image: Tensor, landmarks: Tensor, renderer: Any, kind: str = "shofi",
                 seed: int = 0, colours: Sequence[Sequence[float]] = DEFAULT_COLOURS, device: str = "cpu"):
-    """Fig. 3 style: one face (3, S, S) occluded by the same occluder in each colour (columns), and
-    each model's reconstruction below. Returns a Figure (notebook 05 section 8)."""
+    """Fig. 3 style: one face occluded by the same occluder in each colour (columns), each model's reconstruction below.
+
+    The reconstructions are rendered on black, so the skin tone shows alone. Notebook 05 section 8.
+
+    Args:
+        models: ``{name: model}``, one row each.
+        image: one face ``(3, S, S)`` in [0, 1].
+        landmarks: its landmarks ``(68, 2)`` in pixels.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer` at size S.
+        kind: the occlusion kind.
+        seed: the occlusion seed, the same for every colour.
+        colours: RGB colours in [0, 1], one column each.
+        device: where the models run.
+
+    Returns:
+        The matplotlib Figure (:func:`occ3d_lib.core.viz.rows_grid`: rows "input" and the models).
+    """
     imgs = torch.cat([make_eval_set(image[None], landmarks[None], kind, seed, fill="solid",
                                     color=list(map(float, c))).images.float() for c in colours])
     rows = {"input": imgs}
@@ -582,9 +662,20 @@ def colour_grid(models: Mapping[str, Any], image: Tensor, landmarks: Tensor, ren
 
 
 def curve_figure(results: Mapping[str, Any], which: str = "coverage", metric: str = "me", ax: Any = None):
-    """Error vs occluded fraction (``which="coverage"``) or vs |yaw| (``"yaw"``), one line per model with a
-    95 % band (mean +- 1.96 std / sqrt(n) per bin; notebook 05 section 7). Draws into ``ax`` when given;
-    returns the Figure."""
+    """Error vs occluded fraction (``which="coverage"``) or vs |yaw| (``"yaw"``), one line per model.
+
+    Each line has a 95 % band (mean +- 1.96 std / sqrt(n) per bin; notebook 05 section 7); the mean face
+    is dashed.
+
+    Args:
+        results: :func:`evaluate`'s dict (its ``curves``).
+        which: "coverage" or "yaw".
+        metric: the curve's metric: "me", "vertex_mm" or "hist".
+        ax: matplotlib Axes to draw into; None makes a new figure.
+
+    Returns:
+        The matplotlib Figure (the one holding ``ax`` when given).
+    """
     import matplotlib.pyplot as plt
 
     if which not in ("coverage", "yaw"):
@@ -700,10 +791,28 @@ def run_evaluation(ctx: Context, models: Mapping[str, Any], *, kinds: Sequence[s
                    colour_kind: str = "shofi", figures: bool = True, write: bool = True,
                    settings: Mapping[str, Any] | None = None, timings: Mapping[str, float] | None = None,
                    roles: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The whole evaluation of a run (notebook 05, pipeline): fixed sets of ``ctx``, identity-leak
-    check against the training split, :func:`evaluate`, :func:`colour_invariance` on the clean
-    faces, and (``write``) ``run_dir/metrics.json``, figures and ``report.md``. Returns the results
-    (with ``colour_invariance`` and ``figures`` added)."""
+    """The whole evaluation of a run (notebook 05, pipeline).
+
+    Fixed sets of ``ctx``, identity-leak check against the training split, :func:`evaluate`,
+    :func:`colour_invariance` on the clean faces, and (``write``) ``run_dir/metrics.json``, figures and
+    ``report.md``.
+
+    Args:
+        ctx: the run's Context (profile: bootstrap and seed; dataset, renderer, device, run folder).
+        models: ``{name: model}`` to evaluate.
+        kinds: the occlusion kinds (default :data:`occ3d_lib.occlusion.eval_sets.EVAL_KINDS`).
+        n: faces per set (default ``profile.eval_samples``).
+        colour_kind: the occlusion kind of the colour experiment.
+        figures: write the figures (with ``write``).
+        write: write ``metrics.json``, the figures and ``report.md`` to ``ctx.run_dir``.
+        settings: recorded in the report; ``profile`` and ``tracks`` are filled in when missing.
+        timings: seconds of earlier stages for the report; ``evaluation`` is added.
+        roles: role -> model name overrides of :data:`DEFAULT_ROLES` for the report.
+
+    Returns:
+        :func:`evaluate`'s dict with ``colour_invariance`` and ``timings`` added, and with ``write``
+        ``figures`` ({name: path relative to the run folder}; empty when not ``figures``).
+    """
     import time
 
     t0 = time.perf_counter()

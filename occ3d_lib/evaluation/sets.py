@@ -124,14 +124,29 @@ def real_eval_sets(spec: str, image_size: int, kinds: Sequence[str] = REAL_KINDS
                    split: str = "test", progress: bool = False, max_pixels: int = real.MAX_PIXELS) -> dict[str, EvalSet]:
     """Occluded evaluation sets from real photos (notebook 05 section "Running on real data").
 
-    ``spec`` is a dataset spec of :mod:`occ3d_lib.data.real` (``"celeba:<root>"``,
-    ``"aflw2000:<root>"``, ``"photos:<folder>"``); up to ``n`` faces are aligned to ``image_size``
-    crops. Ground-truth landmarks: the set's own where it has them (AFLW2000-3D's 68 points),
-    else dlib's 68-point detector on the clean crop, as the paper does; faces where dlib finds
-    nothing are dropped and the rate is kept in ``info['dlib_failure_rate']`` (report it). Each
-    kind is occluded as the synthetic sets are (:func:`occ3d_lib.occlusion.eval_sets.make_kind_sets`).
-    No 3D ground truth: the 3D metrics are absent for these sets. ``max_pixels``: the pixel budget of one
-    photo (:data:`occ3d_lib.data.real.MAX_PIXELS`; larger photos are skipped as 'too large').
+    Ground-truth landmarks: the set's own where it has them (AFLW2000-3D's 68 points), else dlib's
+    68-point detector on the clean crop, as the paper does; faces where dlib finds nothing are dropped
+    and the rate is kept in ``info['dlib_failure_rate']`` (report it). Each kind is occluded as the
+    synthetic sets are (:func:`occ3d_lib.occlusion.eval_sets.make_kind_sets`). No 3D ground truth: the
+    3D metrics are absent for these sets.
+
+    Args:
+        spec: a dataset spec of :mod:`occ3d_lib.data.real` (``"celeba:<root>"``, ``"aflw2000:<root>"``,
+            ``"photos:<folder>"``); "synthetic" is a ``ValueError``.
+        image_size: the side S of the aligned crops.
+        kinds: the occlusion kinds, one set each.
+        n: at most this many faces are loaded.
+        seed: the occlusion seed.
+        split: the dataset split.
+        progress: show a progress bar while the photos load.
+        max_pixels: the pixel budget of one photo (:data:`occ3d_lib.data.real.MAX_PIXELS`; larger photos
+            are skipped as 'too large').
+
+    Returns:
+        ``{kind: EvalSet}``, the same B faces in each: images ``(B, 3, S, S)``, clean ``(B, 3, S, S)``,
+        landmarks ``(B, 68, 2)``, coverage ``(B,)``, identity, masks ``(B, 1, S, S)``, ``yaw_deg (B,)`` or
+        None, coeffs None, and ``info`` (``load_report``, ``skipped``, ``landmarks`` 'dataset' or 'dlib',
+        ``dlib_failure_rate`` and ``dlib_found`` when dlib ran, ``names``).
     """
     ds = real.open_dataset(spec, size=image_size, split=split, max_pixels=max_pixels)
     if isinstance(ds, str):
@@ -166,7 +181,15 @@ def real_eval_sets(spec: str, image_size: int, kinds: Sequence[str] = REAL_KINDS
 
 
 def assert_no_identity_leak(eval_identities: Any, train_identities: Any) -> None:
-    """Raise ``AssertionError`` naming the shared ids if any evaluation identity was seen in training."""
+    """Raise ``AssertionError`` naming the shared ids if any evaluation identity was seen in training.
+
+    Args:
+        eval_identities: the evaluation set's identity ids (a tensor, array or sequence of any shape).
+        train_identities: the training split's identity ids.
+
+    Returns:
+        None; the first five shared ids are named in the ``AssertionError``.
+    """
     ev = set(np.asarray(eval_identities).reshape(-1).tolist())
     tr = set(np.asarray(train_identities).reshape(-1).tolist())
     shared = sorted(ev & tr)

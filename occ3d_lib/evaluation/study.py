@@ -17,6 +17,8 @@ from occ3d_lib.core.thresholds import COURSE_GOAL_DENSE, COURSE_GOAL_ME
 
 #: Where the committed study records live, relative to the repository root.
 STUDY_DIR = Path(__file__).resolve().parents[2] / "docs" / "course_study"
+#: Records of runs made on a GPU (wall-clock bound, not CPU-bound; kept apart from the CPU study).
+DEVICE_STUDY_DIR = STUDY_DIR / "gpu"
 
 _POINT_KEYS = ("step", "cpu_s", "wall_s", "me", "dense_mm", "baseline_me", "baseline_dense_mm")
 
@@ -35,7 +37,15 @@ def _read_records(paths: Sequence[Path]) -> list[dict[str, Any]]:
 def load_study(folder: str | Path = STUDY_DIR) -> list[dict[str, Any]]:
     """Every study record (``*.json``) in ``folder``, sorted by name; each is checked for its fields.
 
-    Raises ``FileNotFoundError`` naming the command that writes them when the folder has none.
+    Raises ``FileNotFoundError`` naming the command that writes them when the folder has none, and
+    ``ValueError`` for a record without its fields or without points.
+
+    Args:
+        folder: the folder of the records (default :data:`STUDY_DIR`, ``docs/course_study``).
+
+    Returns:
+        A list of record dicts, each with ``setup``, ``steps`` and ``points`` (dicts with ``step``, ``cpu_s``,
+        ``wall_s``, ``me``, ``dense_mm``, ``baseline_me``, ``baseline_dense_mm``).
     """
     folder = Path(folder)
     paths = sorted(folder.glob("*.json"))
@@ -52,7 +62,15 @@ def load_study(folder: str | Path = STUDY_DIR) -> list[dict[str, Any]]:
 
 
 def study_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per record: its last point, with the errors as fractions of the mean face's."""
+    """One row per record: its last point, with the errors as fractions of the mean face's.
+
+    Args:
+        records: study records (:func:`load_study`).
+
+    Returns:
+        A list of dicts: ``setup``, ``steps``, ``cpu_min``, ``ms_per_step`` (wall), ``me`` (px at 224),
+        ``me_ratio``, ``dense_mm``, ``dense_ratio`` (ratios to the mean face at the true pose).
+    """
     rows = []
     for r in records:
         last = r["points"][-1]
@@ -64,7 +82,14 @@ def study_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def study_markdown(records: Sequence[Mapping[str, Any]]) -> str:
-    """The study as a markdown table (validation identities; ratios to the mean face at the true pose)."""
+    """The study as a markdown table (validation identities; ratios to the mean face at the true pose).
+
+    Args:
+        records: study records (:func:`load_study`).
+
+    Returns:
+        The markdown table as a str, one row per record (:func:`study_rows`).
+    """
     lines = ["| set-up | steps | CPU min | wall ms / step | val ME px | x mean face | dense mm | x mean face |",
              "|---|---|---|---|---|---|---|---|"]
     for w in study_rows(records):
@@ -75,9 +100,17 @@ def study_markdown(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def limit_markdown(records: Sequence[Mapping[str, Any]]) -> str:
-    """Where the study's budget ends: the longest run's last point against the course goals
-    (:data:`occ3d_lib.core.thresholds.COURSE_GOAL_ME` / ``COURSE_GOAL_DENSE``), and how much its
-    landmark error still fell over its last quarter of CPU time. Notebook 03 section 2."""
+    """Where the study's budget ends: the longest run's last point against the course goals.
+
+    The goals are :data:`occ3d_lib.core.thresholds.COURSE_GOAL_ME` / ``COURSE_GOAL_DENSE``; the text also
+    says how much its landmark error still fell over its last quarter of CPU time. Notebook 03 section 2.
+
+    Args:
+        records: study records (:func:`load_study`); the longest is the one with the most CPU time.
+
+    Returns:
+        A markdown paragraph as a str.
+    """
     longest = max(records, key=lambda r: r["points"][-1]["cpu_s"])
     pts, last = longest["points"], longest["points"][-1]
     earlier = min(pts, key=lambda p: abs(p["cpu_s"] - 0.75 * last["cpu_s"]))
@@ -91,11 +124,92 @@ def limit_markdown(records: Sequence[Mapping[str, Any]]) -> str:
             f"{earlier['me']:.2f} to {last['me']:.2f} px.")
 
 
+def _last_ratios(record: Mapping[str, Any]) -> tuple[dict[str, Any], float, float]:
+    last = record["points"][-1]
+    return last, last["me"] / last["baseline_me"], last["dense_mm"] / last["baseline_dense_mm"]
+
+
+def device_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """The GPU records as a markdown table: set-up, batch, training identities, steps done of the schedule,
+    wall-clock minutes, validation errors and their ratios to the mean face. Notebook 03, section 2.
+
+    Args:
+        records: study records made on a GPU (:func:`load_study` of :data:`DEVICE_STUDY_DIR`).
+
+    Returns:
+        The markdown table as a str, one row per record.
+    """
+    lines = ["| set-up | batch | training identities | steps done / schedule | wall min | val ME px | x mean face "
+             "| dense mm | x mean face |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        last, me_r, dense_r = _last_ratios(r)
+        prof = r.get("profile", {})
+        lines.append(f"| {r['setup']} | {prof.get('teacher_batch_size', '?')} | {prof.get('n_train_identities', '?')} "
+                     f"| {last['step']} / {r['steps']} | {last['wall_s'] / 60:.1f} | {last['me']:.2f} | {me_r:.2f} "
+                     f"| {last['dense_mm']:.2f} | {dense_r:.2f} |")
+    return "\n".join(lines)
+
+
+def data_limit_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """What limits the shipped teacher, read from GPU records of the same schedule: more samples per step on
+    the same training identities against more samples and more identities, each against the course goals.
+
+    The records compared are those whose schedule (``steps``) is the most common one; each is read at its
+    last evaluation. Notebook 03, section 2.
+
+    Args:
+        records: study records made on a GPU (:func:`load_study` of :data:`DEVICE_STUDY_DIR`).
+
+    Returns:
+        A markdown paragraph as a str.
+    """
+    if not records:
+        raise ValueError("data_limit_markdown needs at least one study record")
+    schedules = [r["steps"] for r in records]
+    steps = max(set(schedules), key=schedules.count)
+    same = [r for r in records if r["steps"] == steps]
+
+    def key(r: Mapping[str, Any]) -> tuple[int, int]:
+        prof = r.get("profile", {})
+        return int(prof.get("teacher_batch_size", 0)), int(prof.get("n_train_identities", 0))
+
+    base = min(same, key=key)
+    best = min(same, key=lambda r: _last_ratios(r)[1])
+    parts = []
+    for r in sorted(same, key=key):
+        last, me_r, dense_r = _last_ratios(r)
+        b, n = key(r)
+        parts.append(f"batch {b} on {n} training identities reaches **{me_r:.2f} x** (landmarks) and "
+                     f"**{dense_r:.2f} x** (3D) at step {last['step']}")
+    _, best_me, best_dense = _last_ratios(best)
+    meets = best_me <= COURSE_GOAL_ME and best_dense <= COURSE_GOAL_DENSE
+    text = (f"On a GPU, with the {steps}-step schedule of the shipped teacher (records in "
+            f"`docs/course_study/gpu/`, each stopped by the machine's time limit before the end of its schedule): "
+            + "; ".join(parts) + ".")
+    same_ids = [r for r in same if key(r)[1] == key(base)[1] and key(r)[0] > key(base)[0]]
+    if same_ids and all(_last_ratios(r)[1] > _last_ratios(base)[1] for r in same_ids):
+        text += (" More samples of the same identities made the validation error worse, not better: the network "
+                 "learns its training faces, so the number of training identities is what limits it.")
+    text += (f" The best of these {'meets' if meets else 'does not meet'} the course goals ({COURSE_GOAL_ME:g} x and "
+             f"{COURSE_GOAL_DENSE:g} x).")
+    return text
+
+
 def plot_study(records: Sequence[Mapping[str, Any]], axes: Any = None,
                targets: tuple[float, float] | None = (COURSE_GOAL_ME, COURSE_GOAL_DENSE)) -> Any:
-    """Validation landmark ME and dense 3D error against CPU-minutes, one line per set-up, with the mean
-    face at the true pose as a dashed line and, when ``targets`` is given, the course profile's goals
-    (that fraction of the mean face's error, landmarks then 3D) as dotted lines. Returns the figure."""
+    """Validation landmark ME and dense 3D error against CPU-minutes, one line per set-up.
+
+    The mean face at the true pose is a dashed line and, when ``targets`` is given, the course profile's
+    goals (that fraction of the mean face's error, landmarks then 3D) are dotted lines.
+
+    Args:
+        records: study records (:func:`load_study`); the mean face is read from the first record's last point.
+        axes: two matplotlib Axes (landmarks, then 3D), or None for a new figure of two panels.
+        targets: ``(landmark goal, 3D goal)`` as fractions of the mean face's error, or None for no goal lines.
+
+    Returns:
+        The matplotlib Figure.
+    """
     import matplotlib.pyplot as plt
 
     if axes is None:
@@ -124,7 +238,17 @@ def plot_study(records: Sequence[Mapping[str, Any]], axes: Any = None,
 
 
 def load_sopi_study(folder: str | Path = STUDY_DIR) -> list[dict[str, Any]]:
-    """The SOPI records (``folder/sopi/*.json``, written by ``study_course.py --sopi-steps``), sorted by name."""
+    """The SOPI records (``folder/sopi/*.json``, written by ``study_course.py --sopi-steps``), sorted by name.
+
+    A folder without records is a ``FileNotFoundError`` naming the command that writes them; a record that
+    is not a SOPI record a ``ValueError``.
+
+    Args:
+        folder: the study folder; its ``sopi`` subfolder is read (default :data:`STUDY_DIR`).
+
+    Returns:
+        A list of record dicts with ``stage`` "sopi" and ``points`` (each with ``clean`` and the other kinds' ME).
+    """
     paths = sorted((Path(folder) / "sopi").glob("*.json"))
     if not paths:
         raise FileNotFoundError(f"no SOPI study records in {Path(folder) / 'sopi'}; run `.venv/bin/python "
@@ -138,8 +262,17 @@ def load_sopi_study(folder: str | Path = STUDY_DIR) -> list[dict[str, Any]]:
 
 def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = ("clean", "dsofi", "dhofi", "shofi",
                                                                                   "random_pattern")) -> str:
-    """SOPI's validation ME per kind at each recorded step (step 0 is the teacher it starts from), with
-    the occluded-to-clean ratio in brackets and the mean face at the true pose as the last row."""
+    """SOPI's validation ME per kind at each recorded step, and the mean face at the true pose as the last row.
+
+    Step 0 is the teacher it starts from; each occluded kind has the occluded-to-clean ratio in brackets.
+
+    Args:
+        records: SOPI study records (:func:`load_sopi_study`).
+        kinds: the columns: "clean" and the occlusion kinds.
+
+    Returns:
+        The markdown table as a str, one row per recorded point.
+    """
     head = "| model | steps | CPU min | " + " | ".join(k.replace("_", " ") for k in kinds) + " |"
     lines = [head, "|" + "---|" * (len(kinds) + 3)]
     for r in records:

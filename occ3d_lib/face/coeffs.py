@@ -73,7 +73,20 @@ def split_coeffs(coeffs: Tensor) -> Coeffs:
 def join_coeffs(id: Tensor | None = None, exp: Tensor | None = None, tex: Tensor | None = None,
                 angle: Tensor | None = None, gamma: Tensor | None = None, trans: Tensor | None = None,
                 batch_size: int | None = None) -> Tensor:
-    """Build (B, 257) from parts; missing parts are zeros. ``batch_size`` is needed only if all are missing."""
+    """Build (B, 257) from parts; missing parts are zeros.
+
+    Args:
+        id: identity ``(B, 80)``, or None.
+        exp: expression ``(B, 64)``, or None.
+        tex: albedo ``(B, 80)``, or None.
+        angle: pitch, yaw, roll ``(B, 3)`` in radians, or None.
+        gamma: SH light ``(B, 27)`` (RGB x 9), or None.
+        trans: translation ``(B, 3)``, or None.
+        batch_size: B; needed only if all parts are missing (else read from the first part given).
+
+    Returns:
+        ``(B, 257)`` in RNet order (:data:`SLICES`), dtype and device of the first part given.
+    """
     parts = dict(id=id, exp=exp, tex=tex, angle=angle, gamma=gamma, trans=trans)
     given = [p for p in parts.values() if p is not None]
     if batch_size is None:
@@ -94,7 +107,14 @@ def join_coeffs(id: Tensor | None = None, exp: Tensor | None = None, tex: Tensor
 
 
 def mean_face_like(gt: Tensor) -> Tensor:
-    """The mean-face baseline (notebooks 03 and 05): identity, expression and texture zero, the TRUE pose and light. (B, 257)."""
+    """The mean-face baseline (notebooks 03 and 05): identity, expression and texture zero, the TRUE pose and light.
+
+    Args:
+        gt: true coefficients ``(B, 257)``.
+
+    Returns:
+        ``(B, 257)``: a copy of ``gt`` with its ``id``, ``exp`` and ``tex`` parts set to 0.
+    """
     c = gt.clone()
     for k in ("id", "exp", "tex"):
         c[:, SLICES[k]] = 0

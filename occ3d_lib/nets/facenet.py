@@ -101,7 +101,18 @@ def load_pretrained_embedder(name: str, device: str = "cpu") -> FaceEmbedder:
 # --------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def embed_images(embedder: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
-    """Embeddings of many images, in eval mode, without gradients. (M, 3, S, S) -> (M, D) on CPU."""
+    """Embeddings of many images, in eval mode, without gradients.
+
+    The embedder's training mode is restored afterwards.
+
+    Args:
+        embedder: the FaceNet (e.g. :class:`FaceEmbedder`); batches run on the device of its parameters.
+        images: ``(M, 3, S, S)`` float in [0, 1].
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(M, D)`` float32 embeddings on the CPU (D = 512 for :class:`FaceEmbedder`; ``(0, 512)`` for M = 0).
+    """
     _check_images(images)
     was = embedder.training
     embedder.eval()

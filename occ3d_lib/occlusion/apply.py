@@ -82,24 +82,32 @@ def occlude(images: Tensor, kind: str | Sequence[str], generator: torch.Generato
             position: tuple[float, float] | None = None) -> OcclusionResult:
     """Occlude a batch of faces with one kind of synthetic occlusion.
 
-    images ``(B, C, H, W)``: float in [0, 1] or uint8 (divided by 255); C = 3 (RGB), 1 (grayscale,
-    replicated to RGB) or 4 (RGBA: alpha must be fully opaque and is dropped; otherwise
-    ValueError). ``kind``: a name from ``KINDS`` (see ``KIND_DESCRIPTIONS``; case-insensitive) or
-    one name per image. ``generator``: a CPU ``torch.Generator`` or an int seed.
-    ``landmarks (B, 68, 2)`` (pixel x = column, y = row, iBUG order) and/or ``boxes (B, 4)``
-    (x1, y1, x2, y2) say where the face is: boxes define the face region when given, else it is
-    :func:`face_boxes_from_landmarks`; natural occluders use the landmarks (or the canonical
-    template fitted into the boxes). Options: ``fill`` in ``FILLS`` (default 'natural');
-    ``color`` a fixed RGB (3,) or (B, 3) in [0, 1] for every occluder (then ``fill`` must be
-    'natural' or 'solid'); ``textures (N, C, h, w)`` a bank for the 'texture' fill;
-    ``coverage_range (lo, hi)`` overrides the per-shape area fraction of the squares, 'full' and
-    the patterns; ``position (u, v)`` in [0, 1]^2 fixes where the (first) square / rectangle /
-    pattern sits in the face region (0 = left/top-most, 1 = right/bottom-most) instead of a
-    random place. Natural occluders ignore both (their geometry follows the landmarks).
-
-    Returns :class:`OcclusionResult` with images ``(B, 3, H, W)`` (dtype of the input, float32
-    for uint8), masks ``(B, 1, H, W)`` bool (exactly the assigned pixels), coverage ``(B,)``.
+    Boxes define the face region when given, else it is :func:`face_boxes_from_landmarks`; natural
+    occluders use the landmarks (or the canonical template fitted into the boxes) and ignore
+    ``coverage_range`` and ``position`` (their geometry follows the landmarks).
     Taught in notebook 02, sections 1-6; paper Sec. 1 item 3, Sec. 4, 4.1.1, 4.2.2.
+
+    Args:
+        images: ``(B, C, H, W)`` float in [0, 1] or uint8 (divided by 255); C = 3 (RGB), 1 (grayscale,
+            replicated to RGB) or 4 (RGBA: alpha must be fully opaque and is dropped; otherwise ValueError).
+        kind: a name from ``KINDS`` (see ``KIND_DESCRIPTIONS``; case-insensitive) or one name per image.
+        generator: a CPU ``torch.Generator`` or an int seed.
+        landmarks: ``(B, 68, 2)`` (pixel x = column, y = row, iBUG order): where the face is; or None.
+        boxes: ``(B, 4)`` (x1, y1, x2, y2) face boxes; or None. At least one of ``landmarks`` / ``boxes``.
+        fill: a fill of ``FILLS`` (default 'natural').
+        color: a fixed RGB ``(3,)`` or ``(B, 3)`` in [0, 1] for every occluder (then ``fill`` must be
+            'natural' or 'solid'); None draws colours.
+        textures: ``(N, C, h, w)`` a bank for the 'texture' fill, or None.
+        coverage_range: ``(lo, hi)`` overrides the per-shape area fraction of the squares, 'full' and
+            the patterns; None keeps each kind's.
+        position: ``(u, v)`` in [0, 1]^2 fixes where the (first) square / rectangle / pattern sits in the
+            face region (0 = left/top-most, 1 = right/bottom-most) instead of a random place; or None.
+
+    Returns:
+        :class:`OcclusionResult` with images ``(B, 3, H, W)`` (dtype of the input, float32 for uint8),
+        masks ``(B, 1, H, W)`` bool (exactly the assigned pixels), coverage ``(B,)``, ``kind`` (the
+        requested name, or "per-sample" for a list) and ``params`` (``requested_kind``, ``kinds``,
+        ``fills``, ``colors (B, 3)``, ``face_boxes (B, 4)``, ``regions (B, 4)``, ``geometry``, ``fill_seed``).
     """
     x = _as_rgb_float(images)
     b, _, h, w = x.shape
@@ -246,15 +254,25 @@ def multi_occlusion_set(images: Tensor, landmarks: Tensor | None = None, n_varia
                         **options: Any) -> OcclusionResult:
     """Seven (``n_variants``) occluded variants per identity image, for the MOPI network.
 
-    images ``(3, H, W)`` or ``(B, 3, H, W)`` (any input :func:`occlude` accepts), landmarks
-    ``(68, 2)`` / ``(B, 68, 2)`` or boxes ``(4,)`` / ``(B, 4)``. Each identity's variants take
-    their kinds from a random permutation of ``kinds`` (cycled with fresh permutations when
-    ``n_variants > len(kinds)``), so with the default pool of 6 random-pattern kinds the first
-    6 variants have 6 different patterns; each variant has its own colour (``fill='solid'``,
+    Each identity's variants take their kinds from a random permutation of ``kinds`` (cycled with fresh
+    permutations when ``n_variants > len(kinds)``), so with the default pool of 6 random-pattern kinds
+    the first 6 variants have 6 different patterns; each variant has its own colour (``fill='solid'``,
     the paper's arbitrary pixel values) and its own random placement. Deterministic from the
-    generator / seed. Returns :class:`OcclusionResult` with images ``(B, V, 3, H, W)``, masks
-    ``(B, V, 1, H, W)``, coverage ``(B, V)``, ``params['kinds']`` a B x V list. Further keyword
-    options go to :func:`occlude`. Taught in notebook 02, section 7; paper Sec. 3.2.1, Sec. 4.
+    generator / seed. Taught in notebook 02, section 7; paper Sec. 3.2.1, Sec. 4.
+
+    Args:
+        images: ``(3, H, W)`` or ``(B, 3, H, W)`` (any input :func:`occlude` accepts).
+        landmarks: ``(68, 2)`` / ``(B, 68, 2)`` pixels, or None (then ``boxes``).
+        n_variants: V, the variants per image (a positive int).
+        generator: a CPU ``torch.Generator`` or an int seed.
+        boxes: ``(4,)`` / ``(B, 4)`` face boxes, or None.
+        kinds: the pool of occluding kinds (default :data:`MOPI_KINDS`, the random patterns).
+        fill: the fill of every variant (:data:`FILLS`).
+        **options: further keyword options of :func:`occlude`.
+
+    Returns:
+        :class:`OcclusionResult` with images ``(B, V, 3, H, W)``, masks ``(B, V, 1, H, W)``, coverage
+        ``(B, V)``, kind "multi", ``params['kinds']`` a B x V list and ``params['n_variants']``.
     """
     if not isinstance(n_variants, int) or n_variants < 1:
         raise ValueError(f"n_variants must be a positive int, got {n_variants!r}")
@@ -380,8 +398,19 @@ def coverage_samples(images: Tensor, landmarks: Tensor | None, kinds: Sequence[s
                      repeats: int = 1, boxes: Tensor | None = None, **options: Any) -> dict[str, Tensor]:
     """Coverage of ``repeats`` independent occlusions of every image for each kind.
 
-    images ``(B, C, H, W)``, landmarks ``(B, 68, 2)`` -> ``{kind: (repeats * B,) float}``.
     Kind ``k`` uses the seed :func:`kind_seed` ``(seed, k)``. Taught in notebook 02, section 6.
+
+    Args:
+        images: ``(B, C, H, W)`` (any input :func:`occlude` accepts).
+        landmarks: ``(B, 68, 2)`` pixels, or None (then ``boxes``).
+        kinds: the occlusion kinds.
+        seed: the base seed.
+        repeats: occlusions per image and kind (a positive int).
+        boxes: ``(B, 4)`` face boxes, or None.
+        **options: further keyword options of :func:`occlude`.
+
+    Returns:
+        ``{kind: (repeats * B,)}`` float coverage fractions.
     """
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
@@ -395,8 +424,19 @@ def coverage_samples(images: Tensor, landmarks: Tensor | None, kinds: Sequence[s
 def coverage_histograms(coverage: Mapping[str, Tensor], ranges: Mapping[str, tuple[float, float]] = COVERAGE_RANGES,
                         ncols: int = 4, bins: int = 25):
     """One histogram per kind of the coverage values, the documented range shaded.
-    ``coverage`` as returned by :func:`coverage_samples` -> matplotlib Figure. Taught in
-    notebook 02, section 6."""
+
+    Taught in notebook 02, section 6.
+
+    Args:
+        coverage: ``{kind: (M,)}`` as returned by :func:`coverage_samples`.
+        ranges: ``{kind: (lo, hi)}`` documented ranges (default :data:`COVERAGE_RANGES`); a kind without one
+            is not shaded.
+        ncols: panels per row.
+        bins: histogram bins over [0, 1].
+
+    Returns:
+        The matplotlib Figure.
+    """
     import matplotlib.pyplot as plt
 
     names = list(coverage)

@@ -110,19 +110,28 @@ def load_or_build_eval_sets(ctx: Context, kinds: Sequence[str] = EVAL_KINDS, n: 
                             root: str | Path | None = None) -> dict[str, OcclusionResult]:
     """The run's fixed occluded evaluation sets, one per kind, built once and cached.
 
-    Takes ``n`` (default ``ctx.profile.eval_samples``, at most the split size) faces of
-    ``ctx.dataset.<split>`` chosen by :func:`eval_indices` (the same faces for every kind) and
-    occludes them with :func:`make_eval_set` using :func:`kind_seed` ``(seed, kind)`` (default
-    seed ``ctx.profile.seed``). Each set is saved with :func:`save_occlusion_set` as
-    ``<root>/<kind>.pt`` where ``root`` defaults to ``cache_dir()/eval_sets/<hash>``, the hash
-    covering the chosen images and landmarks (their bytes), n, seed, fill, split and
-    :data:`EVAL_SET_VERSION` (not the list of kinds: any subset reuses the files); later calls
-    (notebook 05's evaluation) load the very same images.
-    ``ctx`` needs only ``ctx.profile.eval_samples``, ``ctx.profile.seed`` and
-    ``ctx.dataset.<split>.batch(indices)`` returning ``{'image' (B, 3, H, W), 'landmarks'
-    (B, 68, 2)}``. Returns ``{kind: OcclusionResult}`` with ``params['indices']`` (the split
-    rows, for the ground truth), ``params['split']`` and ``params['path']``.
+    Takes ``n`` faces of ``ctx.dataset.<split>`` chosen by :func:`eval_indices` (the same faces for every
+    kind) and occludes them with :func:`make_eval_set` using :func:`kind_seed` ``(seed, kind)``. Each set
+    is saved with :func:`save_occlusion_set` as ``<root>/<kind>.pt`` where ``root`` defaults to
+    ``cache_dir()/eval_sets/<hash>``, the hash covering the chosen images and landmarks (their bytes), n,
+    seed, fill, split and :data:`EVAL_SET_VERSION` (not the list of kinds: any subset reuses the files);
+    later calls (notebook 05's evaluation) load the very same images.
     Taught in notebook 02, section 9; used by notebook 05 (paper Sec. 4.2, Tables 1-7).
+
+    Args:
+        ctx: needs only ``ctx.profile.eval_samples``, ``ctx.profile.seed`` and
+            ``ctx.dataset.<split>.batch(indices)`` returning ``{'image' (B, 3, H, W), 'landmarks' (B, 68, 2)}``.
+        kinds: occlusion kinds of :data:`KINDS` (default :data:`EVAL_KINDS`).
+        n: faces per set (default ``ctx.profile.eval_samples``, at most the split size).
+        seed: the base seed (default ``ctx.profile.seed``).
+        split: the dataset split.
+        fill: the fill of the occluders (:data:`FILLS`).
+        root: the folder of the files (default ``cache_dir()/eval_sets/<hash>``).
+
+    Returns:
+        ``{kind: OcclusionResult}`` (images ``(n, 3, H, W)`` float32 in [0, 1] on 8-bit levels, masks
+        ``(n, 1, H, W)`` bool, coverage ``(n,)``) with ``params['indices']`` (the split rows, for the ground
+        truth), ``params['split']`` and ``params['path']``.
     """
     kinds = [str(k).lower() for k in kinds]
     bad = [k for k in kinds if k not in KINDS]

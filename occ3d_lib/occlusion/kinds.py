@@ -83,8 +83,8 @@ KIND_DESCRIPTIONS: dict[str, str] = {
     "mixed": "per sample, a kind drawn uniformly from MIXED_KINDS (squares, full, patterns, natural).",
 }
 
-# documented ranges of the *union* coverage returned per kind (checked by tests/test_occlusion.py
-# on 200 samples of jittered canonical faces at 96x96); exact by construction for the squares and
+# documented ranges of the *union* coverage returned per kind (checked by tests/test_apply.py,
+# test_coverage_within_documented_range, on jittered canonical faces); exact by construction for the squares and
 # 'full', up to pixel discretisation of the analytic area for the patterns.
 _RECT_COV = {
     "dsofi": ((2 - oc.MAX_SQUARE_OVERLAP) * _A["dsofi"][0], 2 * _A["dsofi"][1]),
@@ -139,8 +139,16 @@ def kind_seed(seed: int, kind: str) -> int:
 
 
 def kinds_table(kinds: Sequence[str] | None = None) -> str:
-    """A markdown table: kind, definition (``KIND_DESCRIPTIONS``) and documented coverage range
-    (``COVERAGE_RANGES``) of each kind. Taught in notebook 02, sections 2-4."""
+    """A markdown table: kind, definition (``KIND_DESCRIPTIONS``) and documented coverage range (``COVERAGE_RANGES``).
+
+    Taught in notebook 02, sections 2-4.
+
+    Args:
+        kinds: the kinds, one row each (default all of :data:`KINDS`); an unknown kind is a ``ValueError``.
+
+    Returns:
+        The markdown table as a str.
+    """
     kinds = list(kinds) if kinds is not None else [k for k in KINDS]
     rows = ["| kind | definition | coverage of the face region |", "|---|---|---|"]
     for k in kinds:
@@ -257,8 +265,17 @@ def _region_masks(regs: list[oc.Region], height: int, width: int, device: torch.
 
 def landmarks_covered(masks: Tensor, landmarks: Tensor, idx: Sequence[int]) -> Tensor:
     """Whether landmarks ``idx`` of each face lie under its mask (the pixel nearest each point).
-    masks ``(B, 1, H, W)`` bool, landmarks ``(B, 68, 2)`` pixels -> ``(B, len(idx))`` bool. Notebook 02,
-    section 4 checks the natural occluders' placement with it."""
+
+    Notebook 02, section 4 checks the natural occluders' placement with it.
+
+    Args:
+        masks: ``(B, 1, H, W)`` bool occluder masks.
+        landmarks: ``(B, 68, 2)`` pixels (x = column, y = row).
+        idx: the landmark indices to test.
+
+    Returns:
+        ``(B, len(idx))`` bool.
+    """
     p = landmarks[:, list(idx)].round().long().clamp(0, masks.shape[-1] - 1)
     return masks[torch.arange(len(landmarks))[:, None], 0, p[..., 1], p[..., 0]]
 

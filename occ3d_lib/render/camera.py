@@ -57,7 +57,14 @@ def transform(verts: Tensor, rotation: Tensor, trans: Tensor) -> Tensor:
 
 
 def camera_intrinsics(image_size: int) -> tuple[float, float]:
-    """(focal, centre) in pixels for a square image: 1015 and 112 at 224, scaled linearly."""
+    """(focal, centre) in pixels for a square image: 1015 and 112 at 224, scaled linearly.
+
+    Args:
+        image_size: the side S of the square image (a positive int).
+
+    Returns:
+        ``(focal, centre)`` as two floats, ``1015 * S / 224`` and ``112 * S / 224``.
+    """
     if not isinstance(image_size, int) or image_size <= 0:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     s = image_size / 224.0
@@ -67,9 +74,16 @@ def camera_intrinsics(image_size: int) -> tuple[float, float]:
 def project(points: Tensor, image_size: int) -> Tensor:
     """Perspective projection of world points to screen (x = column, y = row, depth z') (Eq. 5).
 
-    (B, N, 3) -> (B, N, 3) with depth z' = 10 - z (camera at z = 10 looking down -z) and
-    x = u - 1/2, y = (S - 1/2) - v: pixel (r, c) is centred at (c, r) and covers the image-plane
-    square of which u = c + 1/2, v = S - 1/2 - r is the centre (see the module docstring).
+    The camera sits at z = 10 looking down -z, so z' = 10 - z; x = u - 1/2 and y = (S - 1/2) - v:
+    pixel (r, c) is centred at (c, r) and covers the image-plane square of which
+    u = c + 1/2, v = S - 1/2 - r is the centre (see the module docstring).
+
+    Args:
+        points: world points ``(B, N, 3)`` (any leading dims ``(..., 3)``).
+        image_size: the side S of the square image.
+
+    Returns:
+        ``(B, N, 3)``: x (column), y (row) in pixels and the depth z'.
     """
     focal, centre = camera_intrinsics(image_size)
     depth = CAMERA_DISTANCE - points[..., 2]

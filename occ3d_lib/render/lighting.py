@@ -19,7 +19,14 @@ DC_OFFSET = 0.8
 
 
 def sh_basis(normals: Tensor) -> Tensor:
-    """The 9 scaled SH basis values psi_b(n) of Eq. 4 for unit normals. (..., 3) -> (..., 9)."""
+    """The 9 scaled SH basis values psi_b(n) of Eq. 4 for unit normals.
+
+    Args:
+        normals: unit normals ``(..., 3)``.
+
+    Returns:
+        ``(..., 9)`` basis values.
+    """
     x, y, z = normals[..., 0], normals[..., 1], normals[..., 2]
     return torch.stack([
         torch.full_like(x, A0 * C0),
@@ -44,7 +51,15 @@ def gamma_matrix(gamma: Tensor) -> Tensor:
 
 
 def irradiance(normals: Tensor, gamma: Tensor) -> Tensor:
-    """Per-vertex RGB irradiance sum_b gamma_b psi_b(n). (B, N, 3), (B, 27) -> (B, N, 3)."""
+    """Per-vertex RGB irradiance sum_b gamma_b psi_b(n).
+
+    Args:
+        normals: unit vertex normals ``(B, N, 3)``.
+        gamma: SH light ``(B, 27)`` (RGB x 9; the 0.8 DC offset is added here, :func:`gamma_matrix`).
+
+    Returns:
+        ``(B, N, 3)`` RGB irradiance.
+    """
     return torch.einsum("bnk,bck->bnc", sh_basis(normals), gamma_matrix(gamma))
 
 
@@ -54,12 +69,28 @@ def shade(albedo: Tensor, normals: Tensor, gamma: Tensor) -> Tensor:
 
 
 def white_gamma(sh9: Tensor) -> Tensor:
-    """The paper's white light (gamma in R^9) as RNet's 27 values (equal RGB rows). (B, 9) -> (B, 27)."""
+    """The paper's white light (gamma in R^9) as RNet's 27 values (equal RGB rows).
+
+    Args:
+        sh9: nine SH coefficients ``(B, 9)``.
+
+    Returns:
+        ``(B, 27)``: ``sh9`` repeated for R, G and B.
+    """
     return sh9.unsqueeze(1).expand(-1, 3, -1).reshape(-1, 27)
 
 
 def tinted_gamma(sh9: Tensor, tint: Tensor) -> Tensor:
-    """A coloured light: the nine coefficients ``sh9`` (B, 9) scaled per colour by ``tint`` (B, 3) or (3,)
-    -> (B, 27). ``tint = (1, 1, 1)`` is :func:`white_gamma`. Notebook 01, section 3."""
+    """A coloured light: the nine coefficients ``sh9`` scaled per colour by ``tint``.
+
+    ``tint = (1, 1, 1)`` is :func:`white_gamma`. Notebook 01, section 3.
+
+    Args:
+        sh9: nine SH coefficients ``(B, 9)``.
+        tint: RGB scale ``(B, 3)`` or ``(3,)`` (a tensor or a sequence).
+
+    Returns:
+        ``(B, 27)``: the R, G and B rows of nine, each ``sh9`` times its tint.
+    """
     tint = torch.as_tensor(tint, dtype=sh9.dtype).reshape(-1, 3)
     return (sh9.unsqueeze(1) * tint.unsqueeze(-1)).reshape(-1, 27)

@@ -190,11 +190,21 @@ def _candidate_pass(zkeys: Tensor, pts: Tensor, tri: Tensor, sel: Tensor, xmin: 
 def rasterize(screen: Tensor, tri: Tensor, image_size: int, cull_backfaces: bool = False) -> Fragments:
     """Rasterise projected triangles into per-pixel :class:`Fragments` (notebook 01, section 4).
 
-    screen (B, N, 3): x = column, y = row, z' = camera depth (from :func:`geometry.project`);
-    tri (F, 3) int64 vertex ids. Pixel (r, c) is sampled at (x=c, y=r); nearest depth wins.
-    Triangles are skipped when degenerate (zero area), when any vertex has z' <= 0 or is not
-    finite, and, with ``cull_backfaces``, when they face away from the camera (FaceModel
-    winding: outward normals, i.e. clockwise on screen because rows point down).
+    Pixel (r, c) is sampled at (x=c, y=r); nearest depth wins. Triangles are skipped when degenerate
+    (zero area), when any vertex has z' <= 0 or is not finite, and, with ``cull_backfaces``, when they
+    face away from the camera (FaceModel winding: outward normals, i.e. clockwise on screen because
+    rows point down).
+
+    Args:
+        screen: ``(B, N, 3)`` floating: x = column, y = row, z' = camera depth (from :func:`geometry.project`).
+        tri: ``(F, 3)`` int64 vertex ids.
+        image_size: the side S of the square image.
+        cull_backfaces: skip triangles that face away from the camera.
+
+    Returns:
+        :class:`Fragments` with ``face_idx (B, S, S)`` int64 (-1 where empty), ``bary (B, S, S, 3)``
+        (differentiable w.r.t. ``screen``), ``depth (B, S, S)``, ``mask (B, S, S)`` bool and
+        ``index (M,)`` the flat indices of the M covered pixels.
     """
     _check_inputs(screen, tri, image_size)
     bsz, s = screen.shape[0], image_size

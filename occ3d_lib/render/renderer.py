@@ -49,8 +49,20 @@ def rasterize_vertices(vertices: Tensor, tri: Tensor, image_size: int, cull_back
     """Posed world vertices (B, N, 3) through the camera of Eq. 5 into :class:`~occ3d_lib.render.raster.Fragments`.
 
     ``backend`` "occ3d" projects with :func:`occ3d_lib.render.camera.project` and runs
-    :func:`occ3d_lib.render.raster.rasterize`; "pytorch3d" runs :func:`occ3d_lib.render.raster_pytorch3d.rasterize_pytorch3d`
-    with the same camera; "auto" picks by the vertices' device (:func:`resolve_backend`). Notebook 01, section 5.
+    :func:`occ3d_lib.render.raster.rasterize`; "pytorch3d" runs
+    :func:`occ3d_lib.render.raster_pytorch3d.rasterize_pytorch3d` with the same camera; "auto" picks by the
+    vertices' device (:func:`resolve_backend`). Notebook 01, section 5.
+
+    Args:
+        vertices: posed world vertices ``(B, N, 3)``.
+        tri: ``(F, 3)`` int64 triangles.
+        image_size: the side S of the square image.
+        cull_backfaces: skip triangles that face away from the camera.
+        backend: "occ3d", "pytorch3d" or "auto".
+
+    Returns:
+        :class:`~occ3d_lib.render.raster.Fragments` for B images of S x S pixels (``face_idx (B, S, S)``,
+        ``bary (B, S, S, 3)``, ``depth (B, S, S)``, ``mask (B, S, S)``, ``index (M,)``).
     """
     backend = resolve_backend(backend, vertices.device)
     if backend == "pytorch3d":
@@ -192,11 +204,19 @@ def compare_backends(model: FaceModel, coeffs: Tensor, image_size: int, backgrou
                      repeats: int = 3) -> dict[str, Any]:
     """Render the same coefficients with occ3d's rasteriser and with PyTorch3D's (notebook 01, section 5).
 
-    coeffs (B, 257) on the model's device. Returns ``{"occ3d": RenderOutput, "pytorch3d": RenderOutput,
-    "face_idx": {backend: (B, S, S) visible triangle per pixel}, "same_face": fraction of the pixels covered
-    by either backend where both see the same triangle, "max_abs_diff": largest |image difference|,
-    "seconds": {backend: median wall time of one render without gradients over ``repeats``, after one
-    untimed warm-up}}``.
+    Args:
+        model: the FaceModel both renderers use.
+        coeffs: ``(B, 257)`` on the model's device.
+        image_size: the side S of the renders.
+        background: ``(B, 3, S, S)`` in [0, 1], or None (black).
+        repeats: timed renders per backend (a positive int).
+
+    Returns:
+        A dict: ``"occ3d"`` and ``"pytorch3d"`` (each that backend's :class:`RenderOutput`), ``"face_idx"``
+        ({backend: ``(B, S, S)`` visible triangle per pixel}), ``"same_face"`` (float: the fraction of the
+        pixels covered by either backend where both see the same triangle), ``"max_abs_diff"`` (float: the
+        largest |image difference|) and ``"seconds"`` ({backend: median wall time of one render without
+        gradients over ``repeats``, after one untimed warm-up: the rasterisation that fills ``face_idx``}).
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")

@@ -57,10 +57,25 @@ def _row(result: Mapping[str, Any], diff: tuple[str, str] | None) -> tuple[list[
 def model_comparer(models: Mapping[str, Any], images: Tensor, landmarks: Tensor, renderer: Any,
                    kinds: Sequence[str] = ("shofi", "dhofi", "dsofi", "random_pattern", "sunglasses", "hand"),
                    diff: tuple[str, str] | None = ("sopi", "mopi"), n_static: int = 3) -> Any:
-    """Widget (face index, occlusion kind, seed) comparing ``models`` on held-out faces ``images`` (N, 3, S, S)
-    with true ``landmarks`` (N, 68, 2): the occluded input, each model's reconstruction with its landmark ME
-    and, where two models overlap, the difference of their renders (``diff``). Headless: a static grid of the
-    first ``n_static`` faces under ``kinds[0]``. Notebook 05 section 9."""
+    """Widget (face index, occlusion kind, seed) comparing ``models`` on held-out faces.
+
+    It shows the occluded input, each model's reconstruction with its landmark ME and, where two models
+    overlap, the difference of their renders (``diff``). Headless: a static grid of the first ``n_static``
+    faces under ``kinds[0]``. Notebook 05 section 9.
+
+    Args:
+        models: ``{name: model}``, one column each.
+        images: held-out faces ``(N, 3, S, S)`` in [0, 1].
+        landmarks: their true landmarks ``(N, 68, 2)`` in pixels.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer` at size S.
+        kinds: the occluder menu; ``kinds[0]`` is the first shown and the static grid's.
+        diff: two model names whose renders' difference (x 4) is shown when both are in ``models``, or None.
+        n_static: faces in the static grid.
+
+    Returns:
+        An ipywidgets ``VBox`` in a live session, else the static grid's matplotlib Figure
+        (:func:`occ3d_lib.core.viz.interactive_or_static`).
+    """
     kinds = list(kinds)
     if len(images) != len(landmarks) or len(images) == 0:
         raise ValueError(f"need as many landmarks as images (and at least one), got {len(images)} and {len(landmarks)}")

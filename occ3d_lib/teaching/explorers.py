@@ -46,8 +46,21 @@ def face_coeffs(face_width: float = 0.0, face_height: float = 0.0, nose: float =
 
 def component_sweep(renderer: FaceRenderer, part: str, k: int, gamma: Tensor, yaw: float = 0.35,
                     background: float = 0.85) -> Tensor:
-    """Component ``k`` of ``part`` ('id', 'exp', 'tex') at -3, 0 and +3 standard deviations, at ``yaw``
-    under the light ``gamma`` (1, 27): images (3, 3, S, S). Notebook 01, section 1 (Eq. 3)."""
+    """Component ``k`` of ``part`` at -3, 0 and +3 standard deviations, at ``yaw`` under the light ``gamma``.
+
+    Notebook 01, section 1 (Eq. 3).
+
+    Args:
+        renderer: the :class:`~occ3d_lib.render.renderer.FaceRenderer` (its image size S).
+        part: the coefficient group: 'id', 'exp' or 'tex'.
+        k: the component's index within ``part``.
+        gamma: the SH light ``(1, 27)``.
+        yaw: the head's yaw in radians.
+        background: the grey level of the background in [0, 1].
+
+    Returns:
+        Images ``(3, 3, S, S)`` in [0, 1], one per value -3, 0, +3.
+    """
     c = torch.zeros(3, coeffs.N_COEFFS)
     c[:, coeffs.SLICES[part].start + k] = torch.tensor([-3.0, 0.0, 3.0])
     c[:, coeffs.SLICES["angle"]] = torch.tensor([0.0, yaw, 0.0])
@@ -57,8 +70,16 @@ def component_sweep(renderer: FaceRenderer, part: str, k: int, gamma: Tensor, ya
 
 
 def face_explorer(renderer: FaceRenderer) -> Any:
-    """Sliders over :func:`face_coeffs` drawing the face and its landmarks, or headless a grid of eight
-    settings. Notebook 01, section 6."""
+    """Sliders over :func:`face_coeffs` drawing the face and its landmarks, or headless a grid of eight settings.
+
+    Notebook 01, section 6.
+
+    Args:
+        renderer: the :class:`~occ3d_lib.render.renderer.FaceRenderer` that draws the face.
+
+    Returns:
+        An ipywidgets ``interactive`` in a live session; headless None (the grid is drawn with ``plt.show()``).
+    """
     s = renderer.image_size
 
     def render(**kw: float) -> RenderOutput:
@@ -110,10 +131,20 @@ def occlusion_explorer(image: Tensor, landmarks: Tensor, kinds: Sequence[str] = 
                                                                                  "star", "crown", "ellipse",
                                                                                  "polygon", "scribble",
                                                                                  *NATURAL_KINDS)) -> Any:
-    """An ipywidgets explorer (kind, size, colour, position, seed) over one face, or, headless
-    (``viz.headless()``), a static figure of a few settings: the same kind at three sizes, at
-    three positions and in three colours. image ``(3, H, W)``, landmarks ``(68, 2)``.
-    Taught in notebook 02, section 10 (paper Sec. 4.1.1: occluder size and colour)."""
+    """An ipywidgets explorer (kind, size, colour, position, seed) over one face, or a static figure headless.
+
+    Headless (``viz.headless()``) it draws a few settings: the same kind at three sizes, at three
+    positions and in three colours. Taught in notebook 02, section 10 (paper Sec. 4.1.1: occluder size
+    and colour).
+
+    Args:
+        image: the face ``(3, H, W)`` in [0, 1].
+        landmarks: its landmarks ``(68, 2)`` in pixels.
+        kinds: the kind menu (the first is selected).
+
+    Returns:
+        An ipywidgets ``VBox`` in a live session, else the static matplotlib Figure.
+    """
     kinds = list(kinds)
 
     def static():

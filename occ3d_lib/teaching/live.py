@@ -64,8 +64,19 @@ class LossPlot:
 
 
 def loss_plot(title: str, keys: tuple[str, ...] = ("loss",), every: int = 1, total: int | None = None) -> LossPlot | None:
-    """A live loss curve for a stage's ``callback`` in a JupyterLab session; ``None`` headless, where nothing
-    would watch it (the notebooks draw the finished history after the cell). ``total``: the stage's steps."""
+    """A live loss curve for a stage's ``callback`` in a JupyterLab session.
+
+    ``None`` headless, where nothing would watch it (the notebooks draw the finished history after the cell).
+
+    Args:
+        title: the figure's title.
+        keys: the logged loss terms drawn.
+        every: redraw every ``every`` logged records (>= 1).
+        total: the stage's steps (the x axis' end), or None.
+
+    Returns:
+        A :class:`LossPlot`, or None headless (:func:`occ3d_lib.core.viz.headless`).
+    """
     if viz.headless():
         return None
     return LossPlot(title, keys, every, total)
@@ -80,9 +91,20 @@ def stage_record(summary: Mapping[str, Any] | None, stage: str) -> dict[str, Any
 
 
 def runtime_note(summary: Mapping[str, Any] | None, stage: str, steps: int, what: str | None = None) -> str:
-    """One sentence, in minutes, on what ``steps`` steps of ``stage`` cost in the published course run (a
-    ``summary.json`` dict, e.g. ``pipeline.read_summary(required=False)``): its seconds per step times ``steps``.
-    Says so when the run has no record of the stage. Notebooks 03 and 04, before each training cell."""
+    """One sentence, in minutes, on what ``steps`` steps of ``stage`` cost in the published course run.
+
+    Its seconds per step times ``steps``; says so when the run has no record of the stage. Notebooks 03
+    and 04, before each training cell.
+
+    Args:
+        summary: the run's ``summary.json`` dict (e.g. ``pipeline.read_summary(required=False)``), or None.
+        stage: the stage's name in the summary's ``stages`` entries.
+        steps: the steps trained here.
+        what: how the sentence names the stage (default ``stage``).
+
+    Returns:
+        The sentence as a markdown str (it starts with ``*Runtime:*``).
+    """
     what = what or stage
     rec = stage_record(summary, stage)
     if rec is None or not rec.get("s_per_step"):

@@ -61,8 +61,16 @@ class FaceCrop:
 
 
 def load_photo(source: Any) -> tuple[np.ndarray, str]:
-    """A photo as (H, W, 3) uint8 RGB and a name for messages. ``source``: a name of :data:`SHIPPED_PHOTOS`, the
-    path of an image file, or an image array. No such file or not an image -> :class:`PhotoError`."""
+    """A photo as (H, W, 3) uint8 RGB and a name for messages.
+
+    No such file or not an image -> :class:`PhotoError`.
+
+    Args:
+        source: a name of :data:`SHIPPED_PHOTOS`, the path of an image file, or an image array.
+
+    Returns:
+        ``(photo, name)``: the ``(H, W, 3)`` uint8 RGB array and a str naming it.
+    """
     if isinstance(source, np.ndarray):
         try:
             return np.asarray(align.as_pil_rgb(source), dtype=np.uint8), "the image array"
@@ -91,9 +99,20 @@ def load_photo(source: Any) -> tuple[np.ndarray, str]:
 
 
 def find_face(photo: np.ndarray, name: str = "the photo", size: int = align.CROP_SIZE) -> FaceCrop:
-    """Find the face with dlib's 68-point detector and align it to the ``size`` crop from the 5 points taken from
-    the 68 (Deep3DFaceRecon's); when dlib finds none, from MTCNN's 5 points (no landmarks then). No face ->
-    :class:`PhotoError`."""
+    """Find the face with dlib's 68-point detector and align it to the ``size`` crop.
+
+    The alignment uses the 5 points taken from the 68 (Deep3DFaceRecon's); when dlib finds none, MTCNN's
+    5 points (no landmarks then). No face -> :class:`PhotoError`.
+
+    Args:
+        photo: ``(H, W, 3)`` uint8 RGB (:func:`load_photo`).
+        name: the photo's name in messages.
+        size: the side of the square crop (default RNet's 224).
+
+    Returns:
+        A :class:`FaceCrop`: ``crop (size, size, 3)`` uint8, ``landmarks (68, 2)`` crop pixels (None with
+        MTCNN), ``detector`` ('dlib' or 'MTCNN'), ``name`` and the alignment ``transform``.
+    """
     lm68 = detect_landmarks68(photo)
     if lm68 is not None:
         crop, tf, lm = align.align_face(photo, align.extract_5p(lm68), size=size, lm68=lm68)
@@ -166,8 +185,25 @@ def reconstruct(models: Mapping[str, Any], image: Tensor, renderer: Any, landmar
 def photo_result(models: Mapping[str, Any], renderer: Any, source: Any = "astronaut", kind: str = "none",
                  seed: int = 0, square: tuple[float, float, float] | None = None,
                  colour: Sequence[float] = SQUARE_COLOURS["black"], face: FaceCrop | None = None) -> dict[str, Any]:
-    """The whole path on one photo: :func:`load_photo`, :func:`find_face` (skipped when ``face`` is given),
-    :func:`occlude_crop`, :func:`reconstruct`. Adds ``face`` and ``coverage`` to :func:`reconstruct`'s dict."""
+    """The whole path on one photo: :func:`load_photo`, :func:`find_face`, :func:`occlude_crop`, :func:`reconstruct`.
+
+    :func:`find_face` is skipped when ``face`` is given.
+
+    Args:
+        models: ``{name: model}``.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer` (its size s).
+        source: a shipped photo's name, a file path or an image array (:func:`load_photo`).
+        kind: the occluder: 'none', 'square' or a kind of :data:`occ3d_lib.occlusion.kinds.KINDS`.
+        seed: the occluder's seed.
+        square: ``(u, v, area)`` of the 'square' occluder, or None for (0.5, 0.3, 0.2).
+        colour: the square's RGB in [0, 1].
+        face: an already found :class:`FaceCrop`, or None.
+
+    Returns:
+        :func:`reconstruct`'s dict (``input (3, s, s)``, ``renders`` {model: ``(3, s, s)``}, ``landmarks``
+        {model: ``(68, 2)``}, ``dlib`` ``(68, 2)`` or None, ``me`` {model: px at 224}) with ``face``
+        (the FaceCrop), ``coverage`` (float) and ``kind`` added.
+    """
     if face is None:
         photo, name = load_photo(source)
         face = find_face(photo, name)
@@ -190,8 +226,17 @@ def _row(res: Mapping[str, Any]) -> tuple[list[Tensor], list[str], list[Any]]:
 
 
 def photo_figure(results: Sequence[Mapping[str, Any]], size: float = 2.4):
-    """Rows of :func:`photo_result` dicts: the occluded crop with dlib's 68 points (green), then each model's
-    reconstruction drawn over it with its projected landmarks (red)."""
+    """Rows of :func:`photo_result` dicts: the occluded crop with dlib's 68 points (green), then the models.
+
+    Each model's reconstruction is drawn over the crop with its projected landmarks (red).
+
+    Args:
+        results: :func:`photo_result` dicts, one row each (the same models in each).
+        size: inches per cell.
+
+    Returns:
+        The matplotlib Figure (:func:`occ3d_lib.core.viz.image_grid`).
+    """
     imgs, titles, pred, true = [], [], [], []
     for res in results:
         i, t, lm = _row(res)
@@ -207,9 +252,23 @@ def photo_figure(results: Sequence[Mapping[str, Any]], size: float = 2.4):
 
 def photo_explorer(models: Mapping[str, Any], renderer: Any, photos: Sequence[str] = tuple(SHIPPED_PHOTOS),
                    occluders: Sequence[str] = OCCLUDERS, static_kinds: Sequence[str] = ("none", "sunglasses")) -> Any:
-    """Widget: a photo (a shipped one, or the path typed in the box), an occluder (menu, seed, and the square's
-    place, size and colour) and each model's reconstruction beside the input. A problem with the photo shows as
-    one line under the controls. Headless: a static grid of ``photos`` under each of ``static_kinds``."""
+    """Widget: a photo, an occluder and each model's reconstruction beside the input.
+
+    The photo is a shipped one or the path typed in the box; the occluder has a menu, a seed, and the
+    square's place, size and colour. A problem with the photo shows as one line under the controls.
+    Headless: a static grid of ``photos`` under each of ``static_kinds``.
+
+    Args:
+        models: ``{name: model}``.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer`.
+        photos: the photo menu (names of :data:`SHIPPED_PHOTOS` or paths).
+        occluders: the occluder menu (:data:`OCCLUDERS`).
+        static_kinds: the occluders of the static grid.
+
+    Returns:
+        An ipywidgets ``VBox`` in a live session; headless the static matplotlib Figure, or None when no
+        photo could be used (the problems are printed).
+    """
     def static():
         rows, notes = [], []
         for src in photos:

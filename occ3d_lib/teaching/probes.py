@@ -45,10 +45,22 @@ class LandmarkProbe:
 
 
 def fit_landmark_probe(images: Tensor, landmarks: Tensor, lam: float = 1.0, size: int = 16) -> LandmarkProbe:
-    """Fit a :class:`LandmarkProbe` by ridge regression (closed form, ``(F^T F + lam I) W = F^T Y``)
-    from ``images (B, C, H, W)`` to ``landmarks (B, 68, 2)``. A stand-in for RNet that takes a
-    second to train: notebook 02, section 1 shows it fails on occluded faces when trained on clean
-    ones and degrades less when trained on occluded ones (the idea behind SOPI, paper Sec. 3.1.1)."""
+    """Fit a :class:`LandmarkProbe` by ridge regression (closed form, ``(F^T F + lam I) W = F^T Y``).
+
+    A stand-in for RNet that takes a second to train: notebook 02, section 1 shows it fails on occluded
+    faces when trained on clean ones and degrades less when trained on occluded ones (the idea behind
+    SOPI, paper Sec. 3.1.1). The bias is not shrunk.
+
+    Args:
+        images: ``(B, C, H, W)`` float in [0, 1] or uint8; features are their grey levels pooled to
+            ``size x size``, standardised.
+        landmarks: ``(B, 68, 2)`` pixels, the targets.
+        lam: the ridge weight (>= 0).
+        size: the side of the pooled grey image (F = size^2 features).
+
+    Returns:
+        The fitted :class:`LandmarkProbe` (``weights (F + 1, 136)``, ``mean (F,)``, ``std (F,)``, ``size``).
+    """
     if lam < 0:
         raise ValueError(f"lam must be >= 0, got {lam}")
     if landmarks.shape != (images.shape[0], 68, 2):
@@ -66,7 +78,18 @@ def fit_landmark_probe(images: Tensor, landmarks: Tensor, lam: float = 1.0, size
 
 
 def raster_colours_and_depth(screen: Tensor, tri: Tensor, image_size: int, colours: Tensor) -> tuple[Tensor, Tensor]:
-    """Rasterise ``screen`` (B, N, 3) and interpolate per-vertex ``colours`` (B, N, C): (image (B, S, S, C),
-    depth (B, S, S)), the function notebook 01, section 4 gradchecks through the rasteriser."""
+    """Rasterise ``screen`` and interpolate per-vertex ``colours``.
+
+    The function notebook 01, section 4 gradchecks through the rasteriser.
+
+    Args:
+        screen: projected vertices ``(B, N, 3)`` (x = column, y = row, depth z').
+        tri: ``(F, 3)`` int64 triangles.
+        image_size: the side S of the image.
+        colours: per-vertex attributes ``(B, N, C)``.
+
+    Returns:
+        ``(image, depth)``: ``(B, S, S, C)`` (zeros where no triangle covers the pixel) and ``(B, S, S)``.
+    """
     frags = raster.rasterize(screen, tri, image_size)
     return raster.interpolate(colours, tri, frags), frags.depth

@@ -184,8 +184,18 @@ def train_embedder(ctx: Context, settings: EmbedderSettings = EmbedderSettings()
     """Train (or load the cached) synthetic FaceNet; returns it frozen. Notebook 04, section 2.
 
     ``profile.embedder_steps`` steps of ``profile.embedder_batch_size`` views rendered at
-    ``profile.embedder_image_size``; resumable and cached (``final.pt``) in
-    ``ctx.stage_dir('embedder', ...)``.
+    ``profile.embedder_image_size``; resumable and cached (``final.pt``) in ``ctx.stage_dir('embedder', ...)``.
+
+    Args:
+        ctx: the run's Context (profile, face model, device, run folder).
+        settings: how it is trained (:class:`EmbedderSettings`).
+        progress: show a progress bar; None follows ``ctx.progress``.
+        callback: called as ``callback(trainer, record)`` on each logged record (e.g.
+            :func:`occ3d_lib.teaching.live.loss_plot`'s plot), or None.
+
+    Returns:
+        The frozen :class:`~occ3d_lib.nets.facenet.FaceEmbedder` (images ``(B, 3, H, W)`` -> ``(B, 512)``)
+        with ``history`` and ``out_dir``.
     """
     p = ctx.profile
     cfg = embedder_config(ctx, settings)
@@ -200,8 +210,20 @@ def train_embedder(ctx: Context, settings: EmbedderSettings = EmbedderSettings()
 
 
 def get_embedder(ctx: Context, settings: EmbedderSettings = EmbedderSettings(), **kw: Any) -> FaceEmbedder:
-    """The frozen embedder of this context: published weights (``facenet='vggface2'/'casia-webface'``)
-    or the synthetic one (trained and cached on first use). Notebook 04, section 2."""
+    """The frozen embedder of this context: published weights or the synthetic one.
+
+    Published weights when ``facenet='vggface2'/'casia-webface'``; otherwise the shipped pretrained one
+    (``profile.pretrained``) or one trained and cached on first use. Notebook 04, section 2.
+
+    Args:
+        ctx: the run's Context (its ``facenet_spec``, profile and device).
+        settings: how the synthetic embedder is trained (:class:`EmbedderSettings`).
+        **kw: ``progress`` and ``callback`` of :func:`train_embedder` (used only when it trains).
+
+    Returns:
+        A frozen :class:`~occ3d_lib.nets.facenet.FaceEmbedder`: images ``(B, 3, H, W)`` in [0, 1] ->
+        ``(B, 512)`` unit embeddings.
+    """
     if ctx.facenet_spec in FACENET_WEIGHTS:
         return load_pretrained_embedder(ctx.facenet_spec, ctx.device)
     if ctx.facenet_spec != "synthetic":
@@ -265,9 +287,18 @@ def verification_report(embedder: nn.Module, images: Tensor, identity: Tensor | 
                         batch_size: int = 64) -> dict[str, Any]:
     """Face verification on labelled images (notebook 04, section 2; the series asks >= 0.90 accuracy).
 
-    Every unordered pair of distinct images is a trial; its score is the cosine similarity of the
-    two embeddings. images (M, 3, S, S) in [0, 1], identity (M,) ints. Returns :func:`roc_curve`'s
-    dict plus ``n_same``, ``n_diff``, ``mean_cos_same``, ``mean_cos_diff`` and ``n_images``.
+    Every unordered pair of distinct images is a trial; its score is the cosine similarity of the two
+    embeddings.
+
+    Args:
+        embedder: the FaceNet (unit embeddings, so the dot product is the cosine).
+        images: ``(M, 3, S, S)`` in [0, 1].
+        identity: ``(M,)`` int identity labels (a tensor or an array); both same and different pairs must occur.
+        batch_size: images per forward pass.
+
+    Returns:
+        :func:`roc_curve`'s dict (``fpr``, ``tpr``, ``thresholds`` numpy arrays, ``auc``, ``accuracy``,
+        ``threshold``) plus ``n_same``, ``n_diff``, ``mean_cos_same``, ``mean_cos_diff`` and ``n_images``.
     """
     ident = torch.as_tensor(np.asarray(identity)).long().flatten()
     if ident.shape[0] != images.shape[0]:

@@ -271,7 +271,12 @@ def geometric_teacher_losses(landmarks: Tensor, shape: Tensor, gt_landmarks: Ten
 def se_loss(pred: Tensor, target: Tensor) -> Tensor:
     """Eq. 6 squared-error loss: ``mean_b (1/M) sum_m (v_u - v)_m^2`` with M = 257 (notebook 03).
 
-    pred (trainee v), target (trainer v_u): (B, 257) -> scalar.
+    Args:
+        pred: the trainee's coefficients v ``(B, 257)``.
+        target: the trainer's coefficients v_u ``(B, 257)``.
+
+    Returns:
+        A scalar tensor (differentiable w.r.t. ``pred``).
     """
     validate_coeffs(pred, "pred")
     validate_coeffs(target, "target")
@@ -280,7 +285,15 @@ def se_loss(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def l1_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """L1 distillation loss of the Fig. 6 ablation: ``mean_b (1/M) sum_m |v_u - v|_m``. (B, 257) -> scalar."""
+    """L1 distillation loss of the Fig. 6 ablation: ``mean_b (1/M) sum_m |v_u - v|_m``.
+
+    Args:
+        pred: the trainee's coefficients v ``(B, 257)``.
+        target: the trainer's coefficients v_u ``(B, 257)``.
+
+    Returns:
+        A scalar tensor.
+    """
     validate_coeffs(pred, "pred")
     validate_coeffs(target, "target")
     _same_shape(pred, target, "pred", "target")
@@ -295,7 +308,15 @@ def kl_loss(pred: Tensor, target: Tensor, temperature: float = 1.0) -> Tensor:
     distillation (Hinton et al.) does with class scores, and the loss is ``sum_g KL(softmax(v_u,g / T) ||
     softmax(v_g / T))``, averaged over the batch. A softmax does not change when one constant is added to
     every entry of a group, so this loss cannot see such a shift: a head pose, a translation or a skin tone
-    moved as a whole costs nothing. (B, 257) x2 -> scalar.
+    moved as a whole costs nothing.
+
+    Args:
+        pred: the trainee's coefficients v ``(B, 257)``.
+        target: the trainer's coefficients v_u ``(B, 257)``.
+        temperature: the softmax temperature T (> 0).
+
+    Returns:
+        A scalar tensor.
     """
     validate_coeffs(pred, "pred")
     validate_coeffs(target, "target")
@@ -375,20 +396,41 @@ def perceptual_loss(emb: Tensor) -> Tensor:
     alike to FaceNet, so we minimise one minus the similarity, normalised so that identical rows
     give exactly 0 (see :func:`perceptual_similarity` for why the printed denominator is not used
     as is). Range [0, 1 - 1/W] for non-negative cosines; invariant to row order and to the scale
-    of each row. emb (B, W, D) -> scalar.
+    of each row.
+
+    Args:
+        emb: FaceNet embeddings ``(B, W, D)`` of the W projected faces of each of B identities.
+
+    Returns:
+        A scalar tensor.
     """
     return (1 - normalized_perceptual_similarity(emb)).mean()
 
 
 def cosine_distance(a: Tensor, b: Tensor) -> Tensor:
-    """``1 - <a, b> / (|a| |b|)`` along the last dimension (Eq. 8's selection criterion)."""
+    """``1 - <a, b> / (|a| |b|)`` along the last dimension (Eq. 8's selection criterion).
+
+    Args:
+        a: vectors ``(..., D)``.
+        b: vectors ``(..., D)``, broadcastable with ``a``.
+
+    Returns:
+        ``(...)`` distances in [0, 2].
+    """
     return 1 - torch.nn.functional.cosine_similarity(a, b, dim=-1, eps=1e-8)
 
 
 def sopi_label_index(sopi_emb: Tensor, clean_emb: Tensor) -> Tensor:
-    """Eq. 8 selection: for each identity the i minimising ``1 - cos(f_s^i, f)``. (B, W, D), (B, D) -> (B,) long.
+    """Eq. 8 selection: for each identity the i minimising ``1 - cos(f_s^i, f)``.
 
     Ties go to the lowest index.
+
+    Args:
+        sopi_emb: ``(B, W, D)`` embeddings f_s^i of the renders of SOPI's W predictions.
+        clean_emb: ``(B, D)`` embedding f of each unoccluded image.
+
+    Returns:
+        ``(B,)`` long indices in [0, W).
     """
     _check_emb(sopi_emb)
     if clean_emb.ndim != 2 or clean_emb.shape != (sopi_emb.shape[0], sopi_emb.shape[2]):
@@ -401,9 +443,13 @@ def sopi_label_index(sopi_emb: Tensor, clean_emb: Tensor) -> Tensor:
 def select_sopi_labels(sopi_coeffs: Tensor, sopi_emb: Tensor, clean_emb: Tensor) -> Tensor:
     """Eq. 8 label ``v_s^i``: the SOPI prediction whose render is closest to the clean image (notebook 04).
 
-    sopi_coeffs (B, W, 257) SOPI predictions for the W occluded variants; sopi_emb (B, W, D)
-    FaceNet embeddings of their renders; clean_emb (B, D) embedding of the unoccluded image.
-    Returns (B, 257) (a gather: detach it, or pass a frozen SOPI's output, to use it as a target).
+    Args:
+        sopi_coeffs: ``(B, W, 257)`` SOPI predictions for the W occluded variants.
+        sopi_emb: ``(B, W, D)`` FaceNet embeddings of their renders.
+        clean_emb: ``(B, D)`` embedding of the unoccluded image.
+
+    Returns:
+        ``(B, 257)`` (a gather: detach it, or pass a frozen SOPI's output, to use it as a target).
     """
     if sopi_coeffs.ndim != 3 or sopi_coeffs.shape[2] != N_COEFFS:
         raise ValueError(f"sopi_coeffs must have shape (B, W, {N_COEFFS}), got {tuple(sopi_coeffs.shape)}")

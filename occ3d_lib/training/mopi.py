@@ -112,10 +112,19 @@ def _render_embed(renderer: Any, embedder: nn.Module, coeffs: Tensor) -> Tensor:
 def select_labels(sopi: nn.Module, embedder: nn.Module, renderer: Any, occluded: Tensor, clean: Tensor) -> dict[str, Tensor]:
     """Eq. 8's label selection for a batch of identities (notebook 04, section 4).
 
-    occluded (B, W, 3, S, S) the W occluded variants, clean (B, 3, S, S) the unoccluded image.
-    Returns ``sopi_coeffs (B, W, 257)``, ``sopi_emb (B, W, D)`` (embeddings of their renders),
-    ``clean_emb (B, D)``, ``distance (B, W)`` (cosine distances to the clean embedding),
-    ``choice (B,)`` (argmin) and ``label (B, 257)`` = ``v_s^i``.
+    Runs without gradients; the predictions are rendered on black before they are embedded.
+
+    Args:
+        sopi: the SOPI network, ``(N, 3, S, S) -> (N, 257)``.
+        embedder: the FaceNet, ``(N, 3, S, S) -> (N, D)``.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer` at size S.
+        occluded: ``(B, W, 3, S, S)`` the W occluded variants.
+        clean: ``(B, 3, S, S)`` the unoccluded image.
+
+    Returns:
+        A dict: ``sopi_coeffs (B, W, 257)``, ``sopi_emb (B, W, D)`` (embeddings of their renders),
+        ``clean_emb (B, D)``, ``distance (B, W)`` (cosine distances to the clean embedding),
+        ``choice (B,)`` (argmin) and ``label (B, 257)`` = ``v_s^i``.
     """
     if occluded.ndim != 5 or clean.ndim != 4 or occluded.shape[0] != clean.shape[0] or occluded.shape[2:] != clean.shape[1:]:
         raise ValueError(f"occluded must be (B, W, 3, S, S) and clean (B, 3, S, S), got {tuple(occluded.shape)} "
@@ -150,10 +159,27 @@ def mopi_batch_fn(split: Any, sopi: nn.Module, embedder: nn.Module, renderer: An
                   device: str = "cpu", selection: str = "facenet") -> Callable[[int, torch.Generator], dict[str, Tensor]]:
     """``batch_fn`` for :class:`Trainer`: ``n_identities`` multi-occlusion sets with their Eq. 8 labels.
 
-    Draws image indices and the occlusions from the trainer's generator only (so a resumed run
-    sees the same batches). ``selection`` (:data:`SELECTIONS`) picks the label among SOPI's
-    predictions: Eq. 8 by default. Returns ``images (B, W, 3, S, S)``, ``clean (B, 3, S, S)``,
-    ``index (B,)``, ``label (B, 257)``, ``choice (B,)`` (on CPU). Notebook 04, sections 5 and 8.
+    Draws image indices and the occlusions from the trainer's generator only (so a resumed run sees the
+    same batches); the occluded images are rounded to 8-bit levels like every stored image. Notebook 04,
+    sections 5 and 8.
+
+    Args:
+        split: a dataset split: ``len(split)`` and ``split.batch(indices)`` giving ``image (N, 3, S, S)``
+            and ``landmarks (N, 68, 2)``.
+        sopi: the frozen SOPI network.
+        embedder: the frozen FaceNet.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer` at size S.
+        n_identities: B, the identities per batch (>= 1).
+        n_variants: W, the occluded variants per identity.
+        kinds: the pool of occlusion kinds (:func:`occ3d_lib.occlusion.apply.multi_occlusion_set`).
+        fill: the occluders' fill.
+        device: where SOPI, the renderer and the embedder run.
+        selection: how the label is picked among SOPI's predictions (:data:`SELECTIONS`): "facenet" (Eq. 8,
+            the default), "oracle" or "random".
+
+    Returns:
+        ``batch_fn(step, generator)`` returning a dict of CPU tensors: ``images (B, W, 3, S, S)``,
+        ``clean (B, 3, S, S)``, ``index (B,)``, ``label (B, 257)`` float32 and ``choice (B,)``.
     """
     n = len(split)
     if n_identities < 1 or n < 1:
@@ -279,12 +305,22 @@ def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float 
 
 def term_gradient_norms(model: nn.Module, batch: dict[str, Tensor], renderer: Any, embedder: nn.Module,
                         x1: float = 0.2, x2: float = 0.8) -> dict[str, dict[str, float]]:
-    """Size and gradient norm of each weighted Eq. 9 term, ``x1 L_perc`` and ``x2 L_label``, on one batch
-    (``images (B, W, 3, S, S)`` and ``label (B, 257)`` as :func:`mopi_batch_fn` returns them).
+    """Size and gradient norm of each weighted Eq. 9 term, ``x1 L_perc`` and ``x2 L_label``, on one batch.
 
-    Returns ``{"perceptual": {"value", "grad_norm"}, "label": {...}}``: the L2 norm over all of the model's
-    parameters of the gradient of that term alone. BatchNorm layers run in eval mode and the model's
-    ``requires_grad`` flags and mode are restored. Notebook 04 section 6: why the full loss ties label-only.
+    The gradient norm is the L2 norm, over all of the model's parameters, of the gradient of that term
+    alone. BatchNorm layers run in eval mode and the model's ``requires_grad`` flags and mode are
+    restored. Notebook 04 section 6: why the full loss ties label-only.
+
+    Args:
+        model: the MOPI network, ``(B, W, 3, S, S) -> (B, W, 257)``.
+        batch: ``images (B, W, 3, S, S)`` and ``label (B, 257)`` as :func:`mopi_batch_fn` returns them.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer` at size S.
+        embedder: the FaceNet of the perceptual term.
+        x1: the weight of ``L_perc``.
+        x2: the weight of ``L_label``.
+
+    Returns:
+        ``{"perceptual": {"value": float, "grad_norm": float}, "label": {"value": float, "grad_norm": float}}``.
     """
     was_training = model.training
     flags = [q.requires_grad for q in model.parameters()]
@@ -381,5 +417,15 @@ def train_mopi(ctx: Context, variant: str = "both", sopi: nn.Module | None = Non
 
 
 def get_mopi(ctx: Context, variant: str = "both", **kw: Any) -> MultiOcclusionNet:
-    """The frozen MOPI network of this context for a Table 7 variant (trained and cached on first use)."""
+    """The frozen MOPI network of this context for a Table 7 variant (trained and cached on first use).
+
+    Args:
+        ctx: the run's Context.
+        variant: "both", "perceptual" or "label" (:data:`VARIANTS`).
+        **kw: ``sopi``, ``embedder``, ``settings``, ``progress`` and ``callback`` of :func:`train_mopi`.
+
+    Returns:
+        The frozen :class:`MultiOcclusionNet` (``(B, W, 3, S, S) -> (B, W, 257)``; its ``predict`` takes
+        single images ``(B, 3, S, S) -> (B, 257)``).
+    """
     return train_mopi(ctx, variant, **kw)

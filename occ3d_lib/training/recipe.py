@@ -71,8 +71,16 @@ def fit_stage(ctx: Context, folder: str, model: M, step_fn: StepFn, batch_fn: Ba
 
 
 def stage_history(model: nn.Module) -> list[dict[str, float]]:
-    """The loss history of a model a stage trained, or a shipped one's recorded curve (empty for a
-    loaded checkpoint without either). Notebooks 03-04 plot it."""
+    """The loss history of a model a stage trained, or a shipped one's recorded curve.
+
+    Empty for a loaded checkpoint without either. Notebooks 03-04 plot it.
+
+    Args:
+        model: a network: its ``history`` attribute, else the history saved in its ``out_dir``.
+
+    Returns:
+        A list of dicts, one per logged step: ``step`` and a float per loss term.
+    """
     h = getattr(model, "history", None)
     if h is not None:
         return list(h)

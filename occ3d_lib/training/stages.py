@@ -126,8 +126,18 @@ SOPI_FROM_IMAGENET_PROFILES: tuple[str, ...] = ("paper",)
 
 
 def resolve_sopi_settings(profile: Profile, settings: SopiSettings | None = None) -> SopiSettings:
-    """``settings`` (default ``SopiSettings()``) with ``init`` filled in from the profile when it is None:
-    "scratch" (ImageNet, as the paper) in :data:`SOPI_FROM_IMAGENET_PROFILES`, else "teacher". Notebook 03, section 6."""
+    """``settings`` (default ``SopiSettings()``) with ``init`` filled in from the profile when it is None.
+
+    "scratch" (ImageNet, as the paper) in :data:`SOPI_FROM_IMAGENET_PROFILES`, else "teacher". Notebook 03,
+    section 6.
+
+    Args:
+        profile: the run's profile (its ``name``).
+        settings: the SOPI settings, or None for the defaults.
+
+    Returns:
+        The :class:`SopiSettings` with ``init`` set (``settings`` itself when it already was).
+    """
     settings = SopiSettings() if settings is None else settings
     if settings.init is None:
         settings = replace(settings, init="scratch" if profile.name in SOPI_FROM_IMAGENET_PROFILES else "teacher")
@@ -135,8 +145,17 @@ def resolve_sopi_settings(profile: Profile, settings: SopiSettings | None = None
 
 
 def make_reconnet(profile: Profile, seed: int | None = None) -> ReconNet:
-    """A fresh ReconNet with the profile's backbone (ImageNet init only where the profile asks),
-    its random initialisation drawn from ``seed`` (default ``profile.seed``)."""
+    """A fresh ReconNet with the profile's backbone (ImageNet init only where the profile asks).
+
+    Its random initialisation is drawn from ``seed`` without touching the global random state.
+
+    Args:
+        profile: the run's profile (its ``backbone``, ``imagenet_init`` and ``seed``).
+        seed: the seed of the initialisation (default ``profile.seed``).
+
+    Returns:
+        The untrained ReconNet: images ``(B, 3, S, S)`` in [0, 1] -> ``(B, 257)`` coefficients.
+    """
     with seeded(profile.seed if seed is None else seed):
         return ReconNet(profile.backbone, imagenet_init=profile.imagenet_init)
 
@@ -201,7 +220,15 @@ def teacher_step_fn(renderer: Any, settings: TeacherSettings) -> Callable[[nn.Mo
 
 
 def resolve_teacher_settings(profile: Profile, settings: TeacherSettings | None = None) -> TeacherSettings:
-    """``settings`` (default ``TeacherSettings()``) with the fields left to the profile filled in from it."""
+    """``settings`` (default ``TeacherSettings()``) with the fields left to the profile filled in from it.
+
+    Args:
+        profile: the run's profile (its ``teacher_photometric``).
+        settings: the teacher settings, or None for the defaults.
+
+    Returns:
+        The :class:`TeacherSettings` with ``photometric`` set (``settings`` itself when it already was).
+    """
     settings = TeacherSettings() if settings is None else settings
     if settings.photometric is None:
         settings = replace(settings, photometric=profile.teacher_photometric)
@@ -223,7 +250,18 @@ def teacher_config(ctx: Context, settings: TeacherSettings | None = None) -> Tra
 
 def train_teacher(ctx: Context, settings: TeacherSettings | None = None, progress: bool | None = None,
                   callback: Callable | None = None) -> ReconNet:
-    """Train (or load the cached) teacher on clean synthetic faces; returns it frozen. Notebook 03 sec. 2."""
+    """Train (or load the cached) teacher on clean synthetic faces; returns it frozen. Notebook 03 sec. 2.
+
+    Args:
+        ctx: the run's Context (profile, dataset, renderer, device, run folder).
+        settings: how it is trained; None: ``TeacherSettings()`` with the profile's fields
+            (:func:`resolve_teacher_settings`).
+        progress: show a progress bar; None follows ``ctx.progress``.
+        callback: called as ``callback(trainer, record)`` on each logged record, or None.
+
+    Returns:
+        The frozen ReconNet (``(B, 3, S, S) -> (B, 257)``) with ``history`` and ``out_dir``.
+    """
     settings = resolve_teacher_settings(ctx.profile, settings)
     cfg = teacher_config(ctx, settings)
     model = make_reconnet(ctx.profile, seed=cfg.seed)
@@ -259,8 +297,19 @@ def load_pretrained_teacher(ctx: Context) -> ReconNet:
 
 
 def get_teacher(ctx: Context, settings: TeacherSettings | None = None, **kw: Any) -> ReconNet:
-    """The frozen teacher of this context: a real Deep3DFaceRecon checkpoint, the shipped pretrained
-    teacher (``profile.pretrained``, the default of the course profile) or one trained in the run."""
+    """The frozen teacher of this context.
+
+    A real Deep3DFaceRecon checkpoint, the shipped pretrained teacher (``profile.pretrained``, the
+    default of the course profile) or one trained in the run.
+
+    Args:
+        ctx: the run's Context (its ``teacher_spec`` and profile).
+        settings: how a teacher trained here is trained (:func:`train_teacher`).
+        **kw: ``progress`` and ``callback`` of :func:`train_teacher` (used only when it trains).
+
+    Returns:
+        The frozen ReconNet: images ``(B, 3, S, S)`` in [0, 1] -> ``(B, 257)`` coefficients.
+    """
     if ctx.teacher_spec != "train":
         return freeze(load_deep3d_checkpoint(ctx.teacher_spec).to(ctx.device))
     if ctx.profile.pretrained:
@@ -270,10 +319,18 @@ def get_teacher(ctx: Context, settings: TeacherSettings | None = None, **kw: Any
 
 # --------------------------------------------------------------------------------------------- SOPI
 def teacher_labels(ctx: Context, teacher: nn.Module, split: str = "train") -> Tensor:
-    """Eq. 2's outputs, the labels the trainee of Eq. 1 regresses: the frozen teacher on every *clean* image
-    of a split, cached. (M, 257).
+    """Eq. 2's outputs, the labels the trainee of Eq. 1 regresses: the frozen teacher on every *clean* image of a split.
 
-    Under torchrun rank 0 computes and writes the cache while the other ranks wait, then read it.
+    Cached in the teacher's run folder (when it has one). Under torchrun rank 0 computes and writes the
+    cache while the other ranks wait, then read it.
+
+    Args:
+        ctx: the run's Context (dataset, device).
+        teacher: the frozen teacher; its ``out_dir`` (if any) holds the cache.
+        split: the dataset split.
+
+    Returns:
+        ``(M, 257)`` float32 CPU coefficients, M the split's size, in the split's order.
     """
     path = getattr(teacher, "out_dir", None)
     data = ctx.dataset.split(split)
@@ -338,6 +395,15 @@ def train_sopi(ctx: Context, teacher: nn.Module | None = None, settings: SopiSet
 
 
 def get_sopi(ctx: Context, settings: SopiSettings = SopiSettings(), **kw: Any) -> ReconNet:
-    """The frozen SOPI model of this context (trained and cached on first use)."""
+    """The frozen SOPI model of this context (trained and cached on first use).
+
+    Args:
+        ctx: the run's Context.
+        settings: how SOPI is trained (:class:`SopiSettings`; ``init`` None is resolved from the profile).
+        **kw: ``teacher``, ``progress`` and ``callback`` of :func:`train_sopi`.
+
+    Returns:
+        The frozen ReconNet: images ``(B, 3, S, S)`` in [0, 1] -> ``(B, 257)`` coefficients.
+    """
     return train_sopi(ctx, settings=settings, **kw)
 
