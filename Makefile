@@ -1,7 +1,7 @@
 # occ3d: two commands do everything on a fresh machine.
 #   make run   - set up if needed, then run the whole notebook series headlessly (course profile)
 #   make test  - set up if needed, then library tests + nbval on every notebook (smoke profile)
-# Other targets: setup, pretrained, lint, notebooks, lab, test-browser, check-notebooks, strip-notebooks, bench, lock, clean.
+# Other targets: setup, pretrained, lint, notebooks, lab, test-exercises, test-browser, check-notebooks, strip-notebooks, bench, lock, clean.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.occ3d-setup-done
 SHELL  := /bin/bash
 
-.PHONY: pretrained refresh-notebooks setup run test lint notebooks test-lib test-notebooks test-browser lab check-notebooks strip-notebooks bench lock clean
+.PHONY: pretrained refresh-notebooks setup run test lint notebooks test-lib test-notebooks test-exercises test-browser lab check-notebooks strip-notebooks bench lock clean
 
 setup: $(STAMP)
 
@@ -36,8 +36,14 @@ lint: setup
 notebooks: setup
 	$(BIN)/python tools/notebooks.py build
 
+# library tests without the slow ones (make test-exercises runs those; CI runs both)
 test-lib: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+# every exercise solution, run after its notebook in one kernel in the smoke profile (reuses the smoke
+# trainings that make test-notebooks cached in runs/smoke/, so it is quickest after make test)
+test-exercises: setup
+	$(BIN)/python -m pytest -q -m slow tests
 
 test-notebooks: setup
 	OCC3D_PROFILE=smoke OCC3D_PROGRESS=0 MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 \

@@ -195,13 +195,13 @@ print(f"this profile's teacher: {P.backbone}, photometric term {'on' if t_settin
 # %% [markdown]
 # ### Where the shipped teacher stops, and what would move it
 #
-# The shipped teacher of section 3 is this course recipe run for 8000 steps (`make pretrained`, about
-# 1.4 CPU-hours), and it still misses the goals. Is it short of steps, of samples, or of faces? The
-# same study was run on a GPU with the shipped teacher's 8000-step schedule: the shipped recipe, four
-# times the samples per step on the same training identities, and four times the samples on four
-# times the identities (each split has its own seed, so the validation faces are the same). Such runs
-# are wall-clock bound, not CPU-bound, so they are kept apart (`docs/course_study/gpu/`); this cell
-# reads them.
+# The shipped teacher of section 3 is this course recipe run far longer (`make pretrained`; its steps,
+# cost and validation errors are in section 3's table). If it is still above the dotted lines, is it
+# short of steps, of samples, or of faces? The same study was run on a GPU with the shipped teacher's
+# schedule: the shipped recipe, four times the samples per step on the same training identities, and
+# four times the samples on four times the identities (each split has its own seed, so the validation
+# faces are the same). Such runs are wall-clock bound, not CPU-bound, so they are kept apart
+# (`docs/course_study/gpu/`); this cell reads them.
 
 # %%
 gpu_records = study.load_study(study.DEVICE_STUDY_DIR)

