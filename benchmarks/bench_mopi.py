@@ -1,8 +1,8 @@
 """Benchmark: a MOPI training step vs seven bare backbone forward+backward passes.
 
-On the course profile's setting (procedural light mesh, 64x64 px, ResNet-18, B identities x 7
+On the course profile's setting (procedural light mesh, 64x64 px, its trunk, B identities x 7
 occluded images) times, as medians of a few repetitions in one run:
-- bare: a ResNet-18 trainee forward + backward + Adam step on the same B x 7 images (the unit);
+- bare: the trunk's trainee forward + backward + Adam step on the same B x 7 images (the unit);
 - step: MOPI forward on the B x 7 images, render the 7 predictions of each identity and embed
   them (Eq. 7), label loss (Eq. 8), Eq. 9, backward, Adam step;
 - labels online: the batch function as an online run calls it (7 occlusions per identity, the
