@@ -6,8 +6,9 @@ the dense 3D error (mm) on the *validation* identities, against the CPU-seconds 
 (``time.process_time`` of this process, evaluation excluded) and the wall-clock seconds. The test
 identities are never touched. One JSON file per run goes to ``--out`` (default
 ``runs/study/``); ``--summary`` turns all of them into a markdown page with a table and a figure.
-``--sopi-steps N`` instead trains SOPI from a set-up's teacher and records its validation ME under
-each occlusion kind (records in ``<out>/sopi/``).
+``--sopi-steps N`` instead trains SOPI from a set-up's teacher (with ``--pretrained-teacher``: from the
+shipped pretrained teacher, as the course profile does) and records its validation ME under each
+occlusion kind (records in ``<out>/sopi/``).
 
 Run one set-up per process, alone on the machine (the records in docs/course_study/ were made
 this way, each with torch's default two threads on 2 cores, the machine otherwise quiet):
@@ -109,13 +110,20 @@ def clocked_eval(evaluate: Callable[[torch.nn.Module], dict[str, float]], eval_e
     return callback
 
 
-def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, out: Path) -> Path:
+def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, out: Path,
+             pretrained: bool = False) -> Path:
     """Train SOPI (Eq. 6, the course mix) for ``sopi_steps`` from the set-up's teacher of ``teacher_steps``
-    and record its validation ME under each square kind against CPU-seconds (a SOPI record)."""
+    (or, with ``pretrained``, from the shipped pretrained teacher, as the course profile does) and record
+    its validation ME under each square kind against CPU-seconds (a SOPI record)."""
     overrides, teacher_kw = SETUPS[setup]
-    ctx = make_context("course", run_dir=out / "runs" / slug(setup), progress=False, teacher_steps=teacher_steps,
-                       sopi_steps=sopi_steps, **overrides)
-    teacher = stages.train_teacher(ctx, stages.TeacherSettings(**teacher_kw), progress=False)
+    run_dir = out / "runs" / (slug(setup) + ("-pretrained-teacher" if pretrained else ""))
+    ctx = make_context("course", run_dir=run_dir, progress=False, teacher_steps=teacher_steps,
+                       sopi_steps=sopi_steps, pretrained=pretrained, **overrides)
+    if pretrained:
+        teacher = stages.load_pretrained_teacher(ctx)
+        teacher_steps = int(teacher.shipped["steps"])
+    else:
+        teacher = stages.train_teacher(ctx, stages.TeacherSettings(**teacher_kw), progress=False)
     eval_sets = load_or_build_eval_sets(ctx, kinds=("none", "dsofi", "dhofi", "shofi", "random_pattern"),
                                         n=min(200, len(ctx.dataset.val)), split="val")
     points: list[dict[str, float]] = [{"step": 0, "cpu_s": 0.0, "wall_s": 0.0,
@@ -126,7 +134,11 @@ def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, o
     stages.train_sopi(ctx, teacher, progress=False, callback=callback)
     result = {"stage": "sopi", "setup": setup, "teacher_steps": teacher_steps, "steps": sopi_steps,
               "threads": torch.get_num_threads(), "profile": ctx.profile.to_dict(), "points": points}
-    path = out / "sopi" / f"{slug(setup)}-teacher{teacher_steps}-sopi{sopi_steps}.json"
+    name = f"{slug(setup)}-teacher{teacher_steps}-sopi{sopi_steps}"
+    if pretrained:
+        result["teacher"] = {"pretrained": teacher.shipped["blake2b"], "commit": teacher.shipped.get("commit")}
+        name = f"{slug(setup)}-pretrained-teacher-{teacher.shipped['blake2b'][:8]}-sopi{sopi_steps}"
+    path = out / "sopi" / f"{name}.json"
     write_json(path, result)
     return path
 
@@ -241,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu", help="teacher study only: cpu, or cuda where a GPU is lent")
     ap.add_argument("--sopi-steps", type=int, default=0,
                     help="instead of the teacher study: train SOPI this long from the set-up's teacher of --steps")
+    ap.add_argument("--pretrained-teacher", action="store_true",
+                    help="with --sopi-steps: start from the shipped pretrained teacher (the course profile's)")
     ap.add_argument("--out", type=Path, default=Path("runs/study"))
     ap.add_argument("--summary", action="store_true", help="print the table of the records in --out")
     ap.add_argument("--speed", action="store_true", help="time one training step of each candidate trunk")
@@ -257,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.sopi_steps:
-        print(run_sopi(a.setup, a.steps, a.sopi_steps, a.eval_every, a.out))
+        print(run_sopi(a.setup, a.steps, a.sopi_steps, a.eval_every, a.out, a.pretrained_teacher))
     else:
         print(run(a.setup, a.steps, a.eval_every, a.out, a.device))
 

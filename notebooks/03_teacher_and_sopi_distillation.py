@@ -387,10 +387,11 @@ for k in ("dsofi", "dhofi", "shofi"):
           f"{n_partial} partial kinds)")
 
 # %% [markdown]
-# The table below is the study's SOPI record (`docs/course_study/sopi/`): SOPI trained from the study's
-# chosen teacher, measured on the **validation** identities every 100 steps (ratio to the clean error in
-# brackets; step 0 is the teacher). Read in it how fast the error under occlusion falls, and whether the
-# later steps still lower every kind.
+# The table below holds the study's SOPI records (`docs/course_study/sopi/`): SOPI trained from short study
+# teachers and from the pretrained teacher this profile uses (for longer than this notebook's run), each
+# measured on the **validation** identities at the steps shown (ratio to the clean error in brackets;
+# step 0 is the teacher it starts from). Read in it how fast the error under occlusion falls, whether
+# the later steps still lower every kind, and which kinds stay far above their clean error.
 
 # %%
 display(Markdown(study.sopi_markdown(study.load_sopi_study())))

@@ -86,3 +86,25 @@ def test_the_explorer_draws_a_static_grid_headless(monkeypatch, toy_face_model):
     fig = photo.photo_explorer({"sopi": _mean_face}, FaceRenderer(toy_face_model(), 32), photos=("astronaut",),
                                static_kinds=("none", "square"))
     assert fig is not None and len(fig.axes) == 4
+
+
+def test_the_explorer_reads_the_typed_path_and_says_what_is_wrong_in_one_line(monkeypatch, toy_face_model, tmp_path):
+    import sys
+
+    monkeypatch.setenv("OCC3D_INTERACTIVE", "1")
+    monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel") or object())
+    box = photo.photo_explorer({"sopi": _mean_face}, FaceRenderer(toy_face_model(), 32), photos=("astronaut",))
+    which, path = box.children[0].children
+    msg = box.children[3]
+    assert "face found by" in msg.value
+    assert not path.continuous_update  # the path arrives whole, on Enter
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a photo")
+    path.value = str(notes)  # typed while a shipped photo is chosen: nothing to do yet
+    assert "face found by" in msg.value
+    which.value = "my file"
+    assert "not an image" in msg.value and str(notes) in msg.value and "\n" not in msg.value
+    path.value = str(tmp_path / "missing.png")
+    assert "no such file" in msg.value
+    path.value = ""
+    assert msg.value == "type the path of a photo in the file box"

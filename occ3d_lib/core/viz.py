@@ -208,6 +208,20 @@ def interactive_or_static(make_widget: Callable[[], Any], make_static: Callable[
     return make_widget()
 
 
+def show_figure(fig: Any) -> None:
+    """Display ``fig`` once in the current output (a notebook cell, or the ``Output`` widget an explorer
+    redraws into) and close it, so that later ``plt.show()`` calls do not show it again.
+
+    Args:
+        fig: a matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
+
+
 def to_uint8(images: Tensor) -> Tensor:
     """(B, 3, H, W) float [0, 1] -> uint8, for compact storage."""
     return (images.detach().clamp(0, 1) * 255).round().to(torch.uint8)

@@ -277,7 +277,8 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
     lines = [head, "|" + "---|" * (len(kinds) + 3)]
     for r in records:
         for pt in r["points"]:
-            name = f"teacher ({r['teacher_steps']} steps)" if pt["step"] == 0 else "SOPI"
+            which = "pretrained teacher" if r.get("teacher", {}).get("pretrained") else "teacher"
+            name = f"{which} ({r['teacher_steps']} steps)" if pt["step"] == 0 else "SOPI"
             cells = [f"{pt[k]:.2f}" + (f" ({pt[k] / pt['clean']:.2f})" if k != "clean" else "") for k in kinds]
             lines.append(f"| {name} | {pt['step']} | {pt['cpu_s'] / 60:.1f} | " + " | ".join(cells) + " |")
     base = records[-1]["points"][-1]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
@@ -103,7 +102,7 @@ def model_comparer(models: Mapping[str, Any], images: Tensor, landmarks: Tensor,
             with out:
                 out.clear_output(wait=True)
                 fig = viz.image_grid(imgs, ncols=len(imgs), titles=titles, size=2.4)
-                plt.show(fig)
+                viz.show_figure(fig)
 
         for c in (face, kind, seed):
             c.observe(draw, names="value")

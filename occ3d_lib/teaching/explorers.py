@@ -179,7 +179,7 @@ def occlusion_explorer(image: Tensor, landmarks: Tensor, kinds: Sequence[str] = 
                 out.clear_output(wait=True)
                 fig = viz.image_grid([image, r.images[0], r.masks[0].float().expand(3, -1, -1)], ncols=3,
                                      titles=["face", f"{kind.value}: coverage {r.coverage[0]:.2f}", "mask"], size=2.6)
-                plt.show(fig)
+                viz.show_figure(fig)
 
         for c in (kind, size, color, natural, pu, pv, seed):
             c.observe(draw, names="value")

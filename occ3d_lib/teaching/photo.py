@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import Tensor
@@ -290,7 +289,10 @@ def photo_explorer(models: Mapping[str, Any], renderer: Any, photos: Sequence[st
 
         out, msg = w.Output(), w.HTML()
         which = w.Dropdown(options=list(photos) + ["my file"], value=photos[0], description="photo")
-        path = w.Text(placeholder="path of your photo (jpg, png, ...)", description="file")
+        # sent to the kernel once, on Enter or when the box loses focus: a value that arrives while the kernel
+        # is busy drawing is never read half-typed
+        path = w.Text(placeholder="path of your photo (jpg, png, ...), then Enter", description="file",
+                      continuous_update=False)
         kind = w.Dropdown(options=list(occluders), value="none", description="occluder")
         seed = w.IntSlider(value=0, min=0, max=50, description="seed")
         u = w.FloatSlider(value=0.5, min=0, max=1, step=0.05, description="square x")
@@ -319,11 +321,15 @@ def photo_explorer(models: Mapping[str, Any], renderer: Any, photos: Sequence[st
                          + ("" if f.landmarks is not None else " (dlib found none: no 68 landmarks, no ME)"))
             with out:
                 out.clear_output(wait=True)
-                plt.show(photo_figure([res]))
+                viz.show_figure(photo_figure([res]))
+
+        def typed(_: Any) -> None:
+            if which.value == "my file":
+                draw()
 
         for c in (which, kind, seed, u, v, area, colour):
             c.observe(draw, names="value")
-        path.on_submit(draw)
+        path.observe(typed, names="value")
         draw()
         return w.VBox([w.HBox([which, path]), w.HBox([kind, seed]), w.HBox([u, v, area, colour]), msg, out]
                       ).add_class("occ3d-photo-explorer")

@@ -1,8 +1,9 @@
 """The series as learners meet it: JupyterLab from the project's venv, driven by a headless Chromium.
 
-Checks that the launcher offers the series and the project's kernel, that notebook 01's face explorer
-and notebook 02's occlusion explorer render as live widgets (no "Error displaying widget") with the
-installed ipywidgets / jupyterlab-widgets, and that moving a slider redraws the picture. Run with
+Checks that the launcher offers the series and the project's kernel, that notebook 01's face explorer,
+notebook 02's occlusion explorer and notebook 05's photo explorer render as live widgets (no "Error
+displaying widget") with the installed ipywidgets / jupyterlab-widgets, that moving a slider or picking
+an occluder redraws the picture, and that a file that is not a photo is one line. Run with
 ``make test-browser`` (a few minutes); screenshots go to runs/browser/ (``SCREENSHOTS=docs``
 refreshes the ones docs/jupyterlab.md shows). Every wait is on a DOM or kernel condition.
 """
@@ -39,13 +40,15 @@ return k && k.status === 'idle' && w.content.widgets.length > 0
        ? {kernel: k.name, display: w.sessionContext.kernelDisplayName, dialog: !!document.querySelector('.jp-Dialog')}
        : null;
 """
-# Select every cell from the first to the one containing arguments[0], run them (the notebook's
-# "Run Selected Cells"), and report errors once they all finished.
+# Select every cell from the first to the one containing arguments[0], start running them (the notebook's
+# "Run Selected Cells") and return at once; window.__occ3dRun gets the outcome (errors included) once they
+# all finished. Polled by run_through: one long blocking call would outlast the WebDriver's HTTP timeout.
 JS_RUN_THROUGH = """
-const [marker, done] = arguments;
+const marker = arguments[0];
 const nb = window.jupyterapp.shell.currentWidget.content;
+window.__occ3dRun = null;
 const idx = nb.widgets.findIndex(c => c.model.type === 'code' && c.model.sharedModel.getSource().includes(marker));
-if (idx < 0) { done({error: 'no code cell contains ' + marker}); return; }
+if (idx < 0) { window.__occ3dRun = {error: 'no code cell contains ' + marker}; return; }
 nb.activeCellIndex = 0;
 nb.deselectAll();
 nb.extendContiguousSelectionTo(idx);
@@ -58,8 +61,8 @@ window.jupyterapp.commands.execute('notebook:run-cell').then(ok => {
   });
   nb.activeCellIndex = idx;
   nb.deselectAll();
-  Promise.resolve(nb.scrollToItem(idx, 'start')).then(() => done({idx: idx, ok: ok, errors: errors}));
-}, e => done({error: String(e)}));
+  Promise.resolve(nb.scrollToItem(idx, 'start')).then(() => { window.__occ3dRun = {idx: idx, ok: ok, errors: errors}; });
+}, e => { window.__occ3dRun = {error: String(e)}; });
 """
 JS_CELL_NODE = "return window.jupyterapp.shell.currentWidget.content.widgets[arguments[0]].node;"
 JS_KERNEL_IDLE = """
@@ -122,9 +125,12 @@ def open_notebook(driver: Any, lab: LabServer, name: str) -> None:
             f"the kernel runs {p.cmdline()[0]}, not the project's {sys.executable}")
 
 
-def run_through(driver: Any, marker: str) -> WebElement:
-    """Run the notebook's cells up to the code cell containing ``marker``; return that cell's node."""
-    res = driver.execute_async_script(JS_RUN_THROUGH, marker)
+def run_through(driver: Any, marker: str, timeout: float = 900.0) -> WebElement:
+    """Run the notebook's cells up to the code cell containing ``marker`` (at most ``timeout`` seconds);
+    return that cell's node."""
+    driver.execute_script(JS_RUN_THROUGH, marker)
+    res = wait_for(driver, f"the cells up to {marker!r} to run", lambda d: d.execute_script("return window.__occ3dRun;"),
+                   timeout)
     assert "error" not in res, res.get("error")
     assert res["ok"] and not res["errors"], f"cells failed before the explorer: {res['errors']}"
     return driver.execute_script(JS_CELL_NODE, res["idx"])
@@ -260,6 +266,48 @@ def test_occlusion_explorer_of_notebook_02(driver: Any, lab: LabServer, screensh
     check_changed(old, new, f"occlusion explorer, size {before} -> {after}")
     assert "Traceback" not in cell.text
     widget_screenshot(driver, w, screenshots / "lab_occlusion_explorer.png")
+
+
+def choose(driver: Any, widget: WebElement, label: str, option: str) -> None:
+    """Pick ``option`` in the ipywidgets dropdown whose description is ``label``, as a user would."""
+    from selenium.webdriver.support.ui import Select
+
+    box = widget.find_element(By.XPATH, f".//div[contains(@class, 'widget-dropdown')]"
+                                        f"[.//label[normalize-space()='{label}']]")
+    Select(box.find_element(By.TAG_NAME, "select")).select_by_visible_text(option)
+
+
+def message(widget: WebElement) -> str:
+    """The one-line message the photo explorer shows under its controls."""
+    return widget.find_element(By.CSS_SELECTOR, ".widget-html").text
+
+
+def test_photo_explorer_of_notebook_05(driver: Any, lab: LabServer, screenshots: Path, tmp_path: Path) -> None:
+    """Section 11b: a shipped photo reconstructed by the teacher and SOPI, an occluder picked from the menu
+    redraws it, and a file of the learner's that is not an image is one line, not a traceback."""
+    name = series_notebooks()[5]
+    assert name.startswith("05_")
+    open_notebook(driver, lab, name)
+    cell = run_through(driver, "photo.photo_explorer(")
+    w = rendered_widget(driver, cell, ".occ3d-photo-explorer")
+    old = redrawn(driver, w)
+    assert "face found by" in message(w), message(w)
+    choose(driver, w, "occluder", "sunglasses")
+    new = redrawn(driver, w, old)
+    check_changed(old, new, "photo explorer, occluder none -> sunglasses")
+    widget_screenshot(driver, w, screenshots / "lab_photo_explorer.png")
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("these are notes, not a photo\n")
+    choose(driver, w, "photo", "my file")
+    box = w.find_element(By.CSS_SELECTOR, ".widget-text input")
+    box.send_keys(str(not_an_image) + "\n")
+    try:
+        text = wait_for(driver, "the photo explorer's message about the file",
+                        lambda _: str(not_an_image) in message(w) and message(w), 60)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the message reads {message(w)!r}, the file box {box.get_attribute('value')!r}") from None
+    assert "\n" not in text.strip() and "Traceback" not in cell.text, text
+    assert picture(w) == new, "the picture changed although the file was refused"
 
 
 def test_server_output_is_quiet(lab: LabServer) -> None:
