@@ -436,7 +436,7 @@ else:
 #
 # Without a photo of your own, two that ship inside installed packages are used: scikit-image's astronaut
 # (Eileen Collins) and matplotlib's Grace Hopper. Give yours as `my_photo` in the next cell, or choose
-# "my file" in the widget and type its path; a file that is not an image, or a photo in which no face is
+# "my file" in the widget, type its path and press Enter; a file that is not an image, or a photo in which no face is
 # found, gets a one-line message instead of a figure. Our models were trained on synthetic faces only, so
 # expect their reconstruction of a real photo to be rough: closing that domain gap is what the real track
 # (BFM + CelebA + a Deep3DFaceRecon teacher) is for. Run headless, the cell draws the shipped photos clean
