@@ -91,6 +91,8 @@ def test_the_explorer_draws_a_static_grid_headless(monkeypatch, toy_face_model):
 def test_the_explorer_reads_the_typed_path_and_says_what_is_wrong_in_one_line(monkeypatch, toy_face_model, tmp_path):
     import sys
 
+    for var in ("CI", "OCC3D_PROGRESS"):  # both make viz.headless() true
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("OCC3D_INTERACTIVE", "1")
     monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel") or object())
     box = photo.photo_explorer({"sopi": _mean_face}, FaceRenderer(toy_face_model(), 32), photos=("astronaut",))
