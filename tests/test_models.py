@@ -50,3 +50,9 @@ def test_missing_or_foreign_packaged_weights_are_one_line_errors(tmp_path, monke
     torch.save({"fc.weight": torch.zeros(1)}, missing)
     with pytest.raises(ValueError, match="does not hold EfficientNet-Lite0"):
         models.load_imagenet_lite0()
+
+
+def test_an_empty_batch_is_one_line_before_any_convolution():
+    net = models.ReconNet("resnet18").eval()
+    with pytest.raises(ValueError, match=r"^images is an empty batch \(0, 3, 32, 32\): nothing to reconstruct; skip"):
+        net(torch.zeros(0, 3, 32, 32))

