@@ -46,9 +46,9 @@ import numpy as np
 import torch
 from IPython.display import display
 
-import occ3d_lib
 from occ3d_lib.core import viz
 from occ3d_lib.data import synthetic
+from occ3d_lib.data.context import make_context
 from occ3d_lib.face import coeffs
 from occ3d_lib.render import camera, lighting, raster, renderer
 from occ3d_lib.render.renderer import FaceRenderer, compare_backends
@@ -70,7 +70,7 @@ facenet = "synthetic"
 seed = 0
 
 # %%
-ctx = occ3d_lib.make_context(profile, run_dir, face_model=face_model, dataset=dataset,
+ctx = make_context(profile, run_dir, face_model=face_model, dataset=dataset,
                                      teacher=teacher, facenet=facenet, seed=seed,
                                      progress=os.environ.get("OCC3D_PROGRESS", "1") != "0")
 model = ctx.face_model

@@ -45,9 +45,9 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-import occ3d_lib
 from occ3d_lib import occlusion
-from occ3d_lib.core import metrics, viz
+from occ3d_lib.core import artifacts, metrics, viz
+from occ3d_lib.data.context import make_context
 from occ3d_lib.teaching import explorers, probes
 
 # %% [markdown]
@@ -65,7 +65,7 @@ facenet = "synthetic"
 seed = 0
 
 # %%
-ctx = occ3d_lib.make_context(profile, run_dir, face_model=face_model, dataset=dataset,
+ctx = make_context(profile, run_dir, face_model=face_model, dataset=dataset,
                                      teacher=teacher, facenet=facenet, seed=seed,
                                      progress=os.environ.get("OCC3D_PROGRESS", "1") != "0")
 test = ctx.dataset.test   # built by notebook 01, or now (cached)
@@ -328,7 +328,7 @@ plt.show()
 
 # %%
 eval_sets = occlusion.load_or_build_eval_sets(ctx)
-cache = occ3d_lib.cache_dir()
+cache = artifacts.cache_dir()
 display(Markdown(f"cached under `{cache}`:\n\n| kind | images | mean coverage | file |\n|---|---|---|---|\n"
                  + "\n".join(f"| {k} | {len(s)} | {s.coverage.mean():.2f} | `{os.path.relpath(s.params['path'], cache)}` |"
                               for k, s in eval_sets.items())))

@@ -97,7 +97,7 @@ print(f"profile {P.name}: {P.image_size}px, backbone {P.backbone}, teacher {P.te
 # do (Sec. 4) without a download. `P.backbone` says which.
 
 # %%
-net = stages.build_reconnet(P)
+net = stages.make_reconnet(P)
 print(net.final_layers)
 print(f"{sum(p.numel() for p in net.parameters()) / 1e6:.1f} M parameters")
 out = net(torch.rand(2, 3, P.image_size, P.image_size))
@@ -141,14 +141,17 @@ assert out.shape == (2, 257) and torch.all(out == 0)  # zero heads: the mean fac
 # recorded one. Everything after this section (SOPI's labels, notebooks 04 and 05) uses the pretrained
 # teacher; run the series with `-p pretrained=False` and the live teacher is the teacher.
 #
-# *Runtime:* the live teacher trains the first time the cell runs and is only loaded (`final.pt`) after.
+# The next cell says, from the published course run, how long the live teacher takes; in JupyterLab its
+# loss curve is drawn while it trains.
 
 # %%
+display(Markdown(live.runtime_note(published, "teacher", P.teacher_steps, "the live teacher")))
 t_settings = stages.resolve_teacher_settings(P, stages.TeacherSettings(coeff_weight=coeff_weight))
 print(f"teacher losses: {'all of RNet' if t_settings.photometric else 'landmarks, priors'} + coefficient supervision "
       f"(weight {t_settings.coeff_weight}); {P.backbone} at {P.image_size} px, batch {P.teacher_batch_size}, "
       f"{P.teacher_steps} live steps")
-live_teacher = stages.train_teacher(ctx, t_settings)
+live_teacher = stages.train_teacher(ctx, t_settings, callback=live.loss_plot("live teacher (RNet's losses)",
+                                                                               total=P.teacher_steps))
 teacher_net = stages.get_teacher(ctx, t_settings)  # the shipped pretrained teacher (the live one if pretrained=False)
 curves = {"live teacher": stages.stage_history(live_teacher)}
 if P.pretrained and teacher == "train":
@@ -195,8 +198,8 @@ print(f"this profile's teacher: {P.backbone}, photometric term {'on' if t_settin
 # %% [markdown]
 # ### Where the shipped teacher stops, and what would move it
 #
-# The shipped teacher of section 3 is this course recipe run far longer (`make pretrained`; its steps,
-# cost and validation errors are in section 3's table). If it is still above the dotted lines, is it
+# The shipped teacher of section 2 is this course recipe run far longer (`make pretrained`; its steps,
+# cost and validation errors are in the table above). If it is still above the dotted lines, is it
 # short of steps, of samples, or of faces? The same study was run on a GPU with the shipped teacher's
 # schedule: the shipped recipe, four times the samples per step on the same training identities, and
 # four times the samples on four times the identities (each split has its own seed, so the validation
@@ -341,7 +344,7 @@ print(f"profile {P.name}: SOPI starts from "
 
 # %%
 labels = stages.teacher_labels(ctx, teacher_net)  # T(I) for every clean training image, (M, 257)
-student = stages.build_reconnet(P)
+student = stages.make_reconnet(P)
 if sopi_settings.init == "teacher":
     student.load_state_dict(teacher_net.state_dict())
 student.train().requires_grad_(True)
@@ -526,7 +529,7 @@ for name, d in ci["models"].items():
 # al.) compares class probabilities: here each coefficient group (identity, expression, albedo, angles,
 # light, translation) becomes a distribution by a softmax, and the loss is the Kullback-Leibler divergence
 #
-# $$L_{KL} = \sum_{g} \mathrm{KL}ig(\mathrm{softmax}(T(I)_g)\,ig\|\,\mathrm{softmax}(S(	ilde I)_g)ig)$$
+# $$L_{KL} = \sum_{g} \mathrm{KL}\big(\mathrm{softmax}(T(I)_g)\,\big\|\,\mathrm{softmax}(S(\tilde I)_g)\big)$$
 #
 # (`losses.kl_loss`). A softmax does not change when one constant is added to every entry of its group, so
 # $L_{KL}$ cannot see a head turned as a whole, a face moved as a whole or a skin tone shifted as a whole:

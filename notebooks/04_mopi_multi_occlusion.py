@@ -690,7 +690,8 @@ else:
 #    ```
 #    If the Spearman of section 7b is near 0, Eq. 8 and the coin give labels of the same quality, and
 #    their MOPIs tie: the selection then does no work.</details>
-# 6. Section 8 showed that the best single SOPI prediction is not enough. Average the seven SOPI
+# 6. Eq. 8 keeps one of the seven SOPI predictions of each set (section 7b measures how good that choice
+#    is; section 8's oracle, when it is trained, bounds what a perfect choice gives). Average the seven SOPI
 #    predictions of each set instead of choosing one (the `label` of `select_labels`' output
 #    replaced by `sopi_coeffs.mean(1)`): how good is that label (section 7b's landmark error), and
 #    does MOPI trained on it beat SOPI? *(Measuring the label: seconds; training on it: one MOPI.)*

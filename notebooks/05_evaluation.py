@@ -118,7 +118,7 @@ print({k: f"{v:.1f} s" for k, v in timings.items()})
 # projected landmarks, the 257 true coefficients (hence the true mesh) and the occluded fraction.
 
 # %%
-eval_sets = sets.load_eval_sets(ctx)
+eval_sets = sets.get_eval_sets(ctx)
 sets.assert_no_identity_leak(torch.cat([s.identity for s in eval_sets.values()]), ctx.dataset.train.identity)
 for kind, s in eval_sets.items():
     print(f"{kind:15s} {len(s):4d} faces, occluded fraction {s.coverage.mean():.2f} "
@@ -353,10 +353,12 @@ else:
 # section 7 introduced (their one definition is `occ3d_lib.core.thresholds`; repeated here for
 # reading). The same table heads `report.md`. Two rules keep a verdict honest. A difference below the
 # measure's **minimum effect** is *too small to count*, however narrow its intervals: with enough faces
-# any difference separates, visible or not (the skin-tone spread of section 8 is the case in point). A
-# model below the **sanity floor**, far worse than the mean face on clean faces, *fails the sanity floor*
-# on every claim in its favour: Table 7's perceptual-only MOPI outputs about one face for every input,
-# which can sit close to the mean face in 3D without having looked at anything.
+# any difference separates, visible or not (a skin-tone spread of a fraction of one 8-bit level would be
+# such a case). A model below the **sanity floor**, far worse than the mean face on clean faces, *fails
+# the sanity floor* on every claim in its favour: a network that outputs about one face for every input
+# (what a perceptual-only MOPI tends to; see its colour row in section 8) can sit close to the mean face
+# in 3D without having looked at anything. The verdict counts below say how many rows each rule decided
+# in this run.
 
 # %%
 display(Markdown(thresholds.thresholds_markdown()))

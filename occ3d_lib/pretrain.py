@@ -98,7 +98,7 @@ def shipped_check(model: torch.nn.Module, run_dir: str | Path) -> dict[str, Any]
     return {"profile": CHECK_PROFILE, "split": "val", "n": v["n"], "me": v["me"], "dense_mm": v["dense_mm"]}
 
 
-def make_teacher(ctx: Context, command: str, root: str | Path | None = None) -> dict[str, Any]:
+def build_shipped_teacher(ctx: Context, command: str, root: str | Path | None = None) -> dict[str, Any]:
     """Train (or resume, or reuse) the long teacher run, measure it on the validation identities, ship it."""
     settings = stages.resolve_teacher_settings(ctx.profile)
     cfg = stages.teacher_config(ctx, settings)
@@ -114,7 +114,7 @@ def make_teacher(ctx: Context, command: str, root: str | Path | None = None) -> 
     return pretrained.write_shipped("teacher", shipped, info, root)
 
 
-def make_facenet(ctx: Context, command: str, root: str | Path | None = None) -> dict[str, Any]:
+def build_shipped_facenet(ctx: Context, command: str, root: str | Path | None = None) -> dict[str, Any]:
     """Train (or resume, or reuse) the synthetic FaceNet, measure verification on the validation identities, ship it."""
     settings = embedder_stage.EmbedderSettings()
     cfg = embedder_stage.embedder_config(ctx, settings)
@@ -132,7 +132,7 @@ def make_facenet(ctx: Context, command: str, root: str | Path | None = None) -> 
     return pretrained.write_shipped("facenet", shipped, info, root)
 
 
-def make_pretrained(only: Sequence[str] = pretrained.NAMES, run_dir: str | Path | None = None,
+def build_pretrained(only: Sequence[str] = pretrained.NAMES, run_dir: str | Path | None = None,
                     root: str | Path | None = None, device: str = "cpu", progress: bool = True,
                     command: str = "make pretrained", **changes: Any) -> dict[str, dict[str, Any]]:
     """Make the shipped networks named in ``only`` ("teacher", "facenet"); returns their manifest entries.
@@ -145,9 +145,9 @@ def make_pretrained(only: Sequence[str] = pretrained.NAMES, run_dir: str | Path 
     ctx = make_context(pretrain_profile(**changes), run_dir or PRETRAIN_RUN_DIR, device=device, progress=progress)
     out = {}
     if "teacher" in only:
-        out["teacher"] = make_teacher(ctx, command, root)
+        out["teacher"] = build_shipped_teacher(ctx, command, root)
     if "facenet" in only:
-        out["facenet"] = make_facenet(ctx, command, root)
+        out["facenet"] = build_shipped_facenet(ctx, command, root)
     return out
 
 

@@ -168,9 +168,9 @@ def run_stage(ctx: Context, stage: str, args: argparse.Namespace, stage_kw: dict
     return out
 
 
-def make_pretrained(args: argparse.Namespace, ctx_kw: dict[str, Any], stage_kw: dict[str, Any],
+def run_pretrained(args: argparse.Namespace, ctx_kw: dict[str, Any], stage_kw: dict[str, Any],
                     prof_kw: dict[str, Any], world: int) -> int:
-    """The ``pretrained`` stage: :func:`occ3d_lib.pretrain.make_pretrained` in one process; prints each file made."""
+    """The ``pretrained`` stage: :func:`occ3d_lib.pretrain.build_pretrained` in one process; prints each file made."""
     if args.profile not in (None, pretrain.PRETRAIN_PROFILE):
         raise UsageError(f"the pretrained networks are made for the {pretrain.PRETRAIN_PROFILE} profile; "
                          f"drop --profile {args.profile}")
@@ -187,7 +187,7 @@ def make_pretrained(args: argparse.Namespace, ctx_kw: dict[str, Any], stage_kw: 
     command = "python -m occ3d_lib.train_cli pretrained" + "".join(f" --only {o}" for o in args.only or ()) + "".join(
         f" -p {item}" for item in args.param)
     t0 = time.time()
-    entries = pretrain.make_pretrained(only, run_dir=ctx_kw.get("run_dir"), device=args.device or "cpu",
+    entries = pretrain.build_pretrained(only, run_dir=ctx_kw.get("run_dir"), device=args.device or "cpu",
                                        progress=not args.no_progress, command=command, **prof_kw)
     for name, e in entries.items():
         print(f"occ3d train: pretrained {name}: {e['file']} ({e['size'] / 2**20:.1f} MiB), validation "
@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx_kw, stage_kw, prof_kw = split_params(args.param)
         ctx_kw, stage_kw = check_params(args.profile, ctx_kw, stage_kw, args.device)
         if args.stage == "pretrained":
-            return make_pretrained(args, ctx_kw, stage_kw, prof_kw, world)
+            return run_pretrained(args, ctx_kw, stage_kw, prof_kw, world)
         if args.only:
             raise UsageError("--only is for the pretrained stage")
         try:

@@ -133,8 +133,8 @@ def test_weights_made_for_other_settings_are_refused(tmp_path, monkeypatch):
 
 
 def test_same_seed_rebuilds_the_same_weights(tmp_path):
-    a = pretrain.make_pretrained(run_dir=tmp_path / "run-a", root=tmp_path / "a", progress=False, **TINY)
-    b = pretrain.make_pretrained(run_dir=tmp_path / "run-b", root=tmp_path / "b", progress=False, **TINY)
+    a = pretrain.build_pretrained(run_dir=tmp_path / "run-a", root=tmp_path / "a", progress=False, **TINY)
+    b = pretrain.build_pretrained(run_dir=tmp_path / "run-b", root=tmp_path / "b", progress=False, **TINY)
     for name in pretrained.NAMES:
         assert a[name]["blake2b"] == b[name]["blake2b"], name
         assert a[name]["steps"] == 2 and a[name]["curve"][-1]["step"] == 2

@@ -1,4 +1,4 @@
-"""Fixed evaluation sets: model inputs plus ground truth, synthetic or real (notebook 05, section 1).
+"""Fixed evaluation sets: model inputs plus ground truth, synthetic or real (notebook 05, section 2).
 
 :class:`EvalSet` is one set; :func:`get_eval_sets` builds them from the run's cached occlusion sets
 (:func:`occ3d_lib.occlusion.eval_sets.load_or_build_eval_sets`), :func:`eval_set_from_arrays` and
@@ -107,9 +107,6 @@ def get_eval_sets(ctx: Context, kinds: Sequence[str] | None = None, n: int | Non
     sets = load_or_build_eval_sets(ctx, tuple(kinds or EVAL_KINDS), n=n, split=split)
     return eval_sets_from_occlusion(sets, ctx.dataset.split(split))
 
-
-#: notebook 05, section 2 calls it by this name
-load_eval_sets = get_eval_sets
 
 
 def eval_set_from_arrays(kind: str, images: Tensor, landmarks: Tensor, dataset: str, **kw: Any) -> EvalSet:

@@ -160,9 +160,6 @@ def make_reconnet(profile: Profile, seed: int | None = None) -> ReconNet:
         return ReconNet(profile.backbone, imagenet_init=profile.imagenet_init)
 
 
-#: notebook 03, section 1 calls it by this name
-build_reconnet = make_reconnet
-
 
 def random_batches(split: Any, batch_size: int) -> Callable[[int, torch.Generator], dict[str, Tensor]]:
     """``batch_fn`` for :class:`Trainer`: a random batch (with the sample indices) from a split."""

@@ -4,7 +4,7 @@ each parameter (with its shape, dtype or range) and a ``Returns:`` (or ``Yields:
 The notebooks (``notebooks/0*.py``) and the library are read as source with :mod:`ast`; nothing is imported,
 so the check takes well under a second. A call is followed through the ``from occ3d_lib... import`` re-exports
 of the packages (``occlusion.occlude`` is :func:`occ3d_lib.occlusion.apply.occlude`) and through module-level
-aliases (``load_eval_sets = get_eval_sets``) to the function that defines it.
+aliases (``name = other_name``) to the function that defines it.
 """
 from __future__ import annotations
 

@@ -33,6 +33,19 @@ def problems(markdown: str) -> list[str]:
     return out
 
 
+#: Control characters other than newline: what a LaTeX backslash becomes in a Python string that is not raw
+#: ("\\big" written as "\big" is a backspace and "ig"), and what no text of the series should hold.
+CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
+def test_no_text_of_the_series_holds_a_control_character():
+    texts = [*notebooks.sources(), *ROOT.glob("occ3d_lib/**/*.py"), *ROOT.glob("docs/*.md"), ROOT / "README.md"]
+    bad = [f"{p.relative_to(ROOT)}:{i}" for p in texts for i, line in enumerate(p.read_text().splitlines(), 1)
+           if CONTROL.search(line)]
+    assert not bad, f"control characters (a LaTeX backslash in a non-raw string?) at {bad}"
+    assert CONTROL.search("KL\x08ig(") and not CONTROL.search("KL\\big(")
+
+
 @pytest.mark.parametrize("src", notebooks.sources(), ids=lambda p: p.stem)
 def test_notebook_markdown_speaks_of_the_series_only(src):
     nb = jupytext.read(src, fmt="py:percent")
