@@ -41,10 +41,7 @@ from occ3d_lib.core.envinfo import best_device, check_device
 from occ3d_lib.core.params import Declared, ParameterError, coerce, field_declarations, split_items
 from occ3d_lib.data.context import Context, make_context
 from occ3d_lib.pipeline import PARAMETER_TYPES, PipelineUsageError, check_values, series_declarations
-from occ3d_lib.training import distributed
-from occ3d_lib.training import embedder as E
-from occ3d_lib.training import mopi as M
-from occ3d_lib.training import stages as S
+from occ3d_lib.training import distributed, embedder, mopi, stages
 
 STAGES = ("data", "teacher", "sopi", "embedder", "mopi", "all", "pretrained")
 EXIT_USAGE = 2
@@ -143,28 +140,28 @@ def check_batches(stage: str, profile: Any, world_size: int) -> None:
 def run_stage(ctx: Context, stage: str, args: argparse.Namespace, stage_kw: dict[str, Any]) -> list[Any]:
     """Train (or load) the models of ``stage`` with the notebooks' own functions; returns them."""
     out: list[Any] = []
-    teacher_settings = S.TeacherSettings(**stage_kw)
+    teacher_settings = stages.TeacherSettings(**stage_kw)
     if stage in ("teacher", "sopi", "mopi", "all"):
-        teacher = S.get_teacher(ctx, teacher_settings)
+        teacher = stages.get_teacher(ctx, teacher_settings)
         out.append(("teacher", teacher))
     if stage in ("sopi", "mopi", "all"):
         losses = ("se", "l1") if stage == "all" or args.loss == "all" else (args.loss,)
         if stage == "mopi":
             losses = ("se",)
         for loss in losses:
-            out.append((f"sopi ({loss})", S.get_sopi(ctx, S.SopiSettings(loss=loss), teacher=teacher)))
+            out.append((f"sopi ({loss})", stages.get_sopi(ctx, stages.SopiSettings(loss=loss), teacher=teacher)))
     if stage in ("embedder", "mopi", "all"):
-        out.append(("embedder", E.get_embedder(ctx)))
+        out.append(("embedder", embedder.get_embedder(ctx)))
     if stage in ("mopi", "all"):
         sopi = next(m for name, m in out if name == "sopi (se)")
         emb = next(m for name, m in out if name == "embedder")
-        variants = M.VARIANTS if stage == "all" or args.variant == "all" else (args.variant,)
+        variants = mopi.VARIANTS if stage == "all" or args.variant == "all" else (args.variant,)
         for v in variants:
-            settings = M.MopiSettings(v, selection=args.selection)
-            out.append((f"mopi ({v})", M.get_mopi(ctx, v, sopi=sopi, embedder=emb, settings=settings)))
+            settings = mopi.MopiSettings(v, selection=args.selection)
+            out.append((f"mopi ({v})", mopi.get_mopi(ctx, v, sopi=sopi, embedder=emb, settings=settings)))
         if stage == "all":  # notebook 04, section 8
-            out.append(("mopi (label, oracle)", M.get_mopi(ctx, "label", sopi=sopi, embedder=emb,
-                                                          settings=M.MopiSettings("label", selection="oracle"))))
+            out.append(("mopi (label, oracle)", mopi.get_mopi(ctx, "label", sopi=sopi, embedder=emb,
+                                                          settings=mopi.MopiSettings("label", selection="oracle"))))
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from occ3d_lib.core import thresholds as TH
+from occ3d_lib.core import thresholds
 
 #: The verdicts a claim can get. "too small to count": the difference is below the measure's minimum effect;
 #: "fails the sanity floor": the model the claim favours does not follow its input
@@ -83,25 +83,25 @@ def sopi_claims(me: Mapping[str, Mapping[str, float]],
         if m not in me:
             raise KeyError(f"sopi_claims needs ME for model {m!r}; got {sorted(me)}")
     b, t, s = me["baseline"], me["teacher"], me["sopi"]
-    counts = TH.effect_counts
-    sane = TH.passes_sanity_floor(s["clean"], b["clean"])
-    lim = TH.LEARNED_SHAPE * b["clean"]
-    out = [_target(f"our sanity check: teacher clean ME <= {TH.LEARNED_SHAPE:.2f}x the mean face at the true pose",
+    counts = thresholds.effect_counts
+    sane = thresholds.passes_sanity_floor(s["clean"], b["clean"])
+    lim = thresholds.LEARNED_SHAPE * b["clean"]
+    out = [_target(f"our sanity check: teacher clean ME <= {thresholds.LEARNED_SHAPE:.2f}x the mean face at the true pose",
                    t["clean"] <= lim, f"teacher {t['clean']:.2f} vs baseline {b['clean']:.2f} (limit {lim:.2f})",
                    "mean face"),
-           _target(f"teacher degrades under occlusion: SHOFI ME >= {TH.DEGRADES:g}x clean",
-                   t["shofi"] >= TH.DEGRADES * t["clean"],
+           _target(f"teacher degrades under occlusion: SHOFI ME >= {thresholds.DEGRADES:g}x clean",
+                   t["shofi"] >= thresholds.DEGRADES * t["clean"],
                    f"SHOFI {t['shofi']:.2f} vs clean {t['clean']:.2f} (ratio {t['shofi'] / t['clean']:.2f})", "clean",
-                   judge(t["shofi"] >= TH.DEGRADES * t["clean"], counts(t["shofi"], t["clean"], "me")))]
+                   judge(t["shofi"] >= thresholds.DEGRADES * t["clean"], counts(t["shofi"], t["clean"], "me")))]
     for k in occluded:
-        precise = s[k] <= TH.AS_PRECISE * s["clean"] or not counts(s[k], s["clean"], "me")
-        out.append(_target(f"SOPI on {k.upper()} as precise as unoccluded (<= {TH.AS_PRECISE:g}x its clean ME) "
+        precise = s[k] <= thresholds.AS_PRECISE * s["clean"] or not counts(s[k], s["clean"], "me")
+        out.append(_target(f"SOPI on {k.upper()} as precise as unoccluded (<= {thresholds.AS_PRECISE:g}x its clean ME) "
                            "and below the teacher", False,
                            f"SOPI {s[k]:.2f} (clean {s['clean']:.2f}, ratio {s[k] / s['clean']:.2f}); teacher {t[k]:.2f}",
                            verdict=judge(precise and s[k] < t[k], counts(s[k], t[k], "me"), sane)))
-    comparable = (s["clean"] <= TH.AS_PRECISE * t["clean"] and t["clean"] <= TH.AS_PRECISE * s["clean"]) \
+    comparable = (s["clean"] <= thresholds.AS_PRECISE * t["clean"] and t["clean"] <= thresholds.AS_PRECISE * s["clean"]) \
         or not counts(s["clean"], t["clean"], "me")
-    out.append(_target(f"SOPI clean ME comparable to the teacher's (within {TH.AS_PRECISE:g}x)", False,
+    out.append(_target(f"SOPI clean ME comparable to the teacher's (within {thresholds.AS_PRECISE:g}x)", False,
                        f"SOPI {s['clean']:.2f} vs teacher {t['clean']:.2f} (ratio {s['clean'] / t['clean']:.2f})",
                        "teacher (clean)", judge(comparable, True, sane)))
     bk = {k: b.get(k, b["clean"]) for k in ("clean", *occluded)}  # the mean face does not see the image

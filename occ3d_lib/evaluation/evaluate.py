@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from occ3d_lib.core import metrics as M
+from occ3d_lib.core import metrics
 from occ3d_lib.core.artifacts import write_json
 from occ3d_lib.evaluation.sets import EvalSet, assert_no_identity_leak
 from occ3d_lib.face.coeffs import SLICES, mean_face_like
@@ -118,21 +118,22 @@ def sample_metrics(coeffs: Tensor, es: EvalSet, renderer: Any, hist_reference: s
     dtype = renderer.model.dtype
     lm = renderer.landmarks(coeffs.to(dtype)).float()
     if landmark_offset is not None:
-        lm = lm + torch.tensor([float(v) for v in landmark_offset]) * (s / M.REFERENCE_SIZE)
+        lm = lm + torch.tensor([float(v) for v in landmark_offset]) * (s / metrics.REFERENCE_SIZE)
     gt = es.landmarks.float()
-    out = {"me": M.landmark_me(lm, gt, s), "nme": M.normalized_landmark_me(lm, gt, s), "aflw_nme": M.aflw_nme(lm, gt)}
-    mse, nmse = M.landmark_mse_xy(lm, gt, s), M.normalized_landmark_mse_xy(lm, gt, s)
+    out = {"me": metrics.landmark_me(lm, gt, s), "nme": metrics.normalized_landmark_me(lm, gt, s),
+           "aflw_nme": metrics.aflw_nme(lm, gt)}
+    mse, nmse = metrics.landmark_mse_xy(lm, gt, s), metrics.normalized_landmark_mse_xy(lm, gt, s)
     out.update(mse_x=mse[:, 0], mse_y=mse[:, 1], nmse_x=nmse[:, 0], nmse_y=nmse[:, 1])
     ref = es.clean if (hist_reference == "clean" and es.clean is not None) else es.images
     hist, vmm, ndeg = [], [], []
     for i in range(0, len(es), batch_size):
         c = coeffs[i:i + batch_size].to(dtype)
         r = renderer(c)
-        hist.append(M.histogram_dissimilarity(ref[i:i + batch_size].to(r.image), r.image, r.mask > 0.5, bins=hist_bins))
+        hist.append(metrics.histogram_dissimilarity(ref[i:i + batch_size].to(r.image), r.image, r.mask > 0.5, bins=hist_bins))
         if es.coeffs is not None:
             g = renderer.geometry(es.coeffs[i:i + batch_size].to(dtype))
-            vmm.append(M.vertex_error(r.shape, g["shape"]))
-            ndeg.append(M.normal_angular_error(renderer.model.normals(r.shape), renderer.model.normals(g["shape"])))
+            vmm.append(metrics.vertex_error(r.shape, g["shape"]))
+            ndeg.append(metrics.normal_angular_error(renderer.model.normals(r.shape), renderer.model.normals(g["shape"])))
     out["hist"] = torch.cat(hist).float() if hist else torch.zeros(0)
     if es.coeffs is not None:
         out["vertex_mm"] = torch.cat(vmm).float()
@@ -142,7 +143,7 @@ def sample_metrics(coeffs: Tensor, es: EvalSet, renderer: Any, hist_reference: s
 
 
 def _ci(values: Tensor, n: int, alpha: float, seed: int) -> dict[str, float]:
-    m, lo, hi = M.bootstrap_ci(values, n=max(n, 1), alpha=alpha, generator=torch.Generator().manual_seed(seed))
+    m, lo, hi = metrics.bootstrap_ci(values, n=max(n, 1), alpha=alpha, generator=torch.Generator().manual_seed(seed))
     finite = torch.isfinite(torch.as_tensor(values, dtype=torch.float64))
     return {"mean": m, "lo": lo, "hi": hi, "n": int(finite.sum())}
 
@@ -237,7 +238,7 @@ def evaluate(models: Mapping[str, Any], eval_sets: Mapping[str, EvalSet], render
             for metric in ("me", "vertex_mm", "hist"):
                 v = torch.cat([torch.tensor(per[name][k][metric]) if metric in per[name][k]
                                else torch.full((len(eval_sets[k]),), float("nan")) for k in kinds_done])
-                curves[which][name][metric] = M.binned_mean(v, keys, edges)
+                curves[which][name][metric] = metrics.binned_mean(v, keys, edges)
     first = next(iter(eval_sets.values()))
     return {
         "meta": {"image_size": first.image_size, "dataset": first.dataset, "bootstrap": bootstrap, "alpha": alpha,

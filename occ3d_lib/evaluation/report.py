@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from occ3d_lib.core import thresholds as TH
+from occ3d_lib.core import thresholds
 from occ3d_lib.core.artifacts import atomic_path, write_text
 from occ3d_lib.core.viz import _np_image, rows_grid
 from occ3d_lib.data.context import Context
@@ -147,7 +147,7 @@ def hist_reading(results: Mapping[str, Any], kind: str = "none") -> str:
                      "smooth Lambertian face is a few narrow peaks, which the estimated light and skin tone move "
                      "between bins, so the metric measures that estimate more than the shape or the occluder. "
                      f"Compare orderings only where they differ by more than the minimum effect of "
-                     f"{TH.min_effect('hist'):g}")
+                     f"{thresholds.min_effect('hist'):g}")
     return text + "."
 
 
@@ -359,12 +359,12 @@ def _sane(results: Mapping[str, Any], model: str) -> bool:
     landmark ME against the mean face's at the true pose, both from ``results`` (True when either is missing)."""
     if model == MEAN_FACE:
         return True
-    return TH.passes_sanity_floor(_mean(results, model, "none", "me"), _mean(results, MEAN_FACE, "none", "me"))
+    return thresholds.passes_sanity_floor(_mean(results, model, "none", "me"), _mean(results, MEAN_FACE, "none", "me"))
 
 
 def _floor_note(results: Mapping[str, Any], model: str) -> str:
     a, b = _mean(results, model, "none", "me"), _mean(results, MEAN_FACE, "none", "me")
-    return f"; {model}'s clean ME {_f(a)} px is above {TH.SANITY_ME:g} x the mean face's {_f(b)} px"
+    return f"; {model}'s clean ME {_f(a)} px is above {thresholds.SANITY_ME:g} x the mean face's {_f(b)} px"
 
 
 def _judged(lower: bool, sep: bool, counts: bool, sane: bool) -> str:
@@ -386,10 +386,10 @@ def _better(results: Mapping[str, Any], a: str, b: str, kind: str, metric: str) 
         return None
     lower = sa["mean"] < sb["mean"]
     sep = sa["hi"] < sb["lo"] if lower else sb["hi"] < sa["lo"]
-    counts, sane = TH.effect_counts(sa["mean"], sb["mean"], metric), _sane(results, a)
+    counts, sane = thresholds.effect_counts(sa["mean"], sb["mean"], metric), _sane(results, a)
     note = "CIs separate" if sep else "CIs overlap"
     if lower and not counts:
-        note += f"; difference below the minimum effect of {TH.min_effect(metric):g}"
+        note += f"; difference below the minimum effect of {thresholds.min_effect(metric):g}"
     if lower and not sane:
         note += _floor_note(results, a)
     return _judged(lower, sep, counts, sane), f"{a} {_fci(sa)} vs {b} {_fci(sb)} ({note})"
@@ -420,7 +420,7 @@ def verdicts(results: Mapping[str, Any], roles: Mapping[str, str] | None = None,
         :data:`~occ3d_lib.evaluation.claims.VERDICTS`) and against (what the claim compares with:
         'teacher', 'mean face', 'clean', 'ablation', 'SOPI').
     """
-    flat_ratio = TH.AS_PRECISE if flat_ratio is None else flat_ratio
+    flat_ratio = thresholds.AS_PRECISE if flat_ratio is None else flat_ratio
     r = {**DEFAULT_ROLES, **(roles or {})}
     t, s, m = r["teacher"], r["sopi"], r["mopi"]
     out: list[Claim] = []
@@ -438,7 +438,7 @@ def verdicts(results: Mapping[str, Any], roles: Mapping[str, str] | None = None,
         return me(table, *keys)
 
     def within(x: float, y: float) -> bool:  # "as precise" / "comparable": ratio within the limit, or no effect
-        return x <= flat_ratio * y or not TH.effect_counts(x, y, "me")
+        return x <= flat_ratio * y or not thresholds.effect_counts(x, y, "me")
 
     sopi_sane = _sane(results, s)
     # Table 1: SOPI comparable to RNet on clean faces
@@ -494,9 +494,9 @@ def verdicts(results: Mapping[str, Any], roles: Mapping[str, str] | None = None,
             st, ss = cm[t]["spread"], cm[s]["spread"]
             lower = ss["mean"] < st["mean"]
             sep = ss["hi"] < st["lo"] if lower else st["hi"] < ss["lo"]
-            counts = TH.effect_counts(ss["mean"], st["mean"], "colour")
+            counts = thresholds.effect_counts(ss["mean"], st["mean"], "colour")
             note = ("CIs separate" if sep else "CIs overlap") + \
-                ("" if counts or not lower else f"; difference below the minimum effect of {TH.min_effect('colour'):g}")
+                ("" if counts or not lower else f"; difference below the minimum effect of {thresholds.min_effect('colour'):g}")
             add("SOPI's reconstructed skin tone ignores the occluder colour better than the teacher's (Fig. 3)",
                 "qualitative (Fig. 3)",
                 (_judged(lower, sep, counts, sopi_sane),
@@ -742,7 +742,7 @@ def write_report(run_dir: str | Path, results: Mapping[str, Any], settings: Mapp
              "run's data. Our numbers are measured here; the paper's are copied from its tables.", "",
              "## Verdicts on the paper's claims", "", claims_markdown(v),
              verdict_counts_markdown(v), "", "Thresholds (one definition, `occ3d_lib.core.thresholds`):", "",
-             TH.thresholds_markdown(), "",
+             thresholds.thresholds_markdown(), "",
              "## Tables", "", tables_markdown(results, roles, aflw_results, natural_results)]
     if share_removed(results):
         lines += ["## The share of the mean face's 3D error each model removes", "",

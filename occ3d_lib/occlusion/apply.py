@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from occ3d_lib.occlusion import shapes as oc
+from occ3d_lib.occlusion import shapes
 from occ3d_lib.occlusion.kinds import (
     COVERAGE_RANGES,
     FILLS,
@@ -122,7 +122,7 @@ def occlude(images: Tensor, kind: str | Sequence[str], generator: torch.Generato
     if "mixed" in kinds:
         pick = torch.randint(len(MIXED_KINDS), (b,), generator=g).tolist()
         kinds = [MIXED_KINDS[p] if k == "mixed" else k for k, p in zip(kinds, pick)]
-    u = torch.rand(b, oc.N_UNIFORMS, generator=g, dtype=torch.float64).numpy()
+    u = torch.rand(b, shapes.N_UNIFORMS, generator=g, dtype=torch.float64).numpy()
     fill_seed = int(torch.randint(0, 2**62, (1,), generator=g))
 
     drawings = _draw_occluders(kinds, u, regs, lm, bx, coverage_range, position)
@@ -146,7 +146,7 @@ def occlude(images: Tensor, kind: str | Sequence[str], generator: torch.Generato
         "colors": colors,
         "face_boxes": bx.detach().cpu().clone(),
         "regions": torch.tensor([[r.c_lo, r.c_hi, r.r_lo, r.r_hi] for r in regs]),
-        "geometry": _plain([d.info for d in drawings]),
+        "geometry": plain_values([d.info for d in drawings]),
         "fill_seed": fill_seed,
     }
     return OcclusionResult(images=out, masks=masks[:, None], coverage=coverage,
@@ -190,27 +190,27 @@ def _face_boxes(landmarks: Tensor | None, boxes: Tensor | None, batch: int) -> t
     raise ValueError("pass landmarks (B, 68, 2) or face boxes (B, 4) so the occluder can find the face")
 
 
-def _draw_occluders(kinds: list[str], u: np.ndarray, regs: list[oc.Region], lm: Tensor | None, bx: Tensor,
+def _draw_occluders(kinds: list[str], u: np.ndarray, regs: list[shapes.Region], lm: Tensor | None, bx: Tensor,
                     coverage_range: tuple[float, float] | None,
-                    position: tuple[float, float] | None) -> list[oc.Drawing]:
+                    position: tuple[float, float] | None) -> list[shapes.Drawing]:
     """One drawing per face from its uniforms ``u (B, N_UNIFORMS)``: squares and 'full', patterns, or a
     natural occluder placed from the landmarks (or the template fitted into the box)."""
     lm_np = None
     if any(k in NATURAL_KINDS or k == "natural" for k in kinds):
         lm_np = (lm if lm is not None else landmarks_from_boxes(bx)).double().cpu().numpy()
-    drawings: list[oc.Drawing] = []
+    drawings: list[shapes.Drawing] = []
     for i, k in enumerate(kinds):
-        dr = oc.Draws(u[i])
+        dr = shapes.Draws(u[i])
         if k == "none":
-            d = oc.Drawing(info={"type": "none"})
-        elif k in oc.RECT_AREA:
-            d = oc.draw_rects(k, dr, regs[i], coverage_range or oc.RECT_AREA[k], position)
+            d = shapes.Drawing(info={"type": "none"})
+        elif k in shapes.RECT_AREA:
+            d = shapes.draw_rects(k, dr, regs[i], coverage_range or shapes.RECT_AREA[k], position)
             d.info = {"type": k, **d.info}
         elif k in PATTERN_KINDS:
-            d = oc.draw_pattern(k, dr, regs[i], coverage_range, position)
+            d = shapes.draw_pattern(k, dr, regs[i], coverage_range, position)
             d.info = {"type": k, **d.info}
         else:
-            d = oc.draw_natural(k, dr, lm_np[i], FOREHEAD_FRACTION)
+            d = shapes.draw_natural(k, dr, lm_np[i], FOREHEAD_FRACTION)
         drawings.append(d)
     return drawings
 
@@ -233,18 +233,18 @@ def _choose_fills(kinds: list[str], fill: str, fixed_colour: bool, blk: Tensor) 
     return fills
 
 
-def _rasterize(drawings: list[oc.Drawing], regs: list[oc.Region], height: int, width: int) -> Tensor:
-    edges = [oc.loops_to_edges(d.loops) for d in drawings]
+def _rasterize(drawings: list[shapes.Drawing], regs: list[shapes.Region], height: int, width: int) -> Tensor:
+    edges = [shapes.loops_to_edges(d.loops) for d in drawings]
     e_max = max(len(e) for e in edges)
     masks = torch.zeros(len(drawings), height, width, dtype=torch.bool)
     if e_max:
         packed = np.zeros((len(edges), e_max, 4), np.float32)
         for i, e in enumerate(edges):
             packed[i, :len(e)] = e
-        masks = oc.rasterize_edges(torch.from_numpy(packed), height, width)
+        masks = shapes.rasterize_edges(torch.from_numpy(packed), height, width)
     scribbles = [(i, pts, frac) for i, d in enumerate(drawings) for pts, frac in d.scribbles]
     if scribbles:
-        oc.rasterize_scribbles(scribbles, regs, height, width, masks)
+        shapes.rasterize_scribbles(scribbles, regs, height, width, masks)
     return masks
 
 
@@ -521,12 +521,12 @@ def _as_generator(generator: torch.Generator | int) -> torch.Generator:
     raise TypeError(f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}")
 
 
-def _plain(obj: Any) -> Any:
+def plain_values(obj: Any) -> Any:
     """numpy scalars / arrays -> Python types (for torch.load(weights_only=True) and JSON)."""
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain_values(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain_values(v) for v in obj]
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, (np.floating, np.integer, np.bool_)):
@@ -547,9 +547,9 @@ def _fill_images(x: Tensor, kinds: list[str], fills: list[str], color: Tensor | 
         elif f in ("solid", "gaussian"):
             colors[i] = blk[i, 1:4]
         elif f == "natural":
-            pal = oc.NATURAL_PALETTES[kinds[i]]
+            pal = shapes.NATURAL_PALETTES[kinds[i]]
             base = torch.tensor(pal[min(int(blk[i, 4] * len(pal)), len(pal) - 1)], dtype=torch.float64)
-            colors[i] = (base + (2 * blk[i, 5:8] - 1) * oc.NATURAL_COLOR_JITTER).clamp(0, 1)
+            colors[i] = (base + (2 * blk[i, 5:8] - 1) * shapes.NATURAL_COLOR_JITTER).clamp(0, 1)
     dev, dt = x.device, x.dtype
     out = torch.nan_to_num(colors, nan=0.0).to(device=dev, dtype=dt)[:, :, None, None].expand(b, 3, h, w).clone()
     nat = [i for i in range(b) if fills[i] == "natural"]

@@ -22,7 +22,7 @@ from occ3d_lib.core.artifacts import cache_dir, load_or_build, torch_load, torch
 from occ3d_lib.core.config import config_hash
 from occ3d_lib.core.seeds import stream_seed
 from occ3d_lib.data.context import Context
-from occ3d_lib.occlusion.apply import OcclusionResult, _plain, occlude
+from occ3d_lib.occlusion.apply import OcclusionResult, occlude, plain_values
 from occ3d_lib.occlusion.kinds import FILLS, KINDS, kind_seed
 
 _SET_FORMAT = "occ3d.occlusion_set"
@@ -61,7 +61,7 @@ def save_occlusion_set(path: str | Path, result: OcclusionResult, settings: Any 
         "masks": result.masks.detach().cpu().bool(),
         "coverage": result.coverage.detach().cpu().float(),
         "kind": str(result.kind),
-        "params": _plain({k: (v.detach().cpu() if isinstance(v, Tensor) else v) for k, v in result.params.items()}),
+        "params": plain_values({k: (v.detach().cpu() if isinstance(v, Tensor) else v) for k, v in result.params.items()}),
     }
     return torch_save(payload, path, settings=settings)
 
