@@ -149,9 +149,10 @@ def disk_full(path: str | Path, exc: BaseException) -> OSError | None:
                    f"{CACHE_ENV} / the run folder at a larger disk, then run again")
 
 
-def file_digest(path: str | Path) -> str:
-    """BLAKE2b (128-bit) of a file's bytes, read in 1 MiB chunks (hex)."""
-    h = hashlib.blake2b(digest_size=16)
+def file_digest(path: str | Path, algorithm: str = "blake2b") -> str:
+    """A file's digest (hex), read in 1 MiB chunks: BLAKE2b (128-bit), the manifests' digest, by default;
+    ``algorithm`` names another of :mod:`hashlib`'s (``"sha256"``: torchvision's file names)."""
+    h = hashlib.blake2b(digest_size=16) if algorithm == "blake2b" else hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)

