@@ -149,10 +149,15 @@ def check_images(images: Tensor, weights_dtype: torch.dtype | None = None) -> No
 
 
 def pooled_features(backbone: nn.Module, images: Tensor) -> Tensor:
-    """Run a classifier-less ResNet trunk on validated images (:func:`check_images`). (N, 3, H, W) -> (N, C)."""
+    """Run a classifier-less trunk on validated images (:func:`check_images`). (N, 3, H, W) -> (N, C).
+
+    The images go in channels-last (NHWC) memory order: the same values, and on the CPU's oneDNN kernels a
+    faster training step than NCHW (about 2x for EfficientNet-Lite0's depthwise convolutions, 1.1x for
+    ResNet-18, at 64 px and batch 128 on 2 cores); the layers keep that order through the trunk.
+    """
     w = next(backbone.parameters(), None)
     check_images(images, None if w is None else w.dtype)
-    return backbone(images).reshape(images.shape[0], -1)
+    return backbone(images.contiguous(memory_format=torch.channels_last)).reshape(images.shape[0], -1)
 
 
 class ReconNet(nn.Module):
