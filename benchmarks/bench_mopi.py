@@ -4,13 +4,17 @@ On the course profile's setting (procedural light mesh, 64x64 px, its trunk, B i
 occluded images) times, as medians of a few repetitions in one run:
 - bare: the trunk's trainee forward + backward + Adam step on the same B x 7 images (the unit);
 - step: MOPI forward on the B x 7 images, render the 7 predictions of each identity and embed
-  them (Eq. 7), label loss (Eq. 8), Eq. 9, backward, Adam step;
+  them (Eq. 7), label loss (Eq. 8), Eq. 9, backward, Adam step; and its two parts timed apart:
+  - network: the 7-head network's forward, the label loss, backward and Adam step (no renders);
+  - render + embed: Eq. 7's renders of the B x 7 predictions and FaceNet on them, forward and backward
+    to the coefficients (a fixed cost that does not depend on the trunk);
 - labels online: the batch function as an online run calls it (7 occlusions per identity, the
   frozen SOPI on the 7 images, render and embed its 7 predictions and the clean image, Eq. 8 pick);
 - labels pooled: serving the same batch from the run's label pool (how the course run trains:
   the labels are selected once and shared by the three Table 7 variants).
-Target: a MOPI step <= 3x the bare unit. Prints ratios measured in this run, the
-online one, the pooled one and the pool's cost amortised over the three variants; no assertions.
+Target: a MOPI step <= 3x the bare unit. Prints ratios measured in this run (the functions are timed in
+interleaved rounds, so each sees the same load), the online one, the pooled one and the pool's cost
+amortised over the three variants; no assertions.
 
 Run: ``.venv/bin/python benchmarks/bench_mopi.py [--profile course] [--reps 5]``.
 """
@@ -25,13 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import bench_args, median_time  # noqa: E402
+from _timing import bench_args, interleaved_medians  # noqa: E402
 
 from occ3d_lib.data.context import make_context  # noqa: E402
 from occ3d_lib.nets.facenet import FaceEmbedder  # noqa: E402
 from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, freeze  # noqa: E402
 from occ3d_lib.training import embedder as E  # noqa: E402
-from occ3d_lib.training import mopi  # noqa: E402
+from occ3d_lib.training import losses, mopi  # noqa: E402
 
 
 def measure(profile: Any, reps: int) -> dict[str, Any]:
@@ -67,14 +71,30 @@ def measure(profile: Any, reps: int) -> dict[str, Any]:
         y.square().mean().backward()
         opt2.step()
 
+    net2 = MultiOcclusionNet(p.backbone, n_heads=w).init_from_reconnet(sopi)
+    opt3 = torch.optim.Adam(net2.parameters(), 1e-4)
+    coeffs = net(batch["images"]).detach().flatten(0, 1)
+
+    def run_network() -> None:
+        for m in net2.modules():  # as the step's freeze_bn
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        loss = losses.label_loss(net2(batch["images"]).float(), batch["label"])
+        opt3.zero_grad()
+        loss.backward()
+        opt3.step()
+
+    def run_render_embed() -> None:
+        v = coeffs.clone().requires_grad_(True)
+        losses.perceptual_loss(mopi.render_embed(ctx.renderer, emb, v).view(b, w, -1)).backward()
+
     counter = itertools.count()
-    t_bare = median_time(run_bare, reps)
-    t_step = median_time(run_step, reps)
-    t_online = median_time(lambda: online(0, g), reps)
-    t_pooled = median_time(lambda: pooled(next(counter) % (reps + 1), g), reps)
-    shared = t_step + t_pooled + t_online / 3
-    return {"profile": p, "identities": b, "variants": w, "images": b * w, "bare": t_bare, "step": t_step,
-            "online": t_online, "pooled": t_pooled, "pooled_shared": shared, "pooled_shared_ratio": shared / t_bare}
+    t = interleaved_medians({"bare": run_bare, "step": run_step, "network": run_network,
+                             "render_embed": run_render_embed, "online": lambda: online(0, g),
+                             "pooled": lambda: pooled(next(counter) % (reps + 1), g)}, reps)
+    shared = t["step"] + t["pooled"] + t["online"] / 3
+    return {"profile": p, "identities": b, "variants": w, "images": b * w, **t,
+            "pooled_shared": shared, "pooled_shared_ratio": shared / t["bare"]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,6 +106,10 @@ def main(argv: list[str] | None = None) -> None:
           f"torch threads {torch.get_num_threads()}")
     print(f"bare backbone fwd+bwd+step on {b * w} images: {t_bare * 1e3:.0f} ms (the unit)")
     print(f"MOPI step (fwd, 7 renders + embeddings, Eqs. 7-9, bwd, step): {t_step * 1e3:.0f} ms = {t_step / t_bare:.2f}x")
+    print(f"  of which the 7-head network (fwd, Eq. 8, bwd, step): {m['network'] * 1e3:.0f} ms = "
+          f"{m['network'] / t_bare:.2f}x")
+    print(f"  of which Eq. 7's render + embed of {b * w} predictions (fwd + bwd): {m['render_embed'] * 1e3:.0f} ms = "
+          f"{m['render_embed'] / t_bare:.2f}x")
     print(f"labels online (occlusion, SOPI, renders, embeddings, Eq. 8 pick): {t_online * 1e3:.0f} ms = "
           f"{t_online / t_bare:.2f}x")
     print(f"labels from the pool: {t_pooled * 1e3:.1f} ms = {t_pooled / t_bare:.3f}x")

@@ -47,6 +47,7 @@ from occ3d_lib.evaluation.study import (  # noqa: E402
     sopi_markdown,
     study_markdown,
 )
+from occ3d_lib.nets.models import ReconNet  # noqa: E402
 from occ3d_lib.occlusion.eval_sets import load_or_build_eval_sets  # noqa: E402
 from occ3d_lib.training import stages  # noqa: E402
 
@@ -170,7 +171,8 @@ SPEED_CANDIDATES = [("resnet18", 64, False, False, False), ("resnet18", 64, True
                     ("resnet18", 64, False, True, False), ("resnet18", 64, False, False, True),
                     ("resnet18", 96, False, False, False), ("resnet18", 128, False, False, False),
                     ("resnet34", 64, False, False, False), ("regnet_y_400mf", 64, False, False, False),
-                    ("mobilenet_v3_large", 64, False, False, False), ("efficientnet_b0", 64, False, False, False)]
+                    ("mobilenet_v3_large", 64, False, False, False), ("efficientnet_b0", 64, False, False, False),
+                    ("efficientnet_lite0", 64, False, False, False), ("efficientnet_lite0", 64, True, False, False)]
 
 
 def speed(batch: int = 32, reps: int = 4) -> str:
@@ -185,10 +187,14 @@ def speed(batch: int = 32, reps: int = 4) -> str:
     base = None
     for name, size, cl, bf16, comp in SPEED_CANDIDATES:
         torch.manual_seed(0)
-        m = getattr(torchvision.models, name)(num_classes=257)
         x = torch.rand(batch, 3, size, size)
-        if cl:
-            m, x = m.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        if not hasattr(torchvision.models, name):  # the library's own trunk (ImageNet weights from its package)
+            m = ReconNet(name, imagenet_init=True)
+            m.channels_last = cl  # the network puts its input in that memory order itself
+        else:
+            m = getattr(torchvision.models, name)(num_classes=257)
+            if cl:
+                m, x = m.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         opt = torch.optim.Adam(m.parameters(), 1e-4)
         fwd = torch.compile(m) if comp else m
         ts = []

@@ -56,3 +56,25 @@ def test_an_empty_batch_is_one_line_before_any_convolution():
     net = models.ReconNet("resnet18").eval()
     with pytest.raises(ValueError, match=r"^images is an empty batch \(0, 3, 32, 32\): nothing to reconstruct; skip"):
         net(torch.zeros(0, 3, 32, 32))
+
+
+@pytest.mark.parametrize(("backbone", "imagenet"), [("efficientnet_lite0", True), ("resnet18", False)])
+def test_channels_last_input_changes_speed_not_values(backbone, imagenet):
+    torch.manual_seed(0)
+    net = models.ReconNet(backbone, imagenet_init=imagenet)
+    for conv in net.final_layers:  # non-zero heads, so the outputs depend on the features
+        torch.nn.init.normal_(conv.weight, std=0.1)
+    net.eval()
+    x = torch.rand(3, 3, 48, 48)
+    seen = []
+    hook = net.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(
+        memory_format=torch.channels_last)))
+    with torch.no_grad():
+        fast = net(x)
+        net.channels_last = False
+        plain = net(x)
+    hook.remove()
+    assert seen == [True, False]  # the trunk really received the two memory orders
+    assert x.is_contiguous()  # the caller's tensor is untouched
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
+    assert float(fast.abs().max()) > 1e-3

@@ -142,7 +142,7 @@ def test_rasteriser_stays_float32_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert net(batch["image"]).dtype == torch.bfloat16  # the network does run in bf16
         terms = stages.teacher_step_fn(renderer, stages.TeacherSettings(photometric=True))(net, batch)
-        emb = mopi._render_embed(renderer, lambda x: x.flatten(1), torch.zeros(2, 257, dtype=torch.bfloat16))
+        emb = mopi.render_embed(renderer, lambda x: x.flatten(1), torch.zeros(2, 257, dtype=torch.bfloat16))
     assert seen == [(torch.float32, False), (torch.float32, False)]
     assert terms["loss"].dtype == torch.float32 and torch.isfinite(terms["loss"])
     assert emb.dtype == torch.float32

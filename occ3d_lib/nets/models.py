@@ -148,16 +148,19 @@ def check_images(images: Tensor, weights_dtype: torch.dtype | None = None) -> No
             raise ValueError(f"images hold values in [{lo:.4g}, {hi:.4g}]; the network takes RGB in [0, 1]{hint}")
 
 
-def pooled_features(backbone: nn.Module, images: Tensor) -> Tensor:
+def pooled_features(backbone: nn.Module, images: Tensor, channels_last: bool = True) -> Tensor:
     """Run a classifier-less trunk on validated images (:func:`check_images`). (N, 3, H, W) -> (N, C).
 
-    The images go in channels-last (NHWC) memory order: the same values, and on the CPU's oneDNN kernels a
-    faster training step than NCHW (about 2x for EfficientNet-Lite0's depthwise convolutions, 1.1x for
-    ResNet-18, at 64 px and batch 128 on 2 cores); the layers keep that order through the trunk.
+    With ``channels_last`` (the networks' default) the images go in channels-last (NHWC) memory order: the
+    same values, and on the CPU's oneDNN kernels a faster training step than NCHW (about 2x for
+    EfficientNet-Lite0's depthwise convolutions, 1.1x for ResNet-18, at 64 px and batch 128 on 2 cores;
+    ``benchmarks/study_course.py --speed``); the layers keep that order through the trunk.
     """
     w = next(backbone.parameters(), None)
     check_images(images, None if w is None else w.dtype)
-    return backbone(images.contiguous(memory_format=torch.channels_last)).reshape(images.shape[0], -1)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return backbone(images).reshape(images.shape[0], -1)
 
 
 class ReconNet(nn.Module):
@@ -169,6 +172,7 @@ class ReconNet(nn.Module):
     def __init__(self, backbone: str = "resnet50", imagenet_init: bool = False) -> None:
         super().__init__()
         self.backbone_name = backbone
+        self.channels_last = True  # the trunk's input memory order (pooled_features)
         self.backbone, width = make_backbone(backbone, imagenet_init)
         self.final_layers = nn.ModuleList([nn.Conv2d(width, k, 1) for k in HEAD_SIZES])
         for conv in self.final_layers:
@@ -177,7 +181,7 @@ class ReconNet(nn.Module):
 
     def features(self, images: Tensor) -> Tensor:
         """Pooled backbone features. (B, 3, H, W) -> (B, C, 1, 1)."""
-        return pooled_features(self.backbone, images)[:, :, None, None]
+        return pooled_features(self.backbone, images, self.channels_last)[:, :, None, None]
 
     def forward(self, images: Tensor) -> Tensor:
         f = self.features(images)
@@ -214,6 +218,7 @@ class MultiOcclusionNet(nn.Module):
             raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
         self.backbone_name = backbone
         self.n_heads = n_heads
+        self.channels_last = True  # the trunk's input memory order (pooled_features)
         self.backbone, width = make_backbone(backbone, imagenet_init)
         self.width = width
         self.heads = nn.ModuleList([nn.Linear(width, N_COEFFS) for _ in range(n_heads)])
@@ -223,7 +228,7 @@ class MultiOcclusionNet(nn.Module):
 
     def features(self, images: Tensor) -> Tensor:
         """Pooled backbone features. (N, 3, H, W) -> (N, C)."""
-        return pooled_features(self.backbone, images)
+        return pooled_features(self.backbone, images, self.channels_last)
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, n_heads, 3, H, W) -> (B, n_heads, 257): head k on the k-th image of each identity."""

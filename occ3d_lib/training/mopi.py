@@ -101,8 +101,20 @@ class MopiSettings:
         return (float(d1 if self.x1 is None else self.x1), float(d2 if self.x2 is None else self.x2))
 
 
-def _render_embed(renderer: Any, embedder: nn.Module, coeffs: Tensor) -> Tensor:
-    """Render (N, 257) on black and embed: -> (N, D). Differentiable w.r.t. ``coeffs``."""
+def render_embed(renderer: Any, embedder: nn.Module, coeffs: Tensor) -> Tensor:
+    """Eq. 7's inputs: render predicted coefficients on black and embed the renders with FaceNet.
+
+    Notebook 04, sections 4-5. Differentiable w.r.t. ``coeffs`` (the perceptual term's gradient path); the
+    fixed cost of a MOPI step beside its network (``benchmarks/bench_mopi.py`` times it apart).
+
+    Args:
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer`.
+        embedder: the FaceNet, ``(N, 3, S, S) -> (N, D)``.
+        coeffs: ``(N, 257)`` predicted coefficients.
+
+    Returns:
+        ``(N, D)`` embeddings of the renders.
+    """
     with full_precision():  # the rasteriser stays float32 under the Trainer's bf16 autocast
         out = renderer(coeffs.float().to(renderer.model.dtype))
     return embedder(out.image.float().clamp(0, 1))
@@ -131,7 +143,7 @@ def select_labels(sopi: nn.Module, embedder: nn.Module, renderer: Any, occluded:
                          f"and {tuple(clean.shape)}")
     b, w = occluded.shape[:2]
     sopi_coeffs = sopi(occluded.flatten(0, 1)).view(b, w, -1)
-    sopi_emb = _render_embed(renderer, embedder, sopi_coeffs.flatten(0, 1)).view(b, w, -1)
+    sopi_emb = render_embed(renderer, embedder, sopi_coeffs.flatten(0, 1)).view(b, w, -1)
     clean_emb = embedder(clean)
     choice = losses.sopi_label_index(sopi_emb, clean_emb)
     label = losses.select_sopi_labels(sopi_coeffs, sopi_emb, clean_emb)
@@ -294,7 +306,7 @@ def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float 
         v = model(images).float()  # (B, W, 257)
         b, w = v.shape[:2]
         with torch.set_grad_enabled(torch.is_grad_enabled() and x1 > 0):
-            emb = _render_embed(renderer, embedder, v.flatten(0, 1)).view(b, w, -1)
+            emb = render_embed(renderer, embedder, v.flatten(0, 1)).view(b, w, -1)
             perc = losses.perceptual_loss(emb)
         with torch.set_grad_enabled(torch.is_grad_enabled() and x2 > 0):
             lab = losses.label_loss(v, batch["label"])
@@ -333,7 +345,7 @@ def term_gradient_norms(model: nn.Module, batch: dict[str, Tensor], renderer: An
         with torch.enable_grad():
             v = model(batch["images"].to(dev).float()).float()
             b, w = v.shape[:2]
-            emb = _render_embed(renderer, embedder, v.flatten(0, 1)).view(b, w, -1)
+            emb = render_embed(renderer, embedder, v.flatten(0, 1)).view(b, w, -1)
             terms = {"perceptual": x1 * losses.perceptual_loss(emb),
                      "label": x2 * losses.label_loss(v, batch["label"].to(dev).float())}
             out = {}
