@@ -182,8 +182,9 @@ plt.show()
 # table says how far the longest run gets, which is where a 2-core class budget stops. The speed
 # table at the end of `docs/course_study.md` prices other levers per step (a larger input,
 # channels-last memory, bfloat16 autocast on a CPU without native bfloat16 arithmetic,
-# `torch.compile`): on the reference CPU the last two made a step slower and channels-last changed
-# little between repeated measurements.
+# `torch.compile`): on the reference CPU the last two made a step slower, and channels-last, which
+# changed little for ResNet-18, makes EfficientNet-Lite0's step much cheaper (its depthwise
+# convolutions), so every network of the library feeds its trunk channels-last images.
 
 # %%
 records = study.load_study()
@@ -196,15 +197,17 @@ print(f"this profile's teacher: {P.backbone}, photometric term {'on' if t_settin
       f"lowest error x CPU-minutes in the study: {best['setup']}")
 
 # %% [markdown]
-# ### Where the shipped teacher stops, and what would move it
+# ### What limits the teacher, and how the shipped one was made
 #
-# The shipped teacher of section 2 is this course recipe run far longer (`make pretrained`; its steps,
-# cost and validation errors are in the table above). If it is still above the dotted lines, is it
-# short of steps, of samples, or of faces? The same study was run on a GPU with the shipped teacher's
-# schedule: the shipped recipe, four times the samples per step on the same training identities, and
+# Run longer, the course recipe still stops above the dotted lines. Is it short of steps, of samples,
+# or of faces? The same study was run on a GPU with an 8000-step schedule: the course recipe (batch 32
+# on the course's training identities), four times the samples per step on the same identities, and
 # four times the samples on four times the identities (each split has its own seed, so the validation
 # faces are the same). Such runs are wall-clock bound, not CPU-bound, so they are kept apart
-# (`docs/course_study/gpu/`); this cell reads them.
+# (`docs/course_study/gpu/`); this cell reads them. Their answer made the shipped teacher: `make
+# pretrained` trains this recipe for 8000 steps of 128 faces drawn from a larger set of training
+# identities than the course renders (`occ3d_lib.pretrain.PRETRAIN_OVERRIDES`; its cost and validation
+# errors are the table of section 2).
 
 # %%
 gpu_records = study.load_study(study.DEVICE_STUDY_DIR)
