@@ -37,8 +37,8 @@ from occ3d_lib.training import embedder as embedder_stage
 from occ3d_lib.training import stages
 
 #: The profile the shipped networks are made for, and what the long command changes in it: the
-#: teacher trains for 8000 steps of 128 faces drawn from 8000 training identities (about two hours of
-#: 2 CPU cores for EfficientNet-Lite0 at 64 px) instead of the class period's live run. Why so many
+#: teacher trains for 8000 steps of 128 faces drawn from 8000 training identities (about 2.2 hours of
+#: 2 CPU cores for EfficientNet-Lite0 at 64 px, 0.9-1.0 s a step) instead of the class period's live run. Why so many
 #: identities: the GPU records of notebook 03 (docs/course_study/gpu) show the teacher limited by how
 #: many faces it sees, not by steps (batch 128 on the course's 1000 identities ends where batch 32 does;
 #: 4000 identities go from 0.70x to 0.49x the mean face). The validation and test identities are the
@@ -177,6 +177,10 @@ def shipped_markdown(root: str | Path | None = None) -> str:
     manifest = pretrained.read_manifest(root)
     rows = ["| network | trained | hours | validation (never the test identities) | file |", "|---|---|---|---|---|"]
     for name, e in manifest["networks"].items():
+        fields = e.get("profile_fields", {})
+        batch = fields.get("teacher_batch_size" if name == "teacher" else "embedder_batch_size")
+        data = (f" of {batch} faces from {fields['n_train_identities']} training identities"
+                if batch and "n_train_identities" in fields else "")
         v = e.get("validation", {})
         if name == "teacher":
             val = (f"landmark ME {v['me']:.2f} px = {v['me_ratio']:.2f} x the mean face at the true pose; "
@@ -184,6 +188,6 @@ def shipped_markdown(root: str | Path | None = None) -> str:
         else:
             val = f"verification accuracy {v['accuracy']:.3f}, AUC {v['auc']:.3f}"
         rows.append(f"| {name} ({e['architecture'].get('backbone', e['architecture'].get('net'))}) | "
-                    f"{e['steps']} steps, {e['train_seconds'] / 60:.0f} min x {e['threads']} thread(s) | "
+                    f"{e['steps']} steps{data}, {e['train_seconds'] / 60:.0f} min x {e['threads']} thread(s) | "
                     f"{_hours(e)} | {val} | {e['file']}, {e['size'] / 2**20:.1f} MiB, float16 |")
     return "\n".join(rows)

@@ -157,3 +157,6 @@ def test_shipped_markdown_reads_the_manifest():
     text = pretrain.shipped_markdown()
     entry = pretrained.shipped_entry("teacher")
     assert f"{entry['validation']['me_ratio']:.2f} x the mean face" in text and "facenet" in text
+    fields = entry["profile_fields"]  # what the shipped file was made with, not what the code would make now
+    assert f"{entry['steps']} steps of {fields['teacher_batch_size']} faces from {fields['n_train_identities']} " \
+           "training identities" in text
