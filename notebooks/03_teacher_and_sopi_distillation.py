@@ -205,9 +205,9 @@ print(f"this profile's teacher: {P.backbone}, photometric term {'on' if t_settin
 # four times the samples on four times the identities (each split has its own seed, so the validation
 # faces are the same). Such runs are wall-clock bound, not CPU-bound, so they are kept apart
 # (`docs/course_study/gpu/`); this cell reads them. The table of section 2 says what the shipped file
-# was made with (its batch and training identities). Their answer is one option of `make pretrained`
-# away: 128 faces a step drawn from more training identities than the course renders
-# (`-p teacher_batch_size=128 -p n_train_identities=8000`, about two hours of two CPU cores).
+# was made with (its batch and training identities): it follows their answer, 128 faces a step drawn
+# from more training identities than the course renders, which `make pretrained` trains in about two
+# hours of two CPU cores.
 
 # %%
 gpu_records = study.load_study(study.DEVICE_STUDY_DIR)

@@ -37,16 +37,16 @@ from occ3d_lib.training import embedder as embedder_stage
 from occ3d_lib.training import stages
 
 #: The profile the shipped networks are made for, and what the long command changes in it: the
-#: teacher trains for 8000 steps (about 80 minutes of one CPU core for EfficientNet-Lite0 at 64 px)
-#: instead of the class period's live run; the embedder keeps the profile's steps. These are the
-#: settings the shipped files were made with. A better teacher is one option away:
-#: the GPU records of notebook 03 (docs/course_study/gpu) show it limited by how many faces it sees,
-#: not by steps (batch 128 on the course's 1000 identities ends where batch 32 does; 4000 identities
-#: go from 0.70x to 0.49x the mean face), and ``-p teacher_batch_size=128 -p n_train_identities=8000``
-#: trains that recipe in about 2 hours of 2 CPU cores (0.9 s a step with channels-last images). The
-#: validation and test identities stay the course's own (each split has its own generator).
+#: teacher trains for 8000 steps of 128 faces drawn from 8000 training identities (the recipe the GPU
+#: records of notebook 03, docs/course_study/gpu, point to: the teacher is limited by how many faces it
+#: sees, not by steps; batch 128 on the course's 1000 identities ends where batch 32 does, 4000 identities
+#: go from 0.70x to 0.49x the mean face) instead of the class period's live run; about 2 hours of 2 CPU
+#: cores (0.8 s a step with channels-last images). The embedder keeps the profile's steps. These are the
+#: settings the shipped files were made with. The validation and test identities stay the course's own
+#: (each split has its own generator).
 PRETRAIN_PROFILE = "course"
-PRETRAIN_OVERRIDES: Mapping[str, Any] = {"pretrained": False, "teacher_steps": 8000}
+PRETRAIN_OVERRIDES: Mapping[str, Any] = {"pretrained": False, "teacher_steps": 8000, "teacher_batch_size": 128,
+                                         "n_train_identities": 8000}
 PRETRAIN_RUN_DIR = REPO_ROOT / "runs" / "pretrained"
 #: The small fixed set of the reproducibility check (:func:`shipped_check`).
 CHECK_PROFILE = "smoke"
