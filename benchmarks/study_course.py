@@ -112,10 +112,11 @@ def clocked_eval(evaluate: Callable[[torch.nn.Module], dict[str, float]], eval_e
 
 
 def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, out: Path,
-             pretrained: bool = False) -> Path:
+             pretrained: bool = False, landmark_weight: float | None = None) -> Path:
     """Train SOPI (Eq. 6, the course mix) for ``sopi_steps`` from the set-up's teacher of ``teacher_steps``
     (or, with ``pretrained``, from the shipped pretrained teacher, as the course profile does) and record
-    its validation ME under each square kind against CPU-seconds (a SOPI record)."""
+    its validation ME under each square kind against CPU-seconds (a SOPI record). ``landmark_weight`` is
+    :attr:`stages.SopiSettings.landmark_weight` (None: the profile's)."""
     overrides, teacher_kw = SETUPS[setup]
     run_dir = out / "runs" / (slug(setup) + ("-pretrained-teacher" if pretrained else ""))
     ctx = make_context("course", run_dir=run_dir, progress=False, teacher_steps=teacher_steps,
@@ -132,13 +133,17 @@ def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, o
     print(json.dumps(points[-1]), flush=True)
     callback = clocked_eval(lambda m: sopi_val_errors(ctx, m, eval_sets), eval_every, sopi_steps, points)
 
-    stages.train_sopi(ctx, teacher, progress=False, callback=callback)
+    settings = stages.resolve_sopi_settings(ctx.profile, stages.SopiSettings(landmark_weight=landmark_weight))
+    stages.train_sopi(ctx, teacher, settings=settings, progress=False, callback=callback)
     result = {"stage": "sopi", "setup": setup, "teacher_steps": teacher_steps, "steps": sopi_steps,
+              "landmark_weight": settings.landmark_weight,
               "threads": torch.get_num_threads(), "profile": ctx.profile.to_dict(), "points": points}
     name = f"{slug(setup)}-teacher{teacher_steps}-sopi{sopi_steps}"
     if pretrained:
         result["teacher"] = {"pretrained": teacher.shipped["blake2b"], "commit": teacher.shipped.get("commit")}
         name = f"{slug(setup)}-pretrained-teacher-{teacher.shipped['blake2b'][:8]}-sopi{sopi_steps}"
+    if settings.landmark_weight:
+        name += f"-landmark-{settings.landmark_weight:g}"
     path = out / "sopi" / f"{name}.json"
     write_json(path, result)
     return path
@@ -246,7 +251,10 @@ def summary(out: Path, figure: Path | None = None) -> str:
     if (out / "sopi").is_dir():
         text += ["## SOPI from the chosen teacher", "",
                  "Validation ME under each occlusion kind (ratio to the clean ME in brackets); step 0 is the",
-                 "teacher SOPI starts from.", "", sopi_markdown(load_sopi_study(out)), ""]
+                 "teacher SOPI starts from. Each SOPI row names its loss: Eq. 6 alone, or with RNet's landmark term",
+                 "against the teacher's landmarks at the weight shown (`stages.SopiSettings.landmark_weight`); the",
+                 "2400-step runs from the shipped teacher differ only in that term (same data, seed and steps).", "",
+                 sopi_markdown(load_sopi_study(out)), ""]
     return "\n".join(text)
 
 
@@ -259,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu", help="teacher study only: cpu, or cuda where a GPU is lent")
     ap.add_argument("--sopi-steps", type=int, default=0,
                     help="instead of the teacher study: train SOPI this long from the set-up's teacher of --steps")
+    ap.add_argument("--sopi-landmark-weight", type=float, default=None,
+                    help="with --sopi-steps: weight of SOPI's landmark term (0: Eq. 6 alone; default: the profile's)")
     ap.add_argument("--pretrained-teacher", action="store_true",
                     help="with --sopi-steps: start from the shipped pretrained teacher (the course profile's)")
     ap.add_argument("--out", type=Path, default=Path("runs/study"))
@@ -277,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.sopi_steps:
-        print(run_sopi(a.setup, a.steps, a.sopi_steps, a.eval_every, a.out, a.pretrained_teacher))
+        print(run_sopi(a.setup, a.steps, a.sopi_steps, a.eval_every, a.out, a.pretrained_teacher, a.sopi_landmark_weight))
     else:
         print(run(a.setup, a.steps, a.eval_every, a.out, a.device))
 

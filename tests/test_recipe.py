@@ -26,7 +26,8 @@ PIN_FIELDS = dict(
 )
 #: a change on purpose (a new key field, ``RENDER_VERSION`` bumped) updates these and says what is rebuilt
 PINNED = {
-    "teacher": "552ebceb5707c01f", "sopi": "5187f7369f3a8f4d", "embedder": "6a4e222eaa80bea8",
+    # sopi: the CPU profiles' SOPI gained the landmark term (its Eq. 6-only folder is still 5187f7369f3a8f4d)
+    "teacher": "552ebceb5707c01f", "sopi": "4547417539028381", "embedder": "6a4e222eaa80bea8",
     "mopi-both": "9649edf3d650b358", "mopi-label": "ffd0affab4958ccf",
 }
 
@@ -50,6 +51,11 @@ def _hashes(ctx: Context) -> dict[str, str]:
 
 def test_stage_hashes_are_pinned(tmp_path):
     assert _hashes(_ctx(tmp_path)) == PINNED
+
+
+def test_sopi_with_eq6_alone_keeps_its_folder(tmp_path):
+    ctx = _ctx(tmp_path)
+    assert stages.sopi_config(ctx, "teacher-0123", stages.SopiSettings(landmark_weight=0)).hash() == "5187f7369f3a8f4d"
 
 
 def test_hashes_ignore_device_and_precision(tmp_path):

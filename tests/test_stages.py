@@ -16,6 +16,9 @@ def test_sopi_settings_are_validated():
     with pytest.raises(ValueError, match="init"):
         SopiSettings(init="imagenet21k")
     assert SopiSettings(loss="kl").loss == "kl"
+    for bad in (-1e-3, float("nan"), True, "1e-3"):
+        with pytest.raises(ValueError, match="landmark_weight"):
+            SopiSettings(landmark_weight=bad)
 
 
 def test_sopi_starts_where_the_profile_says(tmp_path):
@@ -23,11 +26,16 @@ def test_sopi_starts_where_the_profile_says(tmp_path):
     for name, init in (("smoke", "teacher"), ("course", "teacher"), ("paper", "scratch")):
         assert stages.resolve_sopi_settings(get_profile(name)).init == init
     assert stages.resolve_sopi_settings(get_profile("paper"), SopiSettings(init="teacher")).init == "teacher"
+    # the paper profile distils with Eq. 6 alone, the CPU profiles add the landmark term unless told otherwise
+    for name, w in (("smoke", stages.SOPI_LANDMARK_WEIGHT), ("course", stages.SOPI_LANDMARK_WEIGHT), ("paper", 0.0)):
+        assert stages.resolve_sopi_settings(get_profile(name)).landmark_weight == w
+    assert stages.resolve_sopi_settings(get_profile("course"), SopiSettings(landmark_weight=0)).landmark_weight == 0
     # an init left to the profile names the same folder as the same init given by name
     ctx = Context(get_profile("course"), tmp_path)
     ctx.__dict__["dataset"] = type("D", (), {"meta": {"key": "data-0"}})()
     assert stages.sopi_config(ctx, "t").hash() == stages.sopi_config(ctx, "t", SopiSettings(init="teacher")).hash()
     assert stages.sopi_config(ctx, "t").hash() != stages.sopi_config(ctx, "t", SopiSettings(init="scratch")).hash()
+    assert stages.sopi_config(ctx, "t").hash() != stages.sopi_config(ctx, "t", SopiSettings(landmark_weight=0)).hash()
 
 
 @pytest.fixture()
@@ -66,11 +74,56 @@ def test_teacher_and_sopi_train_cache_and_freeze(tiny_ctx):
     sopi = stages.train_sopi(tiny_ctx, teacher=teacher)
     assert [h["step"] for h in stages.stage_history(sopi)] == [1, 2, 3]
     assert all(0.0 <= h["coverage"] <= 1.0 for h in stages.stage_history(sopi))
+    # the smoke profile adds the landmark term: its two parts are logged and add up to the loss
+    for h in stages.stage_history(sopi):
+        assert h["loss"] == pytest.approx(h["distill"] + h["landmark"], rel=1e-4)
     # started from the teacher, then trained: weights differ from the teacher's
     diff = sum(float((a.float() - b.float()).abs().sum()) for a, b in
                zip(teacher.state_dict().values(), sopi.state_dict().values()))
     assert diff > 0
     assert sopi.out_dir != teacher.out_dir
+
+
+def test_sopi_step_adds_the_weighted_landmark_term(tiny_ctx):
+    from types import SimpleNamespace
+
+    from occ3d_lib.face.coeffs import SLICES
+    from occ3d_lib.training import losses
+
+    r = tiny_ctx.renderer
+    b = tiny_ctx.dataset.train.batch([0, 1, 2])
+    labels = b["coeffs"].clone()  # the teacher's labels: here the ground truth of the three faces
+    pred = labels.clone()
+    pred[:, SLICES["trans"]] += torch.tensor([0.04, -0.02, 0.0])  # the trainee gets only the position wrong
+
+    class Fixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.shift = nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            return pred + self.shift
+
+    def occluder(images, landmarks):
+        return SimpleNamespace(images=images, coverage=torch.zeros(images.shape[0]))
+
+    batch = {"image": b["image"], "landmarks": b["landmarks"], "index": torch.tensor([0, 1, 2])}
+    with_lm = stages.sopi_step_fn(labels, occluder, landmark_weight=0.5, renderer=r)
+    plain = stages.sopi_step_fn(labels, occluder)(Fixed(), batch)
+    out = with_lm(Fixed(), batch)
+    se = float(((pred - labels) ** 2).mean())  # Eq. 6 by hand: 6 of 771 entries are off
+    assert plain["loss"].item() == pytest.approx(se, rel=1e-5) and "landmark" not in plain
+    lm = 0.5 * float(losses.landmark_loss(r.landmarks(pred), r.landmarks(labels), r.image_size))
+    assert lm > 100 * se  # a few pixels of landmark error against squared hundredths of a unit
+    assert out["landmark"].item() == pytest.approx(lm, rel=1e-5)
+    assert out["loss"].item() == pytest.approx(se + lm, rel=1e-5)
+    out["loss"].backward()  # the term reaches the network
+    pred = labels.clone()  # a trainee that reproduces the teacher pays nothing
+    assert with_lm(Fixed(), batch)["loss"].item() == pytest.approx(0.0, abs=1e-8)
+    with pytest.raises(ValueError, match="renderer"):
+        stages.sopi_step_fn(labels, occluder, landmark_weight=0.5)
+    with pytest.raises(ValueError, match="landmark_weight"):
+        stages.sopi_step_fn(labels, occluder, landmark_weight=-1.0, renderer=r)
 
 
 def test_landmark_me_by_kind_is_zero_for_the_truth_and_names_clean(tiny_ctx):

@@ -129,12 +129,14 @@ def test_sopi_table_gives_ratios_to_clean_and_the_baseline_row(tmp_path):
                                                           "steps": 100, "points": pts}))
     md = study.sopi_markdown(study.load_sopi_study(tmp_path), kinds=("clean", "dsofi"))
     assert "| teacher (50 steps) | 0 | 0.0 | 4.00 | 6.00 (1.50) |" in md
-    assert "| SOPI | 100 | 2.0 | 4.00 | 5.00 (1.25) |" in md
+    assert "| SOPI (Eq. 6) | 100 | 2.0 | 4.00 | 5.00 (1.25) |" in md
     assert md.splitlines()[-1] == "| mean face at the true pose | | | 4.50 | 4.40 |"
     (tmp_path / "sopi" / "b.json").write_text(json.dumps({"stage": "sopi", "setup": "A", "teacher_steps": 8000,
-                                                          "teacher": {"pretrained": "abc"}, "steps": 100, "points": pts}))
+                                                          "teacher": {"pretrained": "abcdef0123"}, "steps": 100,
+                                                          "landmark_weight": 0.0016, "points": pts}))
     md = study.sopi_markdown(study.load_sopi_study(tmp_path), kinds=("clean", "dsofi"))
-    assert "| pretrained teacher (8000 steps) | 0 | 0.0 | 4.00 | 6.00 (1.50) |" in md
+    assert "| pretrained teacher abcdef01 (8000 steps) | 0 | 0.0 | 4.00 | 6.00 (1.50) |" in md
+    assert "| SOPI (Eq. 6 + landmarks x 0.0016) | 100 | 2.0 | 4.00 | 5.00 (1.25) |" in md
     (tmp_path / "sopi" / "b.json").unlink()
     (tmp_path / "sopi" / "a.json").write_text(json.dumps({"setup": "A", "points": pts}))
     with pytest.raises(ValueError, match="not a SOPI study record"):

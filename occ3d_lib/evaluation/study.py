@@ -264,7 +264,9 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
                                                                                   "random_pattern")) -> str:
     """SOPI's validation ME per kind at each recorded step, and the mean face at the true pose as the last row.
 
-    Step 0 is the teacher it starts from; each occluded kind has the occluded-to-clean ratio in brackets.
+    Step 0 is the teacher it starts from (a shipped one named by the start of its BLAKE2b); each SOPI row
+    names its loss (Eq. 6 alone, or with the landmark term's weight); each occluded kind has the
+    occluded-to-clean ratio in brackets.
 
     Args:
         records: SOPI study records (:func:`load_sopi_study`).
@@ -277,8 +279,11 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
     lines = [head, "|" + "---|" * (len(kinds) + 3)]
     for r in records:
         for pt in r["points"]:
-            which = "pretrained teacher" if r.get("teacher", {}).get("pretrained") else "teacher"
-            name = f"{which} ({r['teacher_steps']} steps)" if pt["step"] == 0 else "SOPI"
+            shipped = str(r.get("teacher", {}).get("pretrained", ""))[:8]
+            which = f"pretrained teacher {shipped}" if shipped else "teacher"
+            w = float(r.get("landmark_weight") or 0.0)
+            loss = f"Eq. 6 + landmarks x {w:g}" if w else "Eq. 6"
+            name = f"{which} ({r['teacher_steps']} steps)" if pt["step"] == 0 else f"SOPI ({loss})"
             cells = [f"{pt[k]:.2f}" + (f" ({pt[k] / pt['clean']:.2f})" if k != "clean" else "") for k in kinds]
             lines.append(f"| {name} | {pt['step']} | {pt['cpu_s'] / 60:.1f} | " + " | ".join(cells) + " |")
     base = records[-1]["points"][-1]

@@ -85,7 +85,16 @@ def landmark_loss(pred: Tensor, gt: Tensor, image_size: int, weights: Tensor | N
     ``sum_{b,k} w_k |pred_bk - gt_bk|^2 / (B * 68)`` with both landmark sets first rescaled from
     pixels of an ``image_size`` image to pixels of a 224 x 224 image (multiplied by
     ``224 / image_size``), so the value and the reference weight 1.6e-3 do not depend on the
-    profile's resolution. pred, gt (B, 68, 2); weights (68,) default :data:`LANDMARK_WEIGHTS`.
+    profile's resolution. SOPI's landmark term uses it with the teacher's landmarks as ``gt``.
+
+    Args:
+        pred: predicted landmarks ``(B, 68, 2)`` in pixels of an ``image_size`` image.
+        gt: the landmarks they are compared with ``(B, 68, 2)``, same pixels.
+        image_size: the side of the image the landmarks are in.
+        weights: per-landmark weights ``(68,)``; default :data:`LANDMARK_WEIGHTS`.
+
+    Returns:
+        A scalar tensor (differentiable w.r.t. ``pred``), unweighted by the 1.6e-3.
     """
     _check_landmarks(pred, "pred")
     _check_landmarks(gt, "gt")
