@@ -232,6 +232,7 @@ print(envinfo.format_report(envinfo.environment_report(P.name)))
 # | trainee, $\theta$ (Eq. 1) | SOPI, `ReconNet` | `nets.models.ReconNet`, `training.stages.get_sopi` |
 # | RNet (Eq. 2) | teacher | `training.stages.get_teacher` |
 # | $L_{SE}$ (Eq. 6) | SE loss | `training.losses` (SOPI loss), `stages.SopiSettings(loss="se")` |
+# | (not in the paper) | SOPI's landmark term: RNet's landmark loss against the teacher's landmarks, added in the CPU profiles | `losses.landmark_loss`, `stages.SopiSettings(landmark_weight=...)` |
 # | $\chi$, $L_{perc}$ (Eq. 7) | embeddings of seven renders, perceptual loss | `losses.perceptual_loss`, `losses.perceptual_similarity` |
 # | $\mathbf f_s^i, \mathbf f, i^*$, $L_{label}$ (Eq. 8) | FaceNet embeddings, chosen label | `losses.select_sopi_labels`, `losses.label_loss`, `training.mopi.select_labels` |
 # | $x_1, x_2$ (Eq. 9) | weights 0.2, 0.8 | `losses.composite_loss`, `training.mopi.MopiSettings` |
