@@ -48,6 +48,7 @@ from occ3d_lib.evaluation.study import (  # noqa: E402
     study_markdown,
 )
 from occ3d_lib.nets.models import ReconNet  # noqa: E402
+from occ3d_lib.nets.predict import predict_coeffs  # noqa: E402
 from occ3d_lib.occlusion.eval_sets import load_or_build_eval_sets  # noqa: E402
 from occ3d_lib.training import stages  # noqa: E402
 
@@ -86,9 +87,15 @@ def slug(setup: str) -> str:
 
 def sopi_val_errors(ctx: Any, model: torch.nn.Module, eval_sets: dict[str, Any]) -> dict[str, float]:
     """SOPI's landmark ME (px at 224) on the validation identities' fixed occluded sets, per kind, with
-    the mean face at the true pose as ``baseline_<kind>``."""
+    the mean face at the true pose as ``baseline_<kind>`` and the histogram dissimilarity as ``hist_<kind>``."""
     me = diagnostics.landmark_me_by_kind({"sopi": model}, eval_sets, ctx.dataset.val, ctx.renderer)
-    return {**me["sopi"], **{f"baseline_{k}": v for k, v in me["baseline"].items()}}
+    hist = {}  # Tables 2, 4, 6's histogram dissimilarity against the clean image, per kind
+    for kind, res in eval_sets.items():
+        gt = ctx.dataset.val.batch([int(i) for i in res.params["indices"]])
+        pred = predict_coeffs(model, res.images.float())
+        hist[f"hist_{'clean' if kind == 'none' else kind}"] = diagnostics.hist_with_true_groups(
+            pred, gt["coeffs"], gt["image"], ctx.renderer, rows={})["prediction"]
+    return {**me["sopi"], **{f"baseline_{k}": v for k, v in me["baseline"].items()}, **hist}
 
 
 def clocked_eval(evaluate: Callable[[torch.nn.Module], dict[str, float]], eval_every: int, last: int,

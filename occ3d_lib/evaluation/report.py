@@ -59,6 +59,9 @@ PAPER: dict[str, Any] = {
     "table7": {"mopi_perceptual": (41.0, (32.84, 23.97), 0.94, (0.75, 0.88)),
                "mopi_label": (2.11, (3.10, 2.23), 0.71, (0.32, 0.46)),
                "mopi": (1.24, (3.21, 1.67), 0.68, (0.26, 0.44))},
+    # numbers the paper's text states: the introduction's factor by which MOPI's landmark error is lower than
+    # RNet's, and the conclusion's margin (notebook 05, section 12 checks them against the tables)
+    "text": {"intro_factor": 5.59, "conclusion_margin": 6.67},
 }
 TABLE1_KINDS = ("none", "dsofi", "dhofi", "shofi")
 NATURAL_KIND = "natural"
@@ -297,7 +300,7 @@ def paper_checks() -> list[dict[str, Any]]:
 
     - Mean error and MSE: for any errors, mean(|d|) <= sqrt(mean(dx^2) + mean(dy^2)) (Jensen), so a row's ME
       cannot exceed sqrt(MSE_x + MSE_y) under the caption's definitions; the rows that do are listed.
-    - The introduction's factor 5.59: which ratio of two printed numbers gives it.
+    - The introduction's factor (``PAPER['text']``): which ratio of two printed numbers gives it.
     - Table 5's MOPI row against Table 1's clean SOPI row, cell by cell.
     - Repeated histogram values across Tables 2, 4 and 6.
     """
@@ -314,8 +317,9 @@ def paper_checks() -> list[dict[str, Any]]:
     candidates = {"Table 5 RNet ME / MOPI ME": PAPER["table5"]["teacher"][0] / mopi_me,
                   "Table 6 RNet histogram (CelebA) / MOPI ME": PAPER["table6"]["teacher"][0] / mopi_me,
                   "Table 6 RNet histogram / MOPI histogram": PAPER["table6"]["teacher"][0] / PAPER["table6"]["mopi"][0]}
-    hits = [f"{k} = {v:.3f}" for k, v in candidates.items() if round(v, 2) == 5.59]
-    out.append({"check": "the introduction's factor 5.59 (MOPI's landmark error against RNet's)",
+    factor = PAPER["text"]["intro_factor"]
+    hits = [f"{k} = {v:.3f}" for k, v in candidates.items() if round(v, 2) == factor]
+    out.append({"check": f"the introduction's factor {factor:.2f} (MOPI's landmark error against RNet's)",
                 "numbers": "; ".join(f"{k} = {v:.2f}" for k, v in candidates.items()),
                 "result": ("it equals " + " and ".join(hits) + ": a histogram value over a landmark error") if hits
                 else "no ratio of the printed numbers gives it"})
