@@ -327,17 +327,18 @@ plt.show()
 # beside those of the 224 shape and albedo coefficients, yet under a large occluder the landmark error is
 # mostly *pose* error (section 4 took the teacher's error apart group by group; section 7 does it for SOPI
 # under SHOFI). So
-# the CPU profiles add RNet's own landmark term (section 2, weight $1.6\cdot10^{-3}$), with the **teacher's**
-# landmarks as the labels: the trainee's 68 projected landmarks $q_k(S(\tilde I))$ against the teacher's
-# $q_k(T(I))$,
+# the CPU profiles add RNet's landmark term (section 2), with the **teacher's** landmarks as the labels: the
+# trainee's 68 projected landmarks $q_k(S(\tilde I))$ against the teacher's $q_k(T(I))$, with a weight
+# $\lambda$ (`stages.SOPI_LANDMARK_WEIGHT`, a quarter of RNet's $1.6\cdot10^{-3}$; the next cell prints it),
 #
-# $$L_{SOPI} = L_{SE} + 1.6\cdot10^{-3}\,\frac{1}{68}\sum_{k} w_k\,\big\lVert q_k(S(\tilde I)) - q_k(T(I))\big\rVert^2 .$$
+# $$L_{SOPI} = L_{SE} + \lambda\,\frac{1}{68}\sum_{k} w_k\,\big\lVert q_k(S(\tilde I)) - q_k(T(I))\big\rVert^2 .$$
 #
 # The labels are still only the teacher's outputs on the clean image; the term says in which units a wrong
 # coefficient costs. It goes beyond the paper, which uses Eq. 6 alone (the paper profile does too,
 # `SopiSettings(landmark_weight=0)` gives it to any profile). On the validation identities, in 2400-step
-# runs from the shipped teacher, it brought SHOFI from above the mean face at the true pose to below it;
-# the study table at the end of this section has both runs.
+# runs from the shipped teacher, it brought SHOFI from above the mean face at the true pose to below it, and
+# of the weights tried the smallest kept the rendered colours closest to Eq. 6 alone's (a larger weight pulls
+# the light coefficients along with the pose); the study table at the end of this section has the runs.
 #
 # **Where the trainee starts.** The paper initialises its models with ImageNet weights (Sec. 4: "We
 # initialize our models with Imagenet weights"), then trains SOPI for 400K iterations on a GPU; the paper

@@ -137,6 +137,15 @@ def test_sopi_table_gives_ratios_to_clean_and_the_baseline_row(tmp_path):
     md = study.sopi_markdown(study.load_sopi_study(tmp_path), kinds=("clean", "dsofi"))
     assert "| pretrained teacher abcdef01 (8000 steps) | 0 | 0.0 | 4.00 | 6.00 (1.50) |" in md
     assert "| SOPI (Eq. 6 + landmarks x 0.0016) | 100 | 2.0 | 4.00 | 5.00 (1.25) |" in md
+    assert "histogram" not in md  # no record holds histograms: no column
+    (tmp_path / "sopi" / "c.json").write_text(json.dumps({"stage": "sopi", "setup": "A", "teacher_steps": 50, "steps": 100,
+                                                          "points": [{**p, "hist_clean": 0.25, "hist_shofi": 0.4}
+                                                                     for p in pts]}))
+    md = study.sopi_markdown(study.load_sopi_study(tmp_path), kinds=("clean", "dsofi"))
+    assert "| SOPI (Eq. 6) | 100 | 2.0 | 4.00 | 5.00 (1.25) | 0.250 / 0.400 |" in md
+    assert "| SOPI (Eq. 6) | 100 | 2.0 | 4.00 | 5.00 (1.25) |  |" in md  # a record without histograms
+    assert md.splitlines()[-1] == "| mean face at the true pose | | | 4.50 | 4.40 | |"
+    (tmp_path / "sopi" / "c.json").unlink()
     (tmp_path / "sopi" / "b.json").unlink()
     (tmp_path / "sopi" / "a.json").write_text(json.dumps({"setup": "A", "points": pts}))
     with pytest.raises(ValueError, match="not a SOPI study record"):

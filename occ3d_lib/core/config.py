@@ -178,9 +178,9 @@ PROFILES: dict[str, Profile] = {
         # SOPI distils for 2400 steps with Eq. 6 plus RNet's landmark term against the teacher's landmarks
         # (stages.SOPI_LANDMARK_WEIGHT). On the validation identities, from the shipped teacher
         # (docs/course_study/sopi, 2400-step runs): Eq. 6 alone reached SHOFI 4.85 px against the mean face's
-        # 4.20, the landmark term 3.99 (its weight taken four times larger did no better); the occluded errors
-        # still fell after step 900, and with channels-last images 2400 steps take about 8 minutes of 2
-        # cores, inside notebook 03's class period
+        # 4.20, with the landmark term 3.97-4.00 at weights 4e-4 to 6.4e-3 (4e-4 kept the colour histograms
+        # closest to Eq. 6 alone's); the occluded errors still fell after step 900, and with channels-last
+        # images 2400 steps take about 8 minutes of 2 cores, inside notebook 03's class period
         backbone="efficientnet_lite0", imagenet_init=True, pretrained=True,
         teacher_steps=300, teacher_batch_size=32, teacher_lr=1e-3,
         sopi_steps=2400, sopi_batch_size=32, sopi_lr=3e-4,

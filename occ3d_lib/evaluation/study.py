@@ -266,7 +266,8 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
 
     Step 0 is the teacher it starts from (a shipped one named by the start of its BLAKE2b); each SOPI row
     names its loss (Eq. 6 alone, or with the landmark term's weight); each occluded kind has the
-    occluded-to-clean ratio in brackets.
+    occluded-to-clean ratio in brackets. Where a record holds histogram dissimilarities (``hist_<kind>``), a
+    last column gives them on clean and SHOFI faces (empty for records without them).
 
     Args:
         records: SOPI study records (:func:`load_sopi_study`).
@@ -275,8 +276,10 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
     Returns:
         The markdown table as a str, one row per recorded point.
     """
+    with_hist = any("hist_clean" in pt for r in records for pt in r["points"])
     head = "| model | steps | CPU min | " + " | ".join(k.replace("_", " ") for k in kinds) + " |"
-    lines = [head, "|" + "---|" * (len(kinds) + 3)]
+    head += " histogram clean / SHOFI |" if with_hist else ""
+    lines = [head, "|" + "---|" * (len(kinds) + 3 + with_hist)]
     for r in records:
         for pt in r["points"]:
             shipped = str(r.get("teacher", {}).get("pretrained", ""))[:8]
@@ -285,9 +288,12 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
             loss = f"Eq. 6 + landmarks x {w:g}" if w else "Eq. 6"
             name = f"{which} ({r['teacher_steps']} steps)" if pt["step"] == 0 else f"SOPI ({loss})"
             cells = [f"{pt[k]:.2f}" + (f" ({pt[k] / pt['clean']:.2f})" if k != "clean" else "") for k in kinds]
+            if with_hist:
+                cells.append(f"{pt['hist_clean']:.3f} / {pt['hist_shofi']:.3f}" if "hist_clean" in pt else "")
             lines.append(f"| {name} | {pt['step']} | {pt['cpu_s'] / 60:.1f} | " + " | ".join(cells) + " |")
     base = records[-1]["points"][-1]
-    lines.append("| mean face at the true pose | | | " + " | ".join(f"{base['baseline_' + k]:.2f}" for k in kinds) + " |")
+    lines.append("| mean face at the true pose | | | " + " | ".join(f"{base['baseline_' + k]:.2f}" for k in kinds) + " |"
+                 + (" |" if with_hist else ""))
     return "\n".join(lines)
 
 
