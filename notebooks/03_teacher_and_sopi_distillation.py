@@ -264,9 +264,7 @@ plt.show()
 gt_clean = test.batch([int(i) for i in clean.params["indices"]])
 pred_clean = stages.predict_coeffs(teacher_net, clean.images.float(), device=ctx.device)
 parts = diagnostics.error_with_true_groups(pred_clean, gt_clean["coeffs"], gt_clean["landmarks"], ctx.renderer)
-display(Markdown("| teacher's prediction with ... | ME (px @224) |\n|---|---|\n" +
-                 "\n".join(f"| {'nothing changed' if k == 'prediction' else 'true ' + k} | {v:.2f} |"
-                            for k, v in parts.items())))
+display(Markdown(diagnostics.swap_table(parts, "teacher")))
 baseline_clean = float(ctx.renderer.landmark_me(mean_face_like(gt_clean["coeffs"]), gt_clean["landmarks"]).mean())
 display(Markdown(diagnostics.swap_reading(parts, baseline_clean, "teacher")))
 
@@ -472,9 +470,7 @@ shofi_idx = [int(i) for i in eval_sets["shofi"].params["indices"]]
 gt_shofi = test.batch(shofi_idx)
 pred_shofi = stages.predict_coeffs(sopi_net, eval_sets["shofi"].images.float(), device=ctx.device)
 parts_shofi = diagnostics.error_with_true_groups(pred_shofi, gt_shofi["coeffs"], gt_shofi["landmarks"], ctx.renderer)
-display(Markdown("| SOPI's SHOFI prediction with ... | ME (px @224) |\n|---|---|\n" +
-                 "\n".join(f"| {'nothing changed' if k == 'prediction' else 'true ' + k} | {v:.2f} |"
-                            for k, v in parts_shofi.items())))
+display(Markdown(diagnostics.swap_table(parts_shofi, "SOPI")))
 display(Markdown(diagnostics.swap_reading(parts_shofi, me["baseline"]["shofi"], "SOPI")))
 
 # %% [markdown]

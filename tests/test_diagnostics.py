@@ -59,3 +59,15 @@ def test_hist_with_true_groups_finds_the_light(renderer):
     h = D.hist_with_true_groups(pred, gt, clean, renderer)
     assert h["ground truth"] < 0.05 and h["prediction"] > h["light"]
     assert h["light"] == pytest.approx(h["ground truth"], abs=1e-6)  # the true light restores the truth
+
+
+def test_render_hist_is_the_prediction_row_and_swap_table_lists_every_swap(renderer):
+    gt = _truth()
+    clean = (renderer(gt, torch.zeros(4, 3, 32, 32)).image * 255).round() / 255
+    pred = gt.clone()
+    pred[:, SLICES["gamma"]] += 0.3
+    assert D.render_hist(pred, clean, renderer) == D.hist_with_true_groups(pred, gt, clean, renderer, rows={})["prediction"]
+    assert D.render_hist(gt, clean, renderer) < 0.05 < D.render_hist(pred, clean, renderer)
+    table = D.swap_table({"prediction": 4.061, "pose (rotation + translation)": 2.77}, "SOPI").splitlines()
+    assert table == ["| SOPI's prediction with ... | ME (px @224) |", "|---|---|", "| nothing changed | 4.06 |",
+                     "| true pose (rotation + translation) | 2.77 |"]

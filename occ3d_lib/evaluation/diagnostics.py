@@ -131,20 +131,47 @@ def hist_with_true_groups(pred: Tensor, gt: Tensor, clean: Tensor, renderer: Any
     """
     validate_coeffs(pred, "pred")
     validate_coeffs(gt, "gt")
-    dt = renderer.model.dtype
-
-    def hist(c: Tensor) -> float:
-        r = renderer(c.to(dt))
-        return float(histogram_dissimilarity(clean.to(r.image), r.image, r.mask > 0.5).nanmean())
-
-    out = {"prediction": hist(pred)}
+    out = {"prediction": render_hist(pred, clean, renderer)}
     for name, groups in rows.items():
         c = pred.clone()
         for g in groups:
             c[:, SLICES[g]] = gt[:, SLICES[g]].to(c.dtype)
-        out[name] = hist(c)
-    out["ground truth"] = hist(gt)
+        out[name] = render_hist(c, clean, renderer)
+    out["ground truth"] = render_hist(gt, clean, renderer)
     return out
+
+
+def render_hist(coeffs: Tensor, clean: Tensor, renderer: Any) -> float:
+    """Tables 2, 4, 6's histogram dissimilarity of one set of predictions: the mean Hellinger distance between
+    the colour histograms of ``clean`` and of ``coeffs`` rendered, in the rendered face mask (faces with an
+    empty mask left out). Notebook 05, section 6.
+
+    Args:
+        coeffs: coefficients ``(B, 257)``.
+        clean: the unoccluded images ``(B, 3, S, S)`` in [0, 1], S the renderer's image size.
+        renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer`.
+
+    Returns:
+        The mean dissimilarity, a float in [0, 1].
+    """
+    validate_coeffs(coeffs, "coeffs")
+    r = renderer(coeffs.to(renderer.model.dtype))
+    return float(histogram_dissimilarity(clean.to(r.image), r.image, r.mask > 0.5).nanmean())
+
+
+def swap_table(parts: Mapping[str, float], model: str = "teacher") -> str:
+    """The table of :func:`error_with_true_groups` as markdown: one row per swap, the unchanged prediction
+    first (notebook 03, sections 4 and 7).
+
+    Args:
+        parts: :func:`error_with_true_groups`'s dict (``"prediction"`` and one entry per swapped group).
+        model: the model's name in the header.
+
+    Returns:
+        The markdown table as a str.
+    """
+    rows = [f"| {'nothing changed' if k == 'prediction' else 'true ' + k} | {v:.2f} |" for k, v in parts.items()]
+    return "\n".join([f"| {model}'s prediction with ... | ME (px @224) |", "|---|---|", *rows])
 
 
 def swap_reading(parts: Mapping[str, float], baseline_me: float | None = None, model: str = "teacher") -> str:

@@ -425,7 +425,7 @@ def train_sopi(ctx: Context, teacher: nn.Module | None = None, settings: SopiSet
         stream_seed(ctx.profile.seed, "sopi_occluder"), distributed.current().rank))
     batches = random_batches(ctx.dataset.train, distributed.shard_batch_size(ctx.profile.sopi_batch_size,
                                                                              "sopi_batch_size"))
-    step = sopi_step_fn(labels, occluder, settings.loss, float(settings.landmark_weight or 0.0), ctx.renderer)
+    step = sopi_step_fn(labels, occluder, settings.loss, settings.landmark_weight, ctx.renderer)
     return fit_stage(ctx, "sopi", model, step, batches, cfg,
                      desc=f"SOPI ({settings.loss})", progress=progress, callback=callback,
                      stateful={"occluder": occluder})
