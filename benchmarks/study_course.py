@@ -80,6 +80,11 @@ SETUPS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 
 
+#: The SOPI training mixes a study run can name (``--sopi-mix``): :data:`stages.SOPI_MIXES`; a record's name
+#: carries the mix unless it is the one the first SOPI records were made with.
+FIRST_SOPI_MIX = "squares 10 %"
+
+
 def slug(setup: str) -> str:
     """A file-name form of a set-up's name ("resnet18, no photometric" -> "resnet18-no-photometric")."""
     return "-".join("".join(ch if ch.isalnum() or ch == "_" else " " for ch in setup.replace("+", "and")).split())
@@ -120,12 +125,22 @@ def clocked_eval(evaluate: Callable[[torch.nn.Module], dict[str, float]], eval_e
 
 
 def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, out: Path,
-             pretrained: bool = False, landmark_weight: float | None = None) -> Path:
-    """Train SOPI (Eq. 6, the course mix) for ``sopi_steps`` from the set-up's teacher of ``teacher_steps``
-    (or, with ``pretrained``, from the shipped pretrained teacher, as the course profile does) and record
+             pretrained: bool = False, landmark_weight: float | None = None, mix: str | None = None,
+             lr: float | None = None, freeze_bn: bool | None = None) -> Path:
+    """Train SOPI (the course profile's loss and mix unless told otherwise) for ``sopi_steps`` from the set-up's
+    teacher of ``teacher_steps`` (or, with ``pretrained``, from the shipped pretrained teacher, as the course
+    profile does) and record
     its validation ME under each square kind against CPU-seconds (a SOPI record). ``landmark_weight`` is
-    :attr:`stages.SopiSettings.landmark_weight` (None: the profile's)."""
+    :attr:`stages.SopiSettings.landmark_weight` (None: the profile's), ``mix`` a name in :data:`stages.SOPI_MIXES`
+    (None: :data:`stages.SOPI_TRAINING_MIX`), ``lr`` SOPI's learning rate (None: the profile's ``sopi_lr``),
+    ``freeze_bn`` :attr:`stages.SopiSettings.freeze_bn` (None: the profile's)."""
     overrides, teacher_kw = SETUPS[setup]
+    if mix is None:
+        mix = next(k for k, v in stages.SOPI_MIXES.items() if dict(v) == dict(stages.SOPI_TRAINING_MIX))
+    if mix not in stages.SOPI_MIXES:
+        raise SystemExit(f"unknown SOPI mix {mix!r}; valid: {', '.join(stages.SOPI_MIXES)}")
+    if lr is not None:
+        overrides = {**overrides, "sopi_lr": lr}
     run_dir = out / "runs" / (slug(setup) + ("-pretrained-teacher" if pretrained else ""))
     ctx = make_context("course", run_dir=run_dir, progress=False, teacher_steps=teacher_steps,
                        sopi_steps=sopi_steps, pretrained=pretrained, **overrides)
@@ -141,10 +156,13 @@ def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, o
     print(json.dumps(points[-1]), flush=True)
     callback = clocked_eval(lambda m: sopi_val_errors(ctx, m, eval_sets), eval_every, sopi_steps, points)
 
-    settings = stages.resolve_sopi_settings(ctx.profile, stages.SopiSettings(landmark_weight=landmark_weight))
+    settings = stages.resolve_sopi_settings(ctx.profile, stages.SopiSettings(landmark_weight=landmark_weight,
+                                                                             mix=dict(stages.SOPI_MIXES[mix]),
+                                                                             freeze_bn=freeze_bn))
     stages.train_sopi(ctx, teacher, settings=settings, progress=False, callback=callback)
     result = {"stage": "sopi", "setup": setup, "teacher_steps": teacher_steps, "steps": sopi_steps,
-              "landmark_weight": settings.landmark_weight,
+              "landmark_weight": settings.landmark_weight, "mix": mix, "mix_weights": dict(settings.mix),
+              "sopi_lr": ctx.profile.sopi_lr, "lr_set": lr is not None, "freeze_bn": settings.freeze_bn,
               "threads": torch.get_num_threads(), "profile": ctx.profile.to_dict(), "points": points}
     name = f"{slug(setup)}-teacher{teacher_steps}-sopi{sopi_steps}"
     if pretrained:
@@ -152,6 +170,12 @@ def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, o
         name = f"{slug(setup)}-pretrained-teacher-{teacher.shipped['blake2b'][:8]}-sopi{sopi_steps}"
     if settings.landmark_weight:
         name += f"-landmark-{settings.landmark_weight:g}"
+    if mix != FIRST_SOPI_MIX:
+        name += f"-mix-{slug(mix)}"
+    if lr is not None:
+        name += f"-lr-{lr:g}"
+    if settings.freeze_bn:
+        name += "-frozen-bn"
     path = out / "sopi" / f"{name}.json"
     write_json(path, result)
     return path
@@ -260,8 +284,10 @@ def summary(out: Path, figure: Path | None = None) -> str:
         text += ["## SOPI from the chosen teacher", "",
                  "Validation ME under each occlusion kind (ratio to the clean ME in brackets); step 0 is the",
                  "teacher SOPI starts from. Each SOPI row names its loss: Eq. 6 alone, or with RNet's landmark term",
-                 "against the teacher's landmarks at the weight shown (`stages.SopiSettings.landmark_weight`); the",
-                 "2400-step runs from the shipped teacher differ only in that term (same data, seed and steps).", "",
+                 "against the teacher's landmarks at the weight shown (`stages.SopiSettings.landmark_weight`), then",
+                 "what else the run changed: its training mix (`stages.SOPI_MIXES`; unnamed: \"squares 10 %\"),",
+                 "frozen BatchNorm statistics (`stages.SopiSettings.freeze_bn`), a learning rate other than the",
+                 "profile's. The 2400-step runs from the shipped teacher share data, seed and steps.", "",
                  sopi_markdown(load_sopi_study(out)), ""]
     return "\n".join(text)
 
@@ -277,6 +303,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="instead of the teacher study: train SOPI this long from the set-up's teacher of --steps")
     ap.add_argument("--sopi-landmark-weight", type=float, default=None,
                     help="with --sopi-steps: weight of SOPI's landmark term (0: Eq. 6 alone; default: the profile's)")
+    ap.add_argument("--sopi-mix", default=None, choices=sorted(stages.SOPI_MIXES),
+                    help="with --sopi-steps: the training occluder mix (stages.SOPI_MIXES; default: the profile's)")
+    ap.add_argument("--sopi-lr", type=float, default=None,
+                    help="with --sopi-steps: SOPI's learning rate (default: the profile's)")
+    ap.add_argument("--sopi-bn", choices=("frozen", "trained"), default=None,
+                    help="with --sopi-steps: SOPI's BatchNorm layers kept in eval mode or trained "
+                         "(SopiSettings.freeze_bn; default: the profile's)")
     ap.add_argument("--pretrained-teacher", action="store_true",
                     help="with --sopi-steps: start from the shipped pretrained teacher (the course profile's)")
     ap.add_argument("--out", type=Path, default=Path("runs/study"))
@@ -295,7 +328,9 @@ def main(argv: list[str] | None = None) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.sopi_steps:
-        print(run_sopi(a.setup, a.steps, a.sopi_steps, a.eval_every, a.out, a.pretrained_teacher, a.sopi_landmark_weight))
+        print(run_sopi(a.setup, a.steps, a.sopi_steps, a.eval_every, a.out, a.pretrained_teacher, a.sopi_landmark_weight,
+                       a.sopi_mix, a.sopi_lr,
+                       None if a.sopi_bn is None else a.sopi_bn == "frozen"))
     else:
         print(run(a.setup, a.steps, a.eval_every, a.out, a.device))
 

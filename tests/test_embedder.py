@@ -10,6 +10,7 @@ from torch import nn
 
 from occ3d_lib.core import external
 from occ3d_lib.nets import facenet
+from occ3d_lib.nets.models import freeze
 from occ3d_lib.training import embedder as E
 
 
@@ -189,3 +190,30 @@ def test_embedder_step_runs_and_learns_direction(toy_face_model, tiny_net):
         opt.step()
     assert set(terms) == {"loss", "cos_same", "cos_diff"}  # no schedule: no lr term
     assert terms["loss"].item() < first
+
+
+def test_fold_batchnorm_keeps_the_function_and_its_input_gradient():
+    torch.manual_seed(0)
+    emb = facenet.FaceEmbedder(input_size=80)
+    for m in emb.modules():  # non-trivial running statistics and affine parameters, as after training
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    emb = freeze(emb)
+    folded = facenet.fold_batchnorm(emb)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in emb.modules())  # the original is untouched
+    assert not any(q.requires_grad for q in folded.parameters()) and not folded.training
+    x = torch.rand(3, 3, 64, 64, requires_grad=True)
+    y = emb(x)
+    (g,) = torch.autograd.grad((y * torch.linspace(-1, 1, 512)).sum(), x)
+    x2 = x.detach().clone().requires_grad_(True)
+    y2 = folded(x2)
+    (g2,) = torch.autograd.grad((y2 * torch.linspace(-1, 1, 512)).sum(), x2)
+    torch.testing.assert_close(y2, y, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(g2, g, atol=1e-4, rtol=1e-3)
+    with pytest.raises(TypeError, match="embedder must be a torch.nn.Module"):
+        facenet.fold_batchnorm("facenet.pt")

@@ -19,6 +19,9 @@ def test_sopi_settings_are_validated():
     for bad in (-1e-3, float("nan"), True, "1e-3"):
         with pytest.raises(ValueError, match="landmark_weight"):
             SopiSettings(landmark_weight=bad)
+    for bad in (1, "yes"):
+        with pytest.raises(ValueError, match="freeze_bn"):
+            SopiSettings(freeze_bn=bad)
 
 
 def test_sopi_starts_where_the_profile_says(tmp_path):
@@ -36,6 +39,15 @@ def test_sopi_starts_where_the_profile_says(tmp_path):
     assert stages.sopi_config(ctx, "t").hash() == stages.sopi_config(ctx, "t", SopiSettings(init="teacher")).hash()
     assert stages.sopi_config(ctx, "t").hash() != stages.sopi_config(ctx, "t", SopiSettings(init="scratch")).hash()
     assert stages.sopi_config(ctx, "t").hash() != stages.sopi_config(ctx, "t", SopiSettings(landmark_weight=0)).hash()
+    # a trainee started from the teacher keeps its BatchNorm statistics unless told otherwise; frozen statistics
+    # are a run of their own, trained ones keep the folder they had before the option existed
+    for name, frozen in (("smoke", True), ("course", True), ("paper", False)):
+        assert stages.resolve_sopi_settings(get_profile(name)).freeze_bn is frozen
+    assert stages.resolve_sopi_settings(get_profile("paper"), SopiSettings(init="teacher")).freeze_bn is True
+    assert stages.resolve_sopi_settings(get_profile("course"), SopiSettings(freeze_bn=False)).freeze_bn is False
+    assert stages.sopi_config(ctx, "t").hash() == stages.sopi_config(ctx, "t", SopiSettings(freeze_bn=True)).hash()
+    assert stages.sopi_config(ctx, "t").hash() != stages.sopi_config(ctx, "t", SopiSettings(freeze_bn=False)).hash()
+    assert "freeze_bn" not in stages.sopi_config(ctx, "t", SopiSettings(freeze_bn=False)).key["settings"]
 
 
 @pytest.fixture()
@@ -124,6 +136,28 @@ def test_sopi_step_adds_the_weighted_landmark_term(tiny_ctx):
         stages.sopi_step_fn(labels, occluder, landmark_weight=0.5)
     with pytest.raises(ValueError, match="landmark_weight"):
         stages.sopi_step_fn(labels, occluder, landmark_weight=-1.0, renderer=r)
+
+
+def test_sopi_step_with_frozen_batchnorm_leaves_the_running_statistics(tiny_ctx):
+    from types import SimpleNamespace
+
+    b = tiny_ctx.dataset.train.batch([0, 1, 2, 3])
+    labels = torch.zeros(4, 257)
+    batch = {"image": b["image"], "landmarks": b["landmarks"], "index": torch.arange(4)}
+
+    def occluder(images, landmarks):
+        return SimpleNamespace(images=images, coverage=torch.zeros(images.shape[0]))
+
+    for freeze_bn in (True, False):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                            nn.Linear(4, 257)).train()
+        before = net[1].running_mean.clone()
+        out = stages.sopi_step_fn(labels, occluder, freeze_bn=freeze_bn)(net, batch)
+        out["loss"].backward()
+        assert torch.equal(net[1].running_mean, before) == freeze_bn
+        assert net[1].training != freeze_bn and net[0].training  # only the BatchNorm layers change mode
+        assert net[1].weight.grad is not None  # frozen statistics, trained affine parameters
 
 
 def test_landmark_me_by_kind_is_zero_for_the_truth_and_names_clean(tiny_ctx):

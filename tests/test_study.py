@@ -138,6 +138,13 @@ def test_sopi_table_gives_ratios_to_clean_and_the_baseline_row(tmp_path):
     assert "| pretrained teacher abcdef01 (8000 steps) | 0 | 0.0 | 4.00 | 6.00 (1.50) |" in md
     assert "| SOPI (Eq. 6 + landmarks x 0.0016) | 100 | 2.0 | 4.00 | 5.00 (1.25) |" in md
     assert "histogram" not in md  # no record holds histograms: no column
+    (tmp_path / "sopi" / "d.json").write_text(json.dumps({"stage": "sopi", "setup": "A", "teacher_steps": 50,
+                                                          "steps": 100, "landmark_weight": 0.0004,
+                                                          "mix": "heavy squares", "freeze_bn": True,
+                                                          "sopi_lr": 0.0006, "lr_set": True, "points": pts}))
+    md = study.sopi_markdown(study.load_sopi_study(tmp_path), kinds=("clean", "dsofi"))
+    assert "| SOPI (Eq. 6 + landmarks x 0.0004, heavy squares, frozen BN, lr 0.0006) | 100 |" in md
+    (tmp_path / "sopi" / "d.json").unlink()
     (tmp_path / "sopi" / "c.json").write_text(json.dumps({"stage": "sopi", "setup": "A", "teacher_steps": 50, "steps": 100,
                                                           "points": [{**p, "hist_clean": 0.25, "hist_shofi": 0.4}
                                                                      for p in pts]}))

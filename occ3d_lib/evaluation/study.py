@@ -265,7 +265,9 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
     """SOPI's validation ME per kind at each recorded step, and the mean face at the true pose as the last row.
 
     Step 0 is the teacher it starts from (a shipped one named by the start of its BLAKE2b); each SOPI row
-    names its loss (Eq. 6 alone, or with the landmark term's weight); each occluded kind has the
+    names its loss (Eq. 6 alone, or with the landmark term's weight) and, where the record has them, its
+    training mix (unless the first records' "squares 10 %"), frozen BatchNorm statistics and a learning rate
+    set for the run rather than the profile's; each occluded kind has the
     occluded-to-clean ratio in brackets. Where a record holds histogram dissimilarities (``hist_<kind>``), a
     last column gives them on clean and SHOFI faces (empty for records without them).
 
@@ -286,6 +288,12 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
             which = f"pretrained teacher {shipped}" if shipped else "teacher"
             w = float(r.get("landmark_weight") or 0.0)
             loss = f"Eq. 6 + landmarks x {w:g}" if w else "Eq. 6"
+            if r.get("mix") and r["mix"] != "squares 10 %":  # the mix of the first records goes unnamed
+                loss += f", {r['mix']}"
+            if r.get("freeze_bn"):
+                loss += ", frozen BN"
+            if r.get("lr_set"):
+                loss += f", lr {r['sopi_lr']:g}"
             name = f"{which} ({r['teacher_steps']} steps)" if pt["step"] == 0 else f"SOPI ({loss})"
             cells = [f"{pt[k]:.2f}" + (f" ({pt[k] / pt['clean']:.2f})" if k != "clean" else "") for k in kinds]
             if with_hist:

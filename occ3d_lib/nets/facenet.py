@@ -77,6 +77,40 @@ class FaceEmbedder(nn.Module):
         return F.normalize(self.net(self.preprocess(images)), dim=1)
 
 
+def fold_batchnorm(embedder: nn.Module) -> nn.Module:
+    """A frozen copy of ``embedder`` with every eval-mode BatchNorm folded into the layer before it.
+
+    In eval mode a BatchNorm is an affine map per channel, so it can be merged into the weights and bias of
+    the convolution (or linear layer) it follows (``torch.nn.utils.fusion``): the same function to float32
+    rounding, without the BatchNorm's forward and backward passes. Applied to the conv-BN pairs of
+    facenet-pytorch's ``BasicConv2d`` blocks and to its final ``last_linear``-``last_bn`` pair. A speed
+    measure for the frozen FaceNet of Eq. 7 (notebook 04, section 5; ``benchmarks/bench_mopi.py``); the
+    original keeps its weights, so weight hashes and caches are unchanged.
+
+    Args:
+        embedder: a module ``(B, 3, H, W) -> (B, D)``, e.g. a :class:`FaceEmbedder`.
+
+    Returns:
+        The folded copy, frozen (:func:`occ3d_lib.nets.models.freeze`); modules without such pairs are
+        copied unchanged.
+    """
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    if not isinstance(embedder, nn.Module):
+        raise TypeError(f"embedder must be a torch.nn.Module, got {type(embedder).__name__}")
+    folded = freeze(copy.deepcopy(embedder))
+    for m in folded.modules():
+        conv, bn = getattr(m, "conv", None), getattr(m, "bn", None)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            m.conv, m.bn = fuse_conv_bn_eval(conv, bn), nn.Identity()
+        lin, bn1 = getattr(m, "last_linear", None), getattr(m, "last_bn", None)
+        if isinstance(lin, nn.Linear) and isinstance(bn1, nn.BatchNorm1d):
+            m.last_linear, m.last_bn = fuse_linear_bn_eval(lin, bn1), nn.Identity()
+    return freeze(folded)
+
+
 # ------------------------------------------------------------------------------- published weights
 def load_pretrained_embedder(name: str, device: str = "cpu") -> FaceEmbedder:
     """The published FaceNet (docs/facts.md §9) as a frozen :class:`FaceEmbedder` at 160 px.

@@ -279,6 +279,16 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
+def batchnorm_eval(model: nn.Module) -> nn.Module:
+    """Put every BatchNorm layer of ``model`` in eval mode (running statistics used, not updated); the rest keeps
+    its mode. For fine-tuning a trained network on batches whose statistics are not its data's (SOPI from the
+    teacher, MOPI from SOPI; notebooks 03 and 04). Returns the model."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    return model
+
+
 def freeze(model: nn.Module) -> nn.Module:
     """A fixed network (Eq. 2's teacher, the SOPI label maker, the FaceNet loss network): eval mode
     (BatchNorm uses its running statistics) and no parameter gradients; gradients still flow to its

@@ -46,7 +46,8 @@ from torch import Tensor, nn
 from occ3d_lib.core.artifacts import load_or_build, torch_load, torch_save
 from occ3d_lib.core.seeds import SEED_OFFSETS
 from occ3d_lib.data.context import Context
-from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, freeze, seeded
+from occ3d_lib.nets.facenet import fold_batchnorm
+from occ3d_lib.nets.models import MultiOcclusionNet, ReconNet, batchnorm_eval, freeze, seeded
 from occ3d_lib.occlusion.apply import multi_occlusion_set
 from occ3d_lib.occlusion.eval_sets import quantise
 from occ3d_lib.occlusion.kinds import MOPI_KINDS
@@ -299,9 +300,7 @@ def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float 
 
     def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         if freeze_bn:
-            for m in model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+            batchnorm_eval(model)
         images = batch["images"]
         v = model(images).float()  # (B, W, 257)
         b, w = v.shape[:2]
@@ -424,7 +423,9 @@ def train_mopi(ctx: Context, variant: str = "both", sopi: nn.Module | None = Non
                                  distributed.shard_batch_size(p.mopi_batch_identities, "mopi_batch_identities"),
                                  p.n_occlusion_variants, settings.kinds, settings.fill, ctx.device,
                                  settings.selection)
-    return fit_stage(ctx, f"mopi-{settings.variant}", model, mopi_step_fn(renderer, embedder, x1, x2, settings.freeze_bn),
+    # Eq. 7's FaceNet with its BatchNorm folded into its convolutions: the same function, a cheaper pass
+    step_fn = mopi_step_fn(renderer, fold_batchnorm(embedder), x1, x2, settings.freeze_bn)
+    return fit_stage(ctx, f"mopi-{settings.variant}", model, step_fn,
                      batch_fn, cfg, desc=f"MOPI ({settings.variant})", progress=progress, callback=callback)
 
 
