@@ -281,8 +281,15 @@ def seeded(seed: int) -> Iterator[None]:
 
 def batchnorm_eval(model: nn.Module) -> nn.Module:
     """Put every BatchNorm layer of ``model`` in eval mode (running statistics used, not updated); the rest keeps
-    its mode. For fine-tuning a trained network on batches whose statistics are not its data's (SOPI from the
-    teacher, MOPI from SOPI; notebooks 03 and 04). Returns the model."""
+    its mode, and the layers' scales and shifts still train. For fine-tuning a trained network on batches whose
+    statistics are not its data's (SOPI from the teacher, MOPI from SOPI; notebooks 03 and 04).
+
+    Args:
+        model: any network, e.g. a :class:`ReconNet` ``(B, 3, S, S) -> (B, 257)``.
+
+    Returns:
+        The same ``model``, changed in place.
+    """
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
