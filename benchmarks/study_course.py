@@ -39,6 +39,7 @@ from occ3d_lib.core.artifacts import write_json  # noqa: E402
 from occ3d_lib.data.context import make_context  # noqa: E402
 from occ3d_lib.evaluation import diagnostics  # noqa: E402
 from occ3d_lib.evaluation.study import (  # noqa: E402
+    FIRST_SOPI_MIX,
     data_limit_markdown,
     device_markdown,
     load_sopi_study,
@@ -78,11 +79,6 @@ SETUPS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"backbone": "efficientnet_lite0", "imagenet_init": True, "teacher_batch_size": 128,
          "n_train_identities": 4000}, {"photometric": False}),
 }
-
-
-#: The SOPI training mixes a study run can name (``--sopi-mix``): :data:`stages.SOPI_MIXES`; a record's name
-#: carries the mix unless it is the one the first SOPI records were made with.
-FIRST_SOPI_MIX = "squares 10 %"
 
 
 def slug(setup: str) -> str:
@@ -129,14 +125,13 @@ def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, o
              lr: float | None = None, freeze_bn: bool | None = None) -> Path:
     """Train SOPI (the course profile's loss and mix unless told otherwise) for ``sopi_steps`` from the set-up's
     teacher of ``teacher_steps`` (or, with ``pretrained``, from the shipped pretrained teacher, as the course
-    profile does) and record
-    its validation ME under each square kind against CPU-seconds (a SOPI record). ``landmark_weight`` is
+    profile does) and record its validation ME under each square kind against CPU-seconds (a SOPI record).
+    ``landmark_weight`` is
     :attr:`stages.SopiSettings.landmark_weight` (None: the profile's), ``mix`` a name in :data:`stages.SOPI_MIXES`
     (None: :data:`stages.SOPI_TRAINING_MIX`), ``lr`` SOPI's learning rate (None: the profile's ``sopi_lr``),
     ``freeze_bn`` :attr:`stages.SopiSettings.freeze_bn` (None: the profile's)."""
     overrides, teacher_kw = SETUPS[setup]
-    if mix is None:
-        mix = next(k for k, v in stages.SOPI_MIXES.items() if dict(v) == dict(stages.SOPI_TRAINING_MIX))
+    mix = stages.SOPI_TRAINING_MIX_NAME if mix is None else mix
     if mix not in stages.SOPI_MIXES:
         raise SystemExit(f"unknown SOPI mix {mix!r}; valid: {', '.join(stages.SOPI_MIXES)}")
     if lr is not None:
@@ -285,7 +280,7 @@ def summary(out: Path, figure: Path | None = None) -> str:
                  "Validation ME under each occlusion kind (ratio to the clean ME in brackets); step 0 is the",
                  "teacher SOPI starts from. Each SOPI row names its loss: Eq. 6 alone, or with RNet's landmark term",
                  "against the teacher's landmarks at the weight shown (`stages.SopiSettings.landmark_weight`), then",
-                 "what else the run changed: its training mix (`stages.SOPI_MIXES`; unnamed: \"squares 10 %\"),",
+                 f"what else the run changed: its training mix (`stages.SOPI_MIXES`; unnamed: \"{FIRST_SOPI_MIX}\"),",
                  "frozen BatchNorm statistics (`stages.SopiSettings.freeze_bn`), a learning rate other than the",
                  "profile's. The 2400-step runs from the shipped teacher share data, seed and steps.", "",
                  sopi_markdown(load_sopi_study(out)), ""]

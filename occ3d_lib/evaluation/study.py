@@ -260,13 +260,18 @@ def load_sopi_study(folder: str | Path = STUDY_DIR) -> list[dict[str, Any]]:
     return records
 
 
+#: The SOPI training mix the first SOPI study records were made with (a name in
+#: :data:`occ3d_lib.training.stages.SOPI_MIXES`): record names and table rows leave it unnamed.
+FIRST_SOPI_MIX = "squares 10 %"
+
+
 def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = ("clean", "dsofi", "dhofi", "shofi",
                                                                                   "random_pattern")) -> str:
     """SOPI's validation ME per kind at each recorded step, and the mean face at the true pose as the last row.
 
     Step 0 is the teacher it starts from (a shipped one named by the start of its BLAKE2b); each SOPI row
     names its loss (Eq. 6 alone, or with the landmark term's weight) and, where the record has them, its
-    training mix (unless the first records' "squares 10 %"), frozen BatchNorm statistics and a learning rate
+    training mix (unless :data:`FIRST_SOPI_MIX`), frozen BatchNorm statistics and a learning rate
     set for the run rather than the profile's; each occluded kind has the
     occluded-to-clean ratio in brackets. Where a record holds histogram dissimilarities (``hist_<kind>``), a
     last column gives them on clean and SHOFI faces (empty for records without them).
@@ -288,7 +293,7 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
             which = f"pretrained teacher {shipped}" if shipped else "teacher"
             w = float(r.get("landmark_weight") or 0.0)
             loss = f"Eq. 6 + landmarks x {w:g}" if w else "Eq. 6"
-            if r.get("mix") and r["mix"] != "squares 10 %":  # the mix of the first records goes unnamed
+            if r.get("mix") and r["mix"] != FIRST_SOPI_MIX:
                 loss += f", {r['mix']}"
             if r.get("freeze_bn"):
                 loss += ", frozen BN"

@@ -100,7 +100,7 @@ def fold_batchnorm(embedder: nn.Module) -> nn.Module:
 
     if not isinstance(embedder, nn.Module):
         raise TypeError(f"embedder must be a torch.nn.Module, got {type(embedder).__name__}")
-    folded = freeze(copy.deepcopy(embedder))
+    folded = copy.deepcopy(embedder).eval()  # fusing reads the running statistics: eval mode first
     for m in folded.modules():
         conv, bn = getattr(m, "conv", None), getattr(m, "bn", None)
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):

@@ -79,8 +79,9 @@ SOPI_MIXES: Mapping[str, Mapping[str, float]] = {
 }
 
 #: What the SOPI trainee sees by default: the mix that did best under the square occluders on the validation
-#: identities (:data:`SOPI_MIXES`; notebook 03, section 6).
-SOPI_TRAINING_MIX: Mapping[str, float] = SOPI_MIXES["heavy squares"]
+#: identities (its name in :data:`SOPI_MIXES`, and its weights; notebook 03, section 6).
+SOPI_TRAINING_MIX_NAME: str = "heavy squares"
+SOPI_TRAINING_MIX: Mapping[str, float] = SOPI_MIXES[SOPI_TRAINING_MIX_NAME]
 
 
 @dataclass(frozen=True)
