@@ -122,14 +122,15 @@ def clocked_eval(evaluate: Callable[[torch.nn.Module], dict[str, float]], eval_e
 
 def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, out: Path,
              pretrained: bool = False, landmark_weight: float | None = None, mix: str | None = None,
-             lr: float | None = None, freeze_bn: bool | None = None) -> Path:
+             lr: float | None = None, freeze_bn: bool | None = None, frozen_stages: int = 0) -> Path:
     """Train SOPI (the course profile's loss and mix unless told otherwise) for ``sopi_steps`` from the set-up's
     teacher of ``teacher_steps`` (or, with ``pretrained``, from the shipped pretrained teacher, as the course
     profile does) and record its validation ME under each square kind against CPU-seconds (a SOPI record).
     ``landmark_weight`` is
     :attr:`stages.SopiSettings.landmark_weight` (None: the profile's), ``mix`` a name in :data:`stages.SOPI_MIXES`
     (None: :data:`stages.SOPI_TRAINING_MIX`), ``lr`` SOPI's learning rate (None: the profile's ``sopi_lr``),
-    ``freeze_bn`` :attr:`stages.SopiSettings.freeze_bn` (None: the profile's)."""
+    ``freeze_bn`` :attr:`stages.SopiSettings.freeze_bn` (None: the profile's), ``frozen_stages``
+    :attr:`stages.SopiSettings.frozen_stages`."""
     overrides, teacher_kw = SETUPS[setup]
     mix = stages.SOPI_TRAINING_MIX_NAME if mix is None else mix
     if mix not in stages.SOPI_MIXES:
@@ -144,7 +145,7 @@ def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, o
         teacher_steps = int(teacher.shipped["steps"])
     else:
         teacher = stages.train_teacher(ctx, stages.TeacherSettings(**teacher_kw), progress=False)
-    eval_sets = load_or_build_eval_sets(ctx, kinds=("none", "dsofi", "dhofi", "shofi", "random_pattern"),
+    eval_sets = load_or_build_eval_sets(ctx, kinds=("none", "dsofi", "dhofi", "shofi", "random_pattern", "natural"),
                                         n=min(200, len(ctx.dataset.val)), split="val")
     points: list[dict[str, float]] = [{"step": 0, "cpu_s": 0.0, "wall_s": 0.0,
                                        **sopi_val_errors(ctx, teacher, eval_sets)}]
@@ -153,11 +154,13 @@ def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, o
 
     settings = stages.resolve_sopi_settings(ctx.profile, stages.SopiSettings(landmark_weight=landmark_weight,
                                                                              mix=dict(stages.SOPI_MIXES[mix]),
-                                                                             freeze_bn=freeze_bn))
+                                                                             freeze_bn=freeze_bn,
+                                                                             frozen_stages=frozen_stages))
     stages.train_sopi(ctx, teacher, settings=settings, progress=False, callback=callback)
     result = {"stage": "sopi", "setup": setup, "teacher_steps": teacher_steps, "steps": sopi_steps,
               "landmark_weight": settings.landmark_weight, "mix": mix, "mix_weights": dict(settings.mix),
               "sopi_lr": ctx.profile.sopi_lr, "lr_set": lr is not None, "freeze_bn": settings.freeze_bn,
+              "frozen_stages": settings.frozen_stages,
               "threads": torch.get_num_threads(), "profile": ctx.profile.to_dict(), "points": points}
     name = f"{slug(setup)}-teacher{teacher_steps}-sopi{sopi_steps}"
     if pretrained:
@@ -171,6 +174,8 @@ def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, o
         name += f"-lr-{lr:g}"
     if settings.freeze_bn:
         name += "-frozen-bn"
+    if settings.frozen_stages:
+        name += f"-frozen-stages-{settings.frozen_stages}"
     path = out / "sopi" / f"{name}.json"
     write_json(path, result)
     return path
@@ -281,8 +286,9 @@ def summary(out: Path, figure: Path | None = None) -> str:
                  "teacher SOPI starts from. Each SOPI row names its loss: Eq. 6 alone, or with RNet's landmark term",
                  "against the teacher's landmarks at the weight shown (`stages.SopiSettings.landmark_weight`), then",
                  f"what else the run changed: its training mix (`stages.SOPI_MIXES`; unnamed: \"{FIRST_SOPI_MIX}\"),",
-                 "frozen BatchNorm statistics (`stages.SopiSettings.freeze_bn`), a learning rate other than the",
-                 "profile's. The 2400-step runs from the shipped teacher share data, seed and steps.", "",
+                 "frozen BatchNorm statistics (`stages.SopiSettings.freeze_bn`), the trunk's first stages kept",
+                 "fixed (`stages.SopiSettings.frozen_stages`), a learning rate other than the profile's. The runs",
+                 "from the shipped teacher share data and seed; compare them at equal CPU-minutes.", "",
                  sopi_markdown(load_sopi_study(out)), ""]
     return "\n".join(text)
 
@@ -305,6 +311,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sopi-bn", choices=("frozen", "trained"), default=None,
                     help="with --sopi-steps: SOPI's BatchNorm layers kept in eval mode or trained "
                          "(SopiSettings.freeze_bn; default: the profile's)")
+    ap.add_argument("--sopi-frozen-stages", type=int, default=0,
+                    help="with --sopi-steps: keep the trunk's first N stages (stem, then blocks) fixed "
+                         "(SopiSettings.frozen_stages; default 0)")
     ap.add_argument("--pretrained-teacher", action="store_true",
                     help="with --sopi-steps: start from the shipped pretrained teacher (the course profile's)")
     ap.add_argument("--out", type=Path, default=Path("runs/study"))
@@ -325,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.sopi_steps:
         print(run_sopi(a.setup, a.steps, a.sopi_steps, a.eval_every, a.out, a.pretrained_teacher, a.sopi_landmark_weight,
                        a.sopi_mix, a.sopi_lr,
-                       None if a.sopi_bn is None else a.sopi_bn == "frozen"))
+                       None if a.sopi_bn is None else a.sopi_bn == "frozen", a.sopi_frozen_stages))
     else:
         print(run(a.setup, a.steps, a.eval_every, a.out, a.device))
 

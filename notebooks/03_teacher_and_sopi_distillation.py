@@ -434,7 +434,10 @@ for k in ("dsofi", "dhofi", "shofi"):
 # teachers and from the pretrained teacher this profile uses (for longer than this notebook's run), each
 # measured on the **validation** identities at the steps shown (ratio to the clean error in brackets;
 # step 0 is the teacher it starts from). Read in it how fast the error under occlusion falls, whether
-# the later steps still lower every kind, and which kinds stay far above their clean error.
+# the later steps still lower every kind, and which kinds stay far above their clean error. One row
+# keeps the trunk's first stages fixed (`SopiSettings(frozen_stages=...)`): each step is cheaper, so it
+# ran more steps in the same CPU-minutes; compare its last row with the default's at equal CPU-minutes to
+# see whether the early layers of the teacher already serve an occluded face.
 
 # %%
 display(Markdown(study.sopi_markdown(study.load_sopi_study())))

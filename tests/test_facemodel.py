@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from occ3d_lib.face.facemodel import FaceModel, build_point_buf, face_normals, vertex_normals
+from occ3d_lib.face.facemodel import FaceModel, build_point_buf, face_normals, vertex_normals, vertex_normals_reference
+from occ3d_lib.face.procedural import procedural_face_model
 
 
 def test_shape_is_mean_plus_bases(tiny_model):
@@ -32,6 +33,30 @@ def test_normals_follow_the_reference_formula(tiny_model):
     assert torch.allclose(fn[0, 0], hand / hand.norm())
     vn = vertex_normals(v, m.tri, m.point_buf)
     assert torch.allclose(vn, fn[0, 0].expand(1, 4, 3))  # flat square: all normals equal
+
+
+def test_fast_vertex_normals_match_the_reference_in_values_and_gradients():
+    m = procedural_face_model("light")  # the course's mesh: thousands of vertices, padded point_buf rows
+    assert m.n_vertices > 1000 and (m.point_buf == m.tri.shape[0]).any()
+    g = torch.Generator().manual_seed(0)
+    v = (m.mean_shape + 0.05 * torch.randn(3, *m.mean_shape.shape, generator=g)).requires_grad_(True)
+    w = torch.randn(3, *m.mean_shape.shape, generator=g)  # a random upstream gradient
+    fast, ref = vertex_normals(v, m.tri, m.point_buf), vertex_normals_reference(v, m.tri, m.point_buf)
+    assert fast.shape == ref.shape == v.shape
+    assert torch.allclose(fast, ref, atol=1e-5)
+    g_fast, = torch.autograd.grad((fast * w).sum(), v)
+    g_ref, = torch.autograd.grad((ref * w).sum(), v)
+    assert torch.allclose(g_fast, g_ref, rtol=1e-4, atol=1e-4 * g_ref.abs().max().item())
+
+
+def test_fast_vertex_normals_pass_gradcheck_and_zero_degenerate_triangles(tiny_model):
+    m = tiny_model()
+    v = (m.mean_shape.double() + 0.1 * torch.randn(2, 4, 3, dtype=torch.float64,
+                                                    generator=torch.Generator().manual_seed(1))).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: vertex_normals(x, m.tri, m.point_buf), (v,))
+    flat = torch.zeros(1, 4, 3)  # every triangle of zero area: zero normals, as the reference, not NaN
+    assert torch.equal(vertex_normals(flat, m.tri, m.point_buf), torch.zeros(1, 4, 3))
+    assert torch.equal(vertex_normals_reference(flat, m.tri, m.point_buf), torch.zeros(1, 4, 3))
 
 
 def test_validation_names_the_field(tiny_model):

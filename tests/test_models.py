@@ -78,3 +78,22 @@ def test_channels_last_input_changes_speed_not_values(backbone, imagenet):
     assert x.is_contiguous()  # the caller's tensor is untouched
     torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
     assert float(fast.abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("backbone, n_stages", [("efficientnet_lite0", 17), ("resnet18", 5)])
+def test_frozen_early_stages_get_no_gradient_and_the_rest_do(backbone, n_stages):
+    net = models.ReconNet(backbone)
+    stages = models.trunk_stages(net.backbone)
+    assert len(stages) == n_stages
+    models.freeze_early_stages(net, 3)
+    net(torch.rand(2, 3, 64, 64)).square().mean().backward()
+    for k, stage in enumerate(stages):
+        grads = [p.grad for m in stage for p in m.parameters()]
+        assert all(g is None for g in grads) if k < 3 else all(g is not None for g in grads), k
+    assert all(p.grad is not None for p in net.final_layers.parameters())
+    assert models.freeze_early_stages(models.ReconNet(backbone), 0) is not None  # 0: nothing fixed
+    for bad in (-1, True, n_stages + 1):
+        with pytest.raises(ValueError, match="stages"):
+            models.freeze_early_stages(net, bad)
+    with pytest.raises(ValueError, match="trunk_stages knows"):
+        models.trunk_stages(torch.nn.Linear(2, 2))

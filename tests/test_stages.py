@@ -22,6 +22,9 @@ def test_sopi_settings_are_validated():
     for bad in (1, "yes"):
         with pytest.raises(ValueError, match="freeze_bn"):
             SopiSettings(freeze_bn=bad)
+    for bad in (-1, 1.0, True, "2"):
+        with pytest.raises(ValueError, match="frozen_stages"):
+            SopiSettings(frozen_stages=bad)
 
 
 def test_sopi_starts_where_the_profile_says(tmp_path):
@@ -48,6 +51,9 @@ def test_sopi_starts_where_the_profile_says(tmp_path):
     assert stages.sopi_config(ctx, "t").hash() == stages.sopi_config(ctx, "t", SopiSettings(freeze_bn=True)).hash()
     assert stages.sopi_config(ctx, "t").hash() != stages.sopi_config(ctx, "t", SopiSettings(freeze_bn=False)).hash()
     assert "freeze_bn" not in stages.sopi_config(ctx, "t", SopiSettings(freeze_bn=False)).key["settings"]
+    # fixed early stages are a run of their own; none fixed keeps the folder it had before the option existed
+    assert "frozen_stages" not in stages.sopi_config(ctx, "t").key["settings"]
+    assert stages.sopi_config(ctx, "t").hash() != stages.sopi_config(ctx, "t", SopiSettings(frozen_stages=9)).hash()
 
 
 @pytest.fixture()

@@ -144,6 +144,11 @@ def test_sopi_table_gives_ratios_to_clean_and_the_baseline_row(tmp_path):
                                                           "sopi_lr": 0.0006, "lr_set": True, "points": pts}))
     md = study.sopi_markdown(study.load_sopi_study(tmp_path), kinds=("clean", "dsofi"))
     assert "| SOPI (Eq. 6 + landmarks x 0.0004, heavy squares, frozen BN, lr 0.0006) | 100 |" in md
+    (tmp_path / "sopi" / "d.json").write_text(json.dumps({"stage": "sopi", "setup": "A", "teacher_steps": 50,
+                                                          "steps": 100, "landmark_weight": 0.0004, "freeze_bn": True,
+                                                          "frozen_stages": 9, "points": pts}))
+    md = study.sopi_markdown(study.load_sopi_study(tmp_path), kinds=("clean", "dsofi"))
+    assert "| SOPI (Eq. 6 + landmarks x 0.0004, frozen BN, first 9 trunk stages fixed) | 100 |" in md
     (tmp_path / "sopi" / "d.json").unlink()
     (tmp_path / "sopi" / "c.json").write_text(json.dumps({"stage": "sopi", "setup": "A", "teacher_steps": 50, "steps": 100,
                                                           "points": [{**p, "hist_clean": 0.25, "hist_shofi": 0.4}

@@ -266,13 +266,14 @@ FIRST_SOPI_MIX = "squares 10 %"
 
 
 def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = ("clean", "dsofi", "dhofi", "shofi",
-                                                                                  "random_pattern")) -> str:
+                                                                                  "random_pattern", "natural")) -> str:
     """SOPI's validation ME per kind at each recorded step, and the mean face at the true pose as the last row.
 
     Step 0 is the teacher it starts from (a shipped one named by the start of its BLAKE2b); each SOPI row
     names its loss (Eq. 6 alone, or with the landmark term's weight) and, where the record has them, its
-    training mix (unless :data:`FIRST_SOPI_MIX`), frozen BatchNorm statistics and a learning rate
-    set for the run rather than the profile's; each occluded kind has the
+    training mix (unless :data:`FIRST_SOPI_MIX`), frozen BatchNorm statistics, fixed early trunk stages and a
+    learning rate set for the run rather than the profile's; a kind a record did not measure is empty; each
+    occluded kind has the
     occluded-to-clean ratio in brackets. Where a record holds histogram dissimilarities (``hist_<kind>``), a
     last column gives them on clean and SHOFI faces (empty for records without them).
 
@@ -297,15 +298,19 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
                 loss += f", {r['mix']}"
             if r.get("freeze_bn"):
                 loss += ", frozen BN"
+            if r.get("frozen_stages"):
+                loss += f", first {r['frozen_stages']} trunk stages fixed"
             if r.get("lr_set"):
                 loss += f", lr {r['sopi_lr']:g}"
             name = f"{which} ({r['teacher_steps']} steps)" if pt["step"] == 0 else f"SOPI ({loss})"
-            cells = [f"{pt[k]:.2f}" + (f" ({pt[k] / pt['clean']:.2f})" if k != "clean" else "") for k in kinds]
+            cells = [(f"{pt[k]:.2f}" + (f" ({pt[k] / pt['clean']:.2f})" if k != "clean" else "")) if k in pt else ""
+                     for k in kinds]  # a kind the record did not measure (natural, before 2026-12-06): empty
             if with_hist:
                 cells.append(f"{pt['hist_clean']:.3f} / {pt['hist_shofi']:.3f}" if "hist_clean" in pt else "")
             lines.append(f"| {name} | {pt['step']} | {pt['cpu_s'] / 60:.1f} | " + " | ".join(cells) + " |")
-    base = records[-1]["points"][-1]
-    lines.append("| mean face at the true pose | | | " + " | ".join(f"{base['baseline_' + k]:.2f}" for k in kinds) + " |"
+    base = {k: v for r in records for k, v in r["points"][-1].items() if k.startswith("baseline_")}
+    lines.append("| mean face at the true pose | | | " + " | ".join(
+        f"{base['baseline_' + k]:.2f}" if "baseline_" + k in base else "" for k in kinds) + " |"
                  + (" |" if with_hist else ""))
     return "\n".join(lines)
 

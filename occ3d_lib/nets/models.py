@@ -296,6 +296,52 @@ def batchnorm_eval(model: nn.Module) -> nn.Module:
     return model
 
 
+def trunk_stages(trunk: nn.Module) -> list[list[nn.Module]]:
+    """A trunk's layers in forward order, grouped in stages: the stem first, then each block.
+
+    EfficientNet-Lite0 (:class:`EfficientNetLiteTrunk`): the stem (convolution and BatchNorm), then its 16
+    MBConv blocks; torchvision ResNets: the stem (``conv1``, ``bn1``), then ``layer1`` .. ``layer4``. The
+    unit :func:`freeze_early_stages` counts in.
+
+    Args:
+        trunk: a trunk from :func:`make_backbone`.
+
+    Returns:
+        A list of stages, each a list of modules.
+    """
+    if isinstance(trunk, EfficientNetLiteTrunk):
+        return [[trunk.net._conv_stem, trunk.net._bn0], *[[b] for b in trunk.net._blocks]]
+    if isinstance(trunk, torchvision.models.ResNet):
+        return [[trunk.conv1, trunk.bn1], *[[getattr(trunk, f"layer{i}")] for i in range(1, 5)]]
+    raise ValueError(f"trunk_stages knows EfficientNet-Lite0 and ResNet trunks, not {type(trunk).__name__}")
+
+
+def freeze_early_stages(model: nn.Module, n: int) -> nn.Module:
+    """Keep the first ``n`` stages of ``model.backbone`` (:func:`trunk_stages`: the stem, then blocks) fixed.
+
+    Their parameters stop requiring gradients, so the backward pass ends where the first trained stage
+    begins: cheaper steps for a trainee that starts from a trained network and only adapts its later
+    layers (SOPI from the teacher; notebook 03, section 6). ``n = 0`` changes nothing.
+
+    Args:
+        model: a :class:`ReconNet` or :class:`MultiOcclusionNet`.
+        n: how many stages, 0 .. ``len(trunk_stages(model.backbone))``.
+
+    Returns:
+        The same ``model``, changed in place.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"the number of frozen stages must be an int >= 0, got {n!r}")
+    stages = trunk_stages(model.backbone)
+    if n > len(stages):
+        raise ValueError(f"the trunk has {len(stages)} stages; cannot freeze {n}")
+    for stage in stages[:n]:
+        for module in stage:
+            for p in module.parameters():
+                p.requires_grad_(False)
+    return model
+
+
 def freeze(model: nn.Module) -> nn.Module:
     """A fixed network (Eq. 2's teacher, the SOPI label maker, the FaceNet loss network): eval mode
     (BatchNorm uses its running statistics) and no parameter gradients; gradients still flow to its

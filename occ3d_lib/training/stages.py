@@ -47,7 +47,7 @@ from occ3d_lib.data.context import Context
 from occ3d_lib.face.coeffs import split_coeffs
 from occ3d_lib.nets import pretrained
 from occ3d_lib.nets.checkpoints import load_deep3d_checkpoint
-from occ3d_lib.nets.models import ReconNet, batchnorm_eval, freeze, seeded
+from occ3d_lib.nets.models import ReconNet, batchnorm_eval, freeze, freeze_early_stages, seeded
 from occ3d_lib.nets.predict import predict_coeffs
 from occ3d_lib.occlusion.apply import TrainingOccluder
 from occ3d_lib.render.renderer import RENDER_VERSION
@@ -76,6 +76,10 @@ COEFF_SUPERVISION_WEIGHTS: Mapping[str, float] = {
 SOPI_MIXES: Mapping[str, Mapping[str, float]] = {
     "squares 10 %": {"none": 0.2, "partial": 0.35, "dsofi": 0.1, "dhofi": 0.1, "shofi": 0.1, "full": 0.15},
     "heavy squares": {"none": 0.1, "partial": 0.2, "dsofi": 0.1, "dhofi": 0.25, "shofi": 0.25, "full": 0.1},
+    # the heavy squares' shares with more partial kinds (taken from none and full): on the validation identities
+    # natural occluders and random patterns lower, SHOFI and DHOFI higher (docs/course_study.md)
+    "heavy squares, more partial": {"none": 0.05, "partial": 0.3, "dsofi": 0.1, "dhofi": 0.25, "shofi": 0.25,
+                                    "full": 0.05},
 }
 
 #: What the SOPI trainee sees by default: the mix that did best under the square occluders on the validation
@@ -132,10 +136,16 @@ class SopiSettings:
     #: not those of occluded batches); False trains them as usual; None: the profile's choice
     #: (:func:`resolve_sopi_settings`: frozen where the trainee starts from the teacher)
     freeze_bn: bool | None = None
+    #: how many of the trunk's first stages (the stem, then its blocks: :func:`occ3d_lib.nets.models.trunk_stages`)
+    #: keep the weights SOPI starts from; 0 trains every layer (the paper)
+    frozen_stages: int = 0
 
     def __post_init__(self) -> None:
         if self.freeze_bn is not None and not isinstance(self.freeze_bn, bool):
             raise ValueError(f"SopiSettings.freeze_bn must be True, False or None, got {self.freeze_bn!r}")
+        n = self.frozen_stages
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"SopiSettings.frozen_stages must be an int >= 0, got {n!r}")
         if self.loss not in losses.DISTILL_LOSSES:
             raise ValueError(f"SopiSettings.loss must be one of {losses.DISTILL_LOSSES}, got {self.loss!r}")
         if self.init not in (None, "teacher", "scratch"):
@@ -428,6 +438,8 @@ def sopi_config(ctx: Context, teacher_key: str, settings: SopiSettings = SopiSet
         del fields["landmark_weight"]
     if not fields["freeze_bn"]:  # likewise a run that trains its BatchNorm layers
         del fields["freeze_bn"]
+    if not fields["frozen_stages"]:  # and one that trains every layer
+        del fields["frozen_stages"]
     key = {"stage": "sopi", "settings": fields, "teacher": teacher_key, "backbone": p.backbone,
            "batch": p.sopi_batch_size, "data": ctx.dataset.meta.get("key")}
     return stage_config(ctx, "sopi", key, schedule=settings.schedule)
@@ -448,6 +460,7 @@ def train_sopi(ctx: Context, teacher: nn.Module | None = None, settings: SopiSet
         model.load_state_dict(teacher.state_dict())
     for p in model.parameters():
         p.requires_grad_(True)
+    freeze_early_stages(model, settings.frozen_stages)
     # each rank occludes its own shard with its own stream (rank 0: the single-process stream)
     occluder = TrainingOccluder(mix=dict(settings.mix), seed=distributed.derive_seed(
         stream_seed(ctx.profile.seed, "sopi_occluder"), distributed.current().rank))
