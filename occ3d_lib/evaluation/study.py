@@ -304,7 +304,7 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
                 loss += f", lr {r['sopi_lr']:g}"
             name = f"{which} ({r['teacher_steps']} steps)" if pt["step"] == 0 else f"SOPI ({loss})"
             cells = [(f"{pt[k]:.2f}" + (f" ({pt[k] / pt['clean']:.2f})" if k != "clean" else "")) if k in pt else ""
-                     for k in kinds]  # a kind the record did not measure (natural, before 2026-12-06): empty
+                     for k in kinds]  # a kind the record did not measure (natural occluders in the earlier records): empty
             if with_hist:
                 cells.append(f"{pt['hist_clean']:.3f} / {pt['hist_shofi']:.3f}" if "hist_clean" in pt else "")
             lines.append(f"| {name} | {pt['step']} | {pt['cpu_s'] / 60:.1f} | " + " | ".join(cells) + " |")
