@@ -428,18 +428,20 @@ def sopi_step_fn(labels: Tensor, occluder: Any, loss: str = "se", landmark_weigh
     return step
 
 
+#: SopiSettings fields added after SOPI runs had been cached: Eq. 6's landmark term, frozen BatchNorm statistics,
+#: fixed early trunk stages. Where one is off (0 / False) it is left out of the run's key.
+_SOPI_OPTIONS_ADDED_LATER: tuple[str, ...] = ("landmark_weight", "freeze_bn", "frozen_stages")
+
+
 def sopi_config(ctx: Context, teacher_key: str, settings: SopiSettings = SopiSettings()) -> TrainConfig:
     """The TrainConfig of a SOPI run (``settings`` resolved against the profile first, so an ``init`` left to the
     profile and the same ``init`` given by name share one folder)."""
     p = ctx.profile
     settings = resolve_sopi_settings(p, settings)
     fields = asdict(settings)
-    if not fields["landmark_weight"]:  # Eq. 6 alone keeps the folder it had before the landmark term existed
-        del fields["landmark_weight"]
-    if not fields["freeze_bn"]:  # likewise a run that trains its BatchNorm layers
-        del fields["freeze_bn"]
-    if not fields["frozen_stages"]:  # and one that trains every layer
-        del fields["frozen_stages"]
+    for name in _SOPI_OPTIONS_ADDED_LATER:  # switched off, an option leaves the key (and folder) it had before it existed
+        if not fields[name]:
+            del fields[name]
     key = {"stage": "sopi", "settings": fields, "teacher": teacher_key, "backbone": p.backbone,
            "batch": p.sopi_batch_size, "data": ctx.dataset.meta.get("key")}
     return stage_config(ctx, "sopi", key, schedule=settings.schedule)
