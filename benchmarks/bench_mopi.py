@@ -8,7 +8,9 @@ occluded images) times, as medians of a few repetitions in one run:
   - network: the 7-head network's forward, the label loss, backward and Adam step (no renders);
   - render + embed: Eq. 7's renders of the B x 7 predictions and FaceNet on them, forward and backward
     to the coefficients (a fixed cost that does not depend on the trunk), with FaceNet's BatchNorm folded
-    into its convolutions as the training step runs it, and unfolded for comparison;
+    into its convolutions and in the precision the training step runs it (``MopiSettings.embed_precision``:
+    bfloat16 on a CPU with native bf16 arithmetic, float32 elsewhere), and for comparison unfolded in
+    float32 and, where the step runs bf16, folded in float32 (and the whole step with it so);
 - labels online: the batch function as an online run calls it (7 occlusions per identity, the
   frozen SOPI on the 7 images, render and embed its 7 predictions and the clean image, Eq. 8 pick);
 - labels pooled: serving the same batch from the run's label pool (how the course run trains:
@@ -55,18 +57,21 @@ def measure(profile: Any, reps: int) -> dict[str, Any]:
     net = MultiOcclusionNet(p.backbone, n_heads=w).init_from_reconnet(sopi)
     opt = torch.optim.Adam(net.parameters(), 1e-4)
     folded = fold_batchnorm(emb)  # as train_mopi gives the step
-    step_fn = mopi.mopi_step_fn(ctx.renderer, folded, 0.2, 0.8, freeze_bn=True)
+    precision = mopi.resolve_embed_precision(mopi.MopiSettings().embed_precision)
+    step_fn = mopi.mopi_step_fn(ctx.renderer, folded, 0.2, 0.8, freeze_bn=True, embed_precision=precision)
     bare = ReconNet(p.backbone)
     opt2 = torch.optim.Adam(bare.parameters(), 1e-4)
     g = torch.Generator().manual_seed(1)
     batch = pooled(0, g)
     flat = batch["images"].flatten(0, 1)
 
-    def run_step() -> None:
-        terms = step_fn(net, batch)
-        opt.zero_grad()
-        terms["loss"].backward()
-        opt.step()
+    def step_runner(fn: Callable[[Any, dict[str, Any]], dict[str, Any]]) -> Callable[[], None]:
+        def run() -> None:
+            terms = fn(net, batch)
+            opt.zero_grad()
+            terms["loss"].backward()
+            opt.step()
+        return run
 
     def run_bare() -> None:
         y = bare(flat)
@@ -85,19 +90,22 @@ def measure(profile: Any, reps: int) -> dict[str, Any]:
         loss.backward()
         opt3.step()
 
-    def render_embed(embedder: torch.nn.Module) -> Callable[[], None]:
+    def render_embed(embedder: torch.nn.Module, prec: str) -> Callable[[], None]:
         def run() -> None:
             v = coeffs.clone().requires_grad_(True)
-            losses.perceptual_loss(mopi.render_embed(ctx.renderer, embedder, v).view(b, w, -1)).backward()
+            losses.perceptual_loss(mopi.render_embed(ctx.renderer, embedder, v, prec).view(b, w, -1)).backward()
         return run
 
     counter = itertools.count()
-    t = interleaved_medians({"bare": run_bare, "step": run_step, "network": run_network,
-                             "render_embed": render_embed(folded), "render_embed_unfolded": render_embed(emb),
-                             "online": lambda: online(0, g),
-                             "pooled": lambda: pooled(next(counter) % (reps + 1), g)}, reps)
+    fns = {"bare": run_bare, "step": step_runner(step_fn), "network": run_network,
+           "render_embed": render_embed(folded, precision), "render_embed_unfolded": render_embed(emb, "float32"),
+           "online": lambda: online(0, g), "pooled": lambda: pooled(next(counter) % (reps + 1), g)}
+    if precision != "float32":
+        fns["render_embed_float32"] = render_embed(folded, "float32")
+        fns["step_float32"] = step_runner(mopi.mopi_step_fn(ctx.renderer, folded, 0.2, 0.8, freeze_bn=True))
+    t = interleaved_medians(fns, reps)
     shared = t["step"] + t["pooled"] + t["online"] / 3
-    return {"profile": p, "identities": b, "variants": w, "images": b * w, **t,
+    return {"profile": p, "identities": b, "variants": w, "images": b * w, "precision": precision, **t,
             "pooled_shared": shared, "pooled_shared_ratio": shared / t["bare"]}
 
 
@@ -107,14 +115,20 @@ def main(argv: list[str] | None = None) -> None:
     p, b, w = m["profile"], m["identities"], m["variants"]
     t_bare, t_step, t_online, t_pooled = m["bare"], m["step"], m["online"], m["pooled"]
     print(f"profile {p.name}: {b} identities x {w} images, {p.image_size}px, {p.backbone}, "
-          f"torch threads {torch.get_num_threads()}")
+          f"torch threads {torch.get_num_threads()}, CPU {torch.backends.cpu.get_cpu_capability()}, "
+          f"Eq. 7's FaceNet in {m['precision']}")
     print(f"bare backbone fwd+bwd+step on {b * w} images: {t_bare * 1e3:.0f} ms (the unit)")
     print(f"MOPI step (fwd, 7 renders + embeddings, Eqs. 7-9, bwd, step): {t_step * 1e3:.0f} ms = {t_step / t_bare:.2f}x")
     print(f"  of which the 7-head network (fwd, Eq. 8, bwd, step): {m['network'] * 1e3:.0f} ms = "
           f"{m['network'] / t_bare:.2f}x")
     print(f"  of which Eq. 7's render + embed of {b * w} predictions (fwd + bwd): {m['render_embed'] * 1e3:.0f} ms = "
-          f"{m['render_embed'] / t_bare:.2f}x (FaceNet's BatchNorm folded into its convolutions, as train_mopi runs "
-          f"it; unfolded: {m['render_embed_unfolded'] * 1e3:.0f} ms = {m['render_embed_unfolded'] / t_bare:.2f}x)")
+          f"{m['render_embed'] / t_bare:.2f}x (FaceNet's BatchNorm folded into its convolutions, in {m['precision']}, "
+          f"as train_mopi runs it; unfolded in float32: {m['render_embed_unfolded'] * 1e3:.0f} ms = "
+          f"{m['render_embed_unfolded'] / t_bare:.2f}x)")
+    if "render_embed_float32" in m:
+        print(f"  folded in float32 instead: {m['render_embed_float32'] * 1e3:.0f} ms = "
+              f"{m['render_embed_float32'] / t_bare:.2f}x; the whole step with it in float32: "
+              f"{m['step_float32'] * 1e3:.0f} ms = {m['step_float32'] / t_bare:.2f}x")
     print(f"labels online (occlusion, SOPI, renders, embeddings, Eq. 8 pick): {t_online * 1e3:.0f} ms = "
           f"{t_online / t_bare:.2f}x")
     print(f"labels from the pool: {t_pooled * 1e3:.1f} ms = {t_pooled / t_bare:.3f}x")

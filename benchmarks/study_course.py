@@ -19,6 +19,8 @@ this way, each with torch's default two threads on 2 cores, the machine otherwis
         --sopi-steps 400 --eval-every 100 --out docs/course_study
     .venv/bin/python benchmarks/study_course.py --summary --out docs/course_study \
         --figure docs/course_study/study.png > docs/course_study.md
+    # MOPI with Eq. 7's FaceNet in float32 or bfloat16, from the course run's SOPI (runs/course):
+    .venv/bin/python benchmarks/study_course.py --mopi-precision bfloat16 --eval-every 100 --out docs/course_study
 
 The set-ups are :data:`SETUPS`; each is a set of profile fields and teacher settings.
 """
@@ -51,7 +53,8 @@ from occ3d_lib.evaluation.study import (  # noqa: E402
 from occ3d_lib.nets.models import ReconNet  # noqa: E402
 from occ3d_lib.nets.predict import predict_coeffs  # noqa: E402
 from occ3d_lib.occlusion.eval_sets import load_or_build_eval_sets  # noqa: E402
-from occ3d_lib.training import stages  # noqa: E402
+from occ3d_lib.training import mopi, stages  # noqa: E402
+from occ3d_lib.training.embedder import get_embedder, weights_hash  # noqa: E402
 
 #: name -> (profile overrides, TeacherSettings overrides) on top of the course profile. Every set-up
 #: keeps the coefficient-supervision term; "all RNet losses" also renders each batch for the
@@ -181,6 +184,46 @@ def run_sopi(setup: str, teacher_steps: int, sopi_steps: int, eval_every: int, o
     return path
 
 
+def run_mopi(precision: str, eval_every: int, out: Path, sopi_run: Path) -> Path:
+    """Train MOPI ("both", the course profile's schedule) from the course run's SOPI (cached in ``sopi_run``,
+    trained there first if missing) and the shipped FaceNet, with Eq. 7's FaceNet in ``precision``
+    (:attr:`mopi.MopiSettings.embed_precision`), and record its validation ME under each kind against
+    CPU-seconds (a MOPI record). Both precisions share the label pool, data and seed."""
+    sopi = stages.get_sopi(make_context("course", run_dir=sopi_run, progress=False), progress=False)
+    ctx = make_context("course", run_dir=out / "runs" / "mopi", progress=False)
+    embedder = get_embedder(ctx)  # the shipped FaceNet, as the course profile has it
+    eval_sets = load_or_build_eval_sets(ctx, kinds=("none", "dsofi", "dhofi", "shofi", "random_pattern", "natural"),
+                                        n=min(200, len(ctx.dataset.val)), split="val")
+    points: list[dict[str, float]] = [{"step": 0, "cpu_s": 0.0, "wall_s": 0.0,
+                                       **sopi_val_errors(ctx, sopi, eval_sets)}]
+    print(json.dumps(points[-1]), flush=True)
+    steps = ctx.profile.mopi_steps
+    callback = clocked_eval(lambda m: sopi_val_errors(ctx, m, eval_sets), eval_every, steps, points)
+    settings = mopi.MopiSettings("both", embed_precision=precision)
+    mopi.train_mopi(ctx, "both", sopi=sopi, embedder=embedder, settings=settings, progress=False, callback=callback)
+    result = {"stage": "mopi", "variant": "both", "embed_precision": precision, "steps": steps,
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+              "sopi": weights_hash(sopi), "profile": ctx.profile.to_dict(), "points": points}
+    path = out / "mopi" / f"both-{precision}-{torch.backends.cpu.get_cpu_capability().lower()}.json"
+    write_json(path, result)
+    return path
+
+
+def mopi_markdown(records: list[dict[str, Any]]) -> str:
+    """The MOPI records as a table: precision, CPU, CPU-seconds per step and the last point's validation ME
+    per kind (step 0 is the SOPI that MOPI starts from)."""
+    kinds = ("clean", "dsofi", "dhofi", "shofi", "random_pattern", "natural")
+    rows = ["| Eq. 7's FaceNet | CPU | steps | CPU s / step | " + " | ".join(kinds) + " |",
+            "|---|---|---|---|" + "---|" * len(kinds)]
+    for first in {r["sopi"]: r["points"][0] for r in records}.values():  # one row per SOPI they start from
+        rows.append("| SOPI (step 0) | | | | " + " | ".join(f"{first[k]:.2f}" for k in kinds) + " |")
+    for r in records:
+        last = r["points"][-1]
+        rows.append(f"| {r['embed_precision']} | {r['cpu_capability']} | {last['step']} | "
+                    f"{last['cpu_s'] / max(last['step'], 1):.2f} | " + " | ".join(f"{last[k]:.2f}" for k in kinds) + " |")
+    return "\n".join(rows)
+
+
 def run(setup: str, steps: int, eval_every: int, out: Path, device: str = "cpu") -> Path:
     """Train the teacher of ``setup`` for ``steps`` on ``device`` and record its validation errors (a teacher
     record; on a GPU the clock's CPU-seconds are the host's and ``wall_s`` is the one to read)."""
@@ -290,6 +333,14 @@ def summary(out: Path, figure: Path | None = None) -> str:
                  "fixed (`stages.SopiSettings.frozen_stages`), a learning rate other than the profile's. The runs",
                  "from the shipped teacher share data and seed; compare them at equal CPU-minutes.", "",
                  sopi_markdown(load_sopi_study(out)), ""]
+    if (out / "mopi").is_dir():
+        records = [json.loads(f.read_text()) for f in sorted((out / "mopi").glob("*.json"))]
+        text += ["## MOPI: Eq. 7's FaceNet in float32 or bfloat16", "",
+                 "`study_course.py --mopi-precision P`: MOPI (\"both\", the course schedule) from the course run's",
+                 "SOPI with the shipped FaceNet run in precision P inside the training step (the label choice stays",
+                 "float32); the same label pool, data and seed. Validation ME in pixels at 224 after the last step;",
+                 "CPU-seconds per step of the training process, evaluation excluded.", "",
+                 mopi_markdown(records), ""]
     return "\n".join(text)
 
 
@@ -314,6 +365,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sopi-frozen-stages", type=int, default=0,
                     help="with --sopi-steps: keep the trunk's first N stages (stem, then blocks) fixed "
                          "(SopiSettings.frozen_stages; default 0)")
+    ap.add_argument("--mopi-precision", choices=("float32", "bfloat16"), default=None,
+                    help="instead of the teacher study: train MOPI from the course run's SOPI (--sopi-run) with "
+                         "Eq. 7's FaceNet in this precision")
+    ap.add_argument("--sopi-run", type=Path, default=Path("runs/course"),
+                    help="with --mopi-precision: the run folder whose cached SOPI MOPI starts from")
     ap.add_argument("--pretrained-teacher", action="store_true",
                     help="with --sopi-steps: start from the shipped pretrained teacher (the course profile's)")
     ap.add_argument("--out", type=Path, default=Path("runs/study"))
@@ -327,10 +383,13 @@ def main(argv: list[str] | None = None) -> None:
     if a.summary:
         print(summary(a.out, a.figure))
         return
-    if a.setup not in SETUPS:
-        raise SystemExit(f"unknown set-up {a.setup!r}; valid: {', '.join(SETUPS)}")
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.mopi_precision:  # needs no set-up: MOPI starts from the course run's SOPI
+        print(run_mopi(a.mopi_precision, a.eval_every, a.out, a.sopi_run))
+        return
+    if a.setup not in SETUPS:
+        raise SystemExit(f"unknown set-up {a.setup!r}; valid: {', '.join(SETUPS)}")
     if a.sopi_steps:
         print(run_sopi(a.setup, a.steps, a.sopi_steps, a.eval_every, a.out, a.pretrained_teacher, a.sopi_landmark_weight,
                        a.sopi_mix, a.sopi_lr,

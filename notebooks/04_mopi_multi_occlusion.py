@@ -322,6 +322,14 @@ print("Eq. 7 loss of the seven SOPI renders of this identity:", round(losses.per
 # labels once (`mopi.get_label_pool`, cached next to the checkpoints) and the three Table 7
 # variants train on the very same batches; a test checks that a pooled run and an online run end
 # with the same weights. Runs too large to keep (the paper profile) select labels at every step.
+#
+# **Eq. 7's FaceNet in bfloat16, where the CPU has it.** Beside the seven-head network, most of a
+# step is the FaceNet's forward and backward on the seven renders. That network is frozen and only
+# serves as a loss, so rounding its arithmetic to bfloat16 tilts the perceptual gradient by a few per
+# cent (a test bounds it) and changes nothing else. On a CPU with native bf16 arithmetic (AVX512-BF16
+# or AMX) the step runs it under bf16 autocast (`mopi.MopiSettings.embed_precision="auto"`); where
+# bf16 is only emulated, many times slower, it stays float32, and so does Eq. 8's label choice.
+# `benchmarks/bench_mopi.py` times both and `docs/timings.md` keeps the numbers.
 
 # %%
 net = MultiOcclusionNet(P.backbone, n_heads=P.n_occlusion_variants).init_from_reconnet(sopi).eval()
@@ -330,6 +338,8 @@ with torch.no_grad():
     gap = (net.predict(x) - sopi(x)).abs().max().item()
 print(f"at initialisation MOPI.predict == SOPI: max |difference| = {gap:.2e}")
 assert gap < 1e-3
+precision = mopi.resolve_embed_precision(mopi.MopiSettings().embed_precision, ctx.device)
+print(f"this machine (CPU {torch.backends.cpu.get_cpu_capability()}) runs Eq. 7's FaceNet in {precision}")
 
 # %% [markdown]
 # The next cell builds the label pool and trains MOPI the first time it runs (`P.mopi_steps` steps), and

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from occ3d_lib.core.artifacts import REPO_ROOT, write_json, write_text
+from occ3d_lib.core.envinfo import cpu_has_bf16
 from occ3d_lib.evaluation.study import stage_seconds
 from occ3d_lib.pipeline import read_summary
 
@@ -73,6 +74,7 @@ def publish_run(run_dir: str | Path, docs_dir: str | Path, prefix: str, root: st
     summary.update({"stages": stages, "commit": _commit(root),
                     "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                                 "cuda": torch.cuda.is_available(), "python": platform.python_version(),
+                                "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_has_bf16(),
                                 "torch": torch.__version__}})
     if note:
         summary["note"] = note

@@ -28,5 +28,19 @@ def test_environment_report_reads_the_profile_and_formats_aligned():
     r = envinfo.environment_report("smoke")
     assert r["profile"] == "smoke" and r["torch_threads"] == torch.get_num_threads()
     assert set(r["packages"]) == set(envinfo._PACKAGES)
+    assert r["cpu_bf16"] == envinfo.cpu_has_bf16() and r["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     text = envinfo.format_report({"profile": "smoke", "packages": {"torch": "2.12.0"}})
     assert text.splitlines() == [f"{'profile':<28} smoke", "packages:", f"    {'torch':<24} 2.12.0"]
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, False), (True, False, True), (False, True, True)])
+def test_cpu_has_bf16_reads_avx512_bf16_or_amx(monkeypatch, avx512_bf16, amx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert envinfo.cpu_has_bf16() is expected
+
+
+def test_cpu_has_bf16_is_false_where_torch_cannot_tell(monkeypatch):
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.delattr(torch.cpu, name)
+    assert envinfo.cpu_has_bf16() is False

@@ -27,3 +27,7 @@ def test_runtime_note_reads_the_published_run():
     assert "0.60 s a step" in note and "about 5.0 min" in note and "2 CPU cores, no GPU" in note
     assert "no record" in live.runtime_note(summary, "mopi-both", 10)
     assert "no record" in live.runtime_note(None, "sopi", 10)
+    summary["machine"].update(cpu_capability="AVX512", cpu_bf16=True)
+    assert "2 CPU cores (AVX512 with bf16), no GPU" in live.runtime_note(summary, "sopi", 500)
+    summary["machine"].update(cpu_capability="AVX2", cpu_bf16=False)
+    assert "2 CPU cores (AVX2), no GPU" in live.runtime_note(summary, "sopi", 500)

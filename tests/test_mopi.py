@@ -76,6 +76,19 @@ def test_settings_weights_and_validation():
         mopi.MopiSettings("perc")
     with pytest.raises(ValueError, match="not both 0"):
         mopi.MopiSettings("label", x2=0.0)
+    with pytest.raises(ValueError, match="embed_precision must be one of"):
+        mopi.MopiSettings(embed_precision="float16")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_embed_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, native):
+    monkeypatch.setattr(mopi, "cpu_has_bf16", lambda: native)
+    assert mopi.resolve_embed_precision("auto", "cpu") == ("bfloat16" if native else "float32")
+    assert mopi.resolve_embed_precision("auto", "cuda") == "float32"  # the Trainer's amp decides there
+    for explicit in ("float32", "bfloat16"):
+        assert mopi.resolve_embed_precision(explicit, "cpu") == explicit
+    with pytest.raises(ValueError, match="embed_precision must be one of"):
+        mopi.resolve_embed_precision("half")
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +164,41 @@ def test_step_fn_terms_and_gradients(toy):
         v = net(batch["images"])
     hand = sum(float((v[i, j] - batch["label"][i]).norm()) for i in range(2) for j in range(3)) / 2
     assert losses.label_loss(v, batch["label"]).item() == pytest.approx(hand, rel=1e-5)
+
+
+def test_bf16_embedder_keeps_the_perceptual_gradient(toy):
+    """Eq. 7 with the FaceNet under bf16 autocast: float32 embeddings, and the gradient w.r.t. the predicted
+    coefficients points where the float32 one does (the rounding perturbs it by a few per cent)."""
+    ctx, sopi, emb = toy
+    emb = emb.eval()
+    g = torch.Generator().manual_seed(3)
+    coeffs = ctx.dataset.train.batch([0, 1, 2, 3])["coeffs"].repeat(2, 1)
+    coeffs = coeffs + 0.05 * torch.randn(coeffs.shape, generator=g) * coeffs.abs().mean(0, keepdim=True)
+
+    def grad(precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+        v = coeffs.clone().requires_grad_(True)
+        e = mopi.render_embed(ctx.renderer, emb, v, precision)
+        losses.perceptual_loss(e.view(2, 4, -1)).backward()
+        return e.detach(), v.grad
+
+    e32, g32 = grad("float32")
+    e16, g16 = grad("bfloat16")
+    assert e16.dtype == torch.float32 and not torch.equal(e16, e32)  # it did run in bf16
+    torch.testing.assert_close(e16, e32, atol=0.05, rtol=0)
+    assert torch.nn.functional.cosine_similarity(g16.flatten(), g32.flatten(), dim=0) > 0.99
+    with pytest.raises(ValueError, match="precision must be"):
+        mopi.render_embed(ctx.renderer, emb, coeffs, "float16")
+
+
+def test_mopi_key_names_the_precision_only_when_it_is_not_float32(toy, monkeypatch):
+    ctx, _, _ = toy
+    keys = {p: mopi.mopi_config(ctx, mopi.MopiSettings(embed_precision=p), "s", "e").key
+            for p in ("float32", "bfloat16")}
+    monkeypatch.setattr(mopi, "cpu_has_bf16", lambda: False)
+    assert mopi.mopi_config(ctx, mopi.MopiSettings(), "s", "e").key == keys["float32"]
+    monkeypatch.setattr(mopi, "cpu_has_bf16", lambda: True)
+    assert mopi.mopi_config(ctx, mopi.MopiSettings(), "s", "e").key == keys["bfloat16"] != keys["float32"]
+    assert "embed_precision" not in str(keys["float32"])
 
 
 def test_term_gradient_norms_match_each_term_alone(toy):

@@ -40,6 +40,15 @@ def best_device() -> str:
     return "cpu"
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bfloat16 arithmetic natively (AVX512-BF16 or AMX): there a bf16 convolution
+    runs faster than float32; elsewhere torch emulates it, many times slower (docs/timings.md)."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def check_device(device: str) -> str:
     """``device`` if torch can use it here, else a one-line ``ValueError`` naming it and saying what to use
     (``cuda`` without a CUDA GPU, ``mps`` off Apple silicon, a misspelt name). Returns the name."""
@@ -77,6 +86,7 @@ def environment_report(profile: str | None = None) -> dict[str, Any]:
         A dict: ``python`` (version str), ``platform`` (str), ``packages`` ({distribution: version or
         'missing'}, :func:`package_versions`), ``device`` ('cuda', 'mps' or 'cpu', :func:`best_device`),
         ``gpu`` (the CUDA device's name, or None), ``cpu_count`` (int, None if unknown), ``torch_threads`` (int),
+        ``cpu_capability`` (torch's vector unit: 'AVX2', 'AVX512', ...), ``cpu_bf16`` (:func:`cpu_has_bf16`),
         ``profile`` (its name), ``image_size`` (int) and ``backbone`` (str).
     """
     import torch
@@ -91,6 +101,8 @@ def environment_report(profile: str | None = None) -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0) if dev == "cuda" else None,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16": cpu_has_bf16(),
         "profile": p.name,
         "image_size": p.image_size,
         "backbone": p.backbone,

@@ -110,7 +110,9 @@ def runtime_note(summary: Mapping[str, Any] | None, stage: str, steps: int, what
     if rec is None or not rec.get("s_per_step"):
         return f"*Runtime:* the published course run has no record of {what}; it trains {steps} steps here."
     machine = (summary or {}).get("machine") or {}
-    where = f"{machine.get('cpus', '?')} CPU cores" + (", a GPU" if machine.get("cuda") else ", no GPU")
+    cap = machine.get("cpu_capability")
+    vector = f" ({cap}{' with bf16' if machine.get('cpu_bf16') else ''})" if cap else ""
+    where = f"{machine.get('cpus', '?')} CPU cores{vector}" + (", a GPU" if machine.get("cuda") else ", no GPU")
     minutes = float(rec["s_per_step"]) * steps / 60
     return (f"*Runtime:* {what} took {float(rec['s_per_step']):.2f} s a step in the published course run ({where}), "
             f"so the {steps} steps here take about {minutes:.1f} min the first time the cell runs; afterwards the "

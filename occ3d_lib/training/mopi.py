@@ -29,6 +29,10 @@ Choices where the paper is silent (each is a field of :class:`MopiSettings`):
   once per run into a *label pool* (:func:`get_label_pool`) that the three Table 7 variants share;
   the pool holds exactly the batches an online run would draw (``MopiSettings.labels``), and runs
   too large to pool (the paper profile) select labels online at every step;
+- Eq. 7's frozen FaceNet runs in bfloat16 where the CPU does bf16 arithmetic natively
+  (``MopiSettings.embed_precision``, "auto"): its forward and backward are most of a step's fixed cost,
+  and as a frozen loss network its rounding only perturbs the direction of the perceptual gradient
+  slightly (tests/test_mopi.py bounds it); elsewhere, and for Eq. 8's label choice, it stays float32;
 - beyond the paper, ``MopiSettings.selection`` replaces Eq. 8's FaceNet choice by an oracle (the
   prediction with the lowest landmark error) or a random one, to measure what the selection is
   worth (notebook 04, section 8).
@@ -44,6 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from occ3d_lib.core.artifacts import load_or_build, torch_load, torch_save
+from occ3d_lib.core.envinfo import cpu_has_bf16
 from occ3d_lib.core.seeds import SEED_OFFSETS
 from occ3d_lib.data.context import Context
 from occ3d_lib.nets.facenet import fold_batchnorm
@@ -63,6 +68,9 @@ LABEL_MODES = ("auto", "pool", "online")
 #: "oracle" takes the one with the lowest landmark error against the data's landmarks (an upper bound
 #: for any selection rule, notebook 04 section 8); "random" a uniformly random one (the chance baseline).
 SELECTIONS = ("facenet", "oracle", "random")
+#: The precision of Eq. 7's frozen FaceNet in a training step: "auto" is bfloat16 on a CPU with native bf16
+#: arithmetic (:func:`occ3d_lib.core.envinfo.cpu_has_bf16`), float32 elsewhere (on CUDA the Trainer's amp decides).
+EMBED_PRECISIONS = ("auto", "float32", "bfloat16")
 #: A label pool larger than this (bytes of its 8-bit occluded images) is not built; "auto" goes online.
 POOL_MAX_BYTES = 1 << 30
 
@@ -81,6 +89,7 @@ class MopiSettings:
     seed_offset: int = SEED_OFFSETS["mopi"]
     labels: str = "auto"  # Eq. 8 labels: "pool" (once per run, shared by the Table 7 variants), "online", "auto"
     selection: str = "facenet"  # "facenet" (Eq. 8) | "oracle" | "random": see SELECTIONS
+    embed_precision: str = "auto"  # Eq. 7's FaceNet in the step: see EMBED_PRECISIONS and resolve_embed_precision
 
     def __post_init__(self) -> None:
         if self.variant not in losses.MOPI_ABLATIONS:
@@ -91,6 +100,8 @@ class MopiSettings:
             raise ValueError(f"labels must be one of {LABEL_MODES}, got {self.labels!r}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.embed_precision not in EMBED_PRECISIONS:
+            raise ValueError(f"embed_precision must be one of {EMBED_PRECISIONS}, got {self.embed_precision!r}")
         x1, x2 = self.weights
         if x1 < 0 or x2 < 0 or x1 + x2 <= 0:
             raise ValueError(f"Eq. 9 weights must be >= 0 and not both 0, got x1={x1}, x2={x2}")
@@ -102,7 +113,28 @@ class MopiSettings:
         return (float(d1 if self.x1 is None else self.x1), float(d2 if self.x2 is None else self.x2))
 
 
-def render_embed(renderer: Any, embedder: nn.Module, coeffs: Tensor) -> Tensor:
+def resolve_embed_precision(setting: str, device: str = "cpu") -> str:
+    """The precision ``MopiSettings.embed_precision`` means on ``device``: "float32" or "bfloat16".
+
+    "auto" is "bfloat16" on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX), where it makes Eq. 7's
+    FaceNet about 1.5x cheaper, and "float32" elsewhere (emulated bf16 is many times slower; on CUDA the
+    Trainer's amp already runs the network in bf16). Notebook 04, section 5.
+
+    Args:
+        setting: "auto", "float32" or "bfloat16" (:data:`EMBED_PRECISIONS`).
+        device: the torch device the step runs on ("cpu", "cuda", ...).
+
+    Returns:
+        "float32" or "bfloat16".
+    """
+    if setting not in EMBED_PRECISIONS:
+        raise ValueError(f"embed_precision must be one of {EMBED_PRECISIONS}, got {setting!r}")
+    if setting != "auto":
+        return setting
+    return "bfloat16" if torch.device(device).type == "cpu" and cpu_has_bf16() else "float32"
+
+
+def render_embed(renderer: Any, embedder: nn.Module, coeffs: Tensor, precision: str = "float32") -> Tensor:
     """Eq. 7's inputs: render predicted coefficients on black and embed the renders with FaceNet.
 
     Notebook 04, sections 4-5. Differentiable w.r.t. ``coeffs`` (the perceptual term's gradient path); the
@@ -112,13 +144,21 @@ def render_embed(renderer: Any, embedder: nn.Module, coeffs: Tensor) -> Tensor:
         renderer: a :class:`~occ3d_lib.render.renderer.FaceRenderer`.
         embedder: the FaceNet, ``(N, 3, S, S) -> (N, D)``.
         coeffs: ``(N, 257)`` predicted coefficients.
+        precision: "float32", or "bfloat16" to run the embedder under bf16 autocast (the renders stay
+            float32; :func:`resolve_embed_precision`).
 
     Returns:
-        ``(N, D)`` embeddings of the renders.
+        ``(N, D)`` float32 embeddings of the renders.
     """
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
     with full_precision():  # the rasteriser stays float32 under the Trainer's bf16 autocast
         out = renderer(coeffs.float().to(renderer.model.dtype))
-    return embedder(out.image.float().clamp(0, 1))
+    images = out.image.float().clamp(0, 1)
+    if precision == "bfloat16":
+        with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16):
+            return embedder(images).float()
+    return embedder(images)
 
 
 @torch.no_grad()
@@ -287,14 +327,15 @@ def get_label_pool(ctx: Context, settings: MopiSettings, sopi: nn.Module, embedd
                              settings=key)
 
 
-def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float = 0.8, freeze_bn: bool = False
-                 ) -> Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]:
+def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float = 0.8, freeze_bn: bool = False,
+                 embed_precision: str = "float32") -> Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]:
     """One MOPI step: Eq. 7 on the renders of the 7 heads' outputs, Eq. 8 against the SOPI label,
     Eq. 9 to combine. A term with weight 0 is computed without gradient (logged only).
     ``freeze_bn`` keeps every BatchNorm layer in eval mode (running statistics untouched): a MOPI
     batch holds only B identities x 7 views of the same faces, whose statistics are not the data's,
-    and a network started from SOPI should keep SOPI's. Returns ``loss``, ``perceptual``,
-    ``label``. Notebook 04, section 5."""
+    and a network started from SOPI should keep SOPI's. ``embed_precision`` ("float32" or "bfloat16") is
+    the FaceNet's in Eq. 7 (:func:`render_embed`). Returns ``loss``, ``perceptual``, ``label``.
+    Notebook 04, section 5."""
     if x1 < 0 or x2 < 0:
         raise ValueError(f"Eq. 9 weights must be non-negative, got x1={x1}, x2={x2}")
 
@@ -305,7 +346,7 @@ def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float 
         v = model(images).float()  # (B, W, 257)
         b, w = v.shape[:2]
         with torch.set_grad_enabled(torch.is_grad_enabled() and x1 > 0):
-            emb = render_embed(renderer, embedder, v.flatten(0, 1)).view(b, w, -1)
+            emb = render_embed(renderer, embedder, v.flatten(0, 1), embed_precision).view(b, w, -1)
             perc = losses.perceptual_loss(emb)
         with torch.set_grad_enabled(torch.is_grad_enabled() and x2 > 0):
             lab = losses.label_loss(v, batch["label"])
@@ -376,10 +417,15 @@ def make_mopi(profile: Any, sopi: ReconNet | None = None, init: str = "sopi",
 def mopi_config(ctx: Context, settings: MopiSettings, sopi_key: str, embedder_key: str) -> TrainConfig:
     """The TrainConfig of a MOPI run (its hash names the checkpoint folder)."""
     p = ctx.profile
-    st = {k: v for k, v in asdict(settings).items() if k != "labels"}  # pool and online draw the same batches
+    # pool and online draw the same batches; the precision enters as what it resolves to on this device,
+    # and only when it is not float32 (so float32 runs keep the key they had before the option existed)
+    st = {k: v for k, v in asdict(settings).items() if k not in ("labels", "embed_precision")}
     key = {"stage": "mopi", "version": 2, "settings": st, "weights": settings.weights,
            "sopi": sopi_key, "embedder": embedder_key, "backbone": p.backbone, "batch": p.mopi_batch_identities,
            "variants": p.n_occlusion_variants, "data": ctx.dataset.meta.get("key")}
+    precision = resolve_embed_precision(settings.embed_precision, ctx.device)
+    if precision != "float32":
+        key["embed_precision"] = precision
     return stage_config(ctx, "mopi", key, seed_offset=settings.seed_offset)
 
 
@@ -424,7 +470,8 @@ def train_mopi(ctx: Context, variant: str = "both", sopi: nn.Module | None = Non
                                  p.n_occlusion_variants, settings.kinds, settings.fill, ctx.device,
                                  settings.selection)
     # Eq. 7's FaceNet with its BatchNorm folded into its convolutions: the same function, a cheaper pass
-    step_fn = mopi_step_fn(renderer, fold_batchnorm(embedder), x1, x2, settings.freeze_bn)
+    step_fn = mopi_step_fn(renderer, fold_batchnorm(embedder), x1, x2, settings.freeze_bn,
+                           resolve_embed_precision(settings.embed_precision, ctx.device))
     return fit_stage(ctx, f"mopi-{settings.variant}", model, step_fn,
                      batch_fn, cfg, desc=f"MOPI ({settings.variant})", progress=progress, callback=callback)
 
