@@ -31,6 +31,9 @@ PINNED = {
     "teacher": "552ebceb5707c01f", "sopi": "9e830a645b35e495", "embedder": "6a4e222eaa80bea8",
     "mopi-both": "9649edf3d650b358", "mopi-label": "ffd0affab4958ccf",
 }
+#: MOPI on a CPU with native bf16, where Eq. 7's FaceNet runs in bfloat16 (``MopiSettings.embed_precision``
+#: "auto"): its own folders; elsewhere the float32 ones above, as before the option existed
+PINNED_BF16 = {**PINNED, "mopi-both": "d696fb0f25866c4d", "mopi-label": "ff1f92ab94768450"}
 
 
 def _ctx(tmp_path: Path, device: str = "cpu") -> Context:
@@ -50,8 +53,10 @@ def _hashes(ctx: Context) -> dict[str, str]:
             "mopi-label": mopi.mopi_config(ctx, mopi.MopiSettings(variant="label"), "sopi-w", "emb-w").hash()}
 
 
-def test_stage_hashes_are_pinned(tmp_path):
-    assert _hashes(_ctx(tmp_path)) == PINNED
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_stage_hashes_are_pinned(tmp_path, monkeypatch, native_bf16):
+    monkeypatch.setattr(mopi, "cpu_has_bf16", lambda: native_bf16)
+    assert _hashes(_ctx(tmp_path)) == (PINNED_BF16 if native_bf16 else PINNED)
 
 
 def test_sopi_with_eq6_alone_keeps_its_folder(tmp_path):
