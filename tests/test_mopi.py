@@ -188,6 +188,8 @@ def test_bf16_embedder_keeps_the_perceptual_gradient(toy):
     assert torch.nn.functional.cosine_similarity(g16.flatten(), g32.flatten(), dim=0) > 0.99
     with pytest.raises(ValueError, match="precision must be"):
         mopi.render_embed(ctx.renderer, emb, coeffs, "float16")
+    with pytest.raises(ValueError, match="resolve 'auto'"):
+        mopi.mopi_step_fn(ctx.renderer, emb, embed_precision="auto")
 
 
 def test_mopi_key_names_the_precision_only_when_it_is_not_float32(toy, monkeypatch):

@@ -338,6 +338,9 @@ def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float 
     Notebook 04, section 5."""
     if x1 < 0 or x2 < 0:
         raise ValueError(f"Eq. 9 weights must be non-negative, got x1={x1}, x2={x2}")
+    if embed_precision not in ("float32", "bfloat16"):
+        raise ValueError(f"embed_precision must be 'float32' or 'bfloat16' (resolve 'auto' with "
+                         f"resolve_embed_precision), got {embed_precision!r}")
 
     def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         if freeze_bn:
