@@ -10,7 +10,8 @@ occluded images) times, as medians of a few repetitions in one run:
     to the coefficients (a fixed cost that does not depend on the trunk), with FaceNet's BatchNorm folded
     into its convolutions and in the precision the training step runs it (``MopiSettings.embed_precision``:
     bfloat16 on a CPU with native bf16 arithmetic, float32 elsewhere), and for comparison unfolded in
-    float32 and, where the step runs bf16, folded in float32 (and the whole step with it so);
+    float32 and, where the step runs bf16, folded in float32 (and the whole step with it so; and the bare
+    unit under bf16 autocast, to show whether bf16 would move the unit too);
 - labels online: the batch function as an online run calls it (7 occlusions per identity, the
   frozen SOPI on the 7 images, render and embed its 7 predictions and the clean image, Eq. 8 pick);
 - labels pooled: serving the same batch from the run's label pool (how the course run trains:
@@ -73,11 +74,14 @@ def measure(profile: Any, reps: int) -> dict[str, Any]:
             opt.step()
         return run
 
-    def run_bare() -> None:
-        y = bare(flat)
-        opt2.zero_grad()
-        y.square().mean().backward()
-        opt2.step()
+    def bare_runner(bf16: bool) -> Callable[[], None]:
+        def run() -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                y = bare(flat)
+            opt2.zero_grad()
+            y.float().square().mean().backward()
+            opt2.step()
+        return run
 
     net2 = MultiOcclusionNet(p.backbone, n_heads=w).init_from_reconnet(sopi)
     opt3 = torch.optim.Adam(net2.parameters(), 1e-4)
@@ -97,12 +101,13 @@ def measure(profile: Any, reps: int) -> dict[str, Any]:
         return run
 
     counter = itertools.count()
-    fns = {"bare": run_bare, "step": step_runner(step_fn), "network": run_network,
+    fns = {"bare": bare_runner(False), "step": step_runner(step_fn), "network": run_network,
            "render_embed": render_embed(folded, precision), "render_embed_unfolded": render_embed(emb, "float32"),
            "online": lambda: online(0, g), "pooled": lambda: pooled(next(counter) % (reps + 1), g)}
     if precision != "float32":
         fns["render_embed_float32"] = render_embed(folded, "float32")
         fns["step_float32"] = step_runner(mopi.mopi_step_fn(ctx.renderer, folded, 0.2, 0.8, freeze_bn=True))
+        fns["bare_bf16"] = bare_runner(True)  # is the trunk, too, cheaper in bf16? (then the unit would move)
     t = interleaved_medians(fns, reps)
     shared = t["step"] + t["pooled"] + t["online"] / 3
     return {"profile": p, "identities": b, "variants": w, "images": b * w, "precision": precision, **t,
@@ -129,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  folded in float32 instead: {m['render_embed_float32'] * 1e3:.0f} ms = "
               f"{m['render_embed_float32'] / t_bare:.2f}x; the whole step with it in float32: "
               f"{m['step_float32'] * 1e3:.0f} ms = {m['step_float32'] / t_bare:.2f}x")
+        print(f"  (the bare unit under bf16 autocast: {m['bare_bf16'] * 1e3:.0f} ms = {m['bare_bf16'] / t_bare:.2f}x; "
+              "the unit stays float32, as the trunk trains)")
     print(f"labels online (occlusion, SOPI, renders, embeddings, Eq. 8 pick): {t_online * 1e3:.0f} ms = "
           f"{t_online / t_bare:.2f}x")
     print(f"labels from the pool: {t_pooled * 1e3:.1f} ms = {t_pooled / t_bare:.3f}x")
