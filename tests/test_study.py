@@ -271,3 +271,39 @@ def test_shipped_gpu_records_are_read_by_notebook_03():
     recs = study.load_study(study.DEVICE_STUDY_DIR)
     assert {r["profile"]["n_train_identities"] for r in recs} >= {1000, 4000}
     assert all(r["points"][-1]["step"] <= r["steps"] for r in recs)
+
+
+def _sopi_record(steps_pts, **kw):
+    pts = [{"step": 0, "cpu_s": 0.0, "clean": 2.0, "dhofi": 8.0, "shofi": 8.0}]
+    pts += [{"step": s, "cpu_s": 60.0 * s / 100, "clean": c, "dhofi": d, "shofi": h} for s, c, d, h in steps_pts]
+    return {"stage": "sopi", "teacher": {"pretrained": "abc"}, "landmark_weight": 0.0004, "freeze_bn": True,
+            "frozen_stages": 0, "mix_weights": {"none": 0.5, "shofi": 0.5}, "points": pts, **kw}
+
+
+def test_occluded_goal_reads_the_gap_step_by_step():
+    # step 100: clean 4, DHOFI 7 (gap 7 - 6 = +1), SHOFI 6.5 (+0.5); step 200: clean 3, DHOFI 5 (+0.5), SHOFI 4.6 (+0.1)
+    # step 300: clean 2, DHOFI 3.8 (+0.8, widens by 0.3), SHOFI 2.9 (-0.1, met)
+    rec = _sopi_record([(100, 4.0, 7.0, 6.5), (200, 3.0, 5.0, 4.6), (300, 2.0, 3.8, 2.9)])
+    md = study.occluded_goal_markdown(rec, kinds=("dhofi", "shofi"), goal=1.5)
+    assert "| 0 |" not in md  # the teacher's point is left out
+    assert "| 100 | 1.0 | 4.00 | 7.00 (1.75; +1.00) | 6.50 (1.62; +0.50) |" in md
+    assert "| 300 | 3.0 | 2.00 | 3.80 (1.90; +0.80) | 2.90 (1.45; -0.10) |" in md
+    assert "DHOFI widens it by 0.300 px per 100 steps; SHOFI meets it" in md
+    closing = study.occluded_goal_markdown(_sopi_record([(100, 4.0, 7.0, 6.5), (300, 3.0, 5.0, 4.6)]),
+                                           kinds=("dhofi", "shofi"), goal=1.5)
+    # DHOFI: +1.0 -> +0.5 over 200 steps = 0.25 px per 100 steps, 200 more steps on a straight line
+    assert "DHOFI closes it by 0.250 px per 100 steps (about 200 more steps on a straight line)" in closing
+    assert "No study record" in study.occluded_goal_markdown(None) and "study_course.py" in study.occluded_goal_markdown(None)
+    with pytest.raises(ValueError, match="no SOPI points"):
+        study.occluded_goal_markdown(_sopi_record([]), kinds=("dhofi",))
+
+
+def test_matching_sopi_record_is_the_longest_with_the_same_settings():
+    st = stages.SopiSettings(landmark_weight=0.0004, freeze_bn=True, mix={"none": 0.5, "shofi": 0.5})
+    short = _sopi_record([(100, 4.0, 7.0, 6.5)])
+    long = _sopi_record([(100, 4.0, 7.0, 6.5), (200, 3.0, 5.0, 4.6)])
+    others = [_sopi_record([(100, 4.0, 7.0, 6.5), (200, 3.0, 5.0, 4.6), (300, 1, 1, 1)], **kw)
+              for kw in ({"lr_set": True}, {"freeze_bn": False}, {"landmark_weight": 0.0016}, {"frozen_stages": 9},
+                         {"mix_weights": {"none": 1.0}}, {"teacher": {}})]
+    assert study.matching_sopi_record([short, long, *others], st) is long
+    assert study.matching_sopi_record(others, st) is None

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from occ3d_lib.core.thresholds import COURSE_GOAL_DENSE, COURSE_GOAL_ME
+from occ3d_lib.core.thresholds import COURSE_GOAL_DENSE, COURSE_GOAL_ME, COURSE_GOAL_OCCLUDED
 
 #: Where the committed study records live, relative to the repository root.
 STUDY_DIR = Path(__file__).resolve().parents[2] / "docs" / "course_study"
@@ -313,6 +313,84 @@ def sopi_markdown(records: Sequence[Mapping[str, Any]], kinds: Sequence[str] = (
         f"{base['baseline_' + k]:.2f}" if "baseline_" + k in base else "" for k in kinds) + " |"
                  + (" |" if with_hist else ""))
     return "\n".join(lines)
+
+
+#: The command that writes a SOPI study record from the shipped teacher (add the settings' options).
+SOPI_STUDY_COMMAND = (".venv/bin/python benchmarks/study_course.py --setup \"efficientnet_lite0 imagenet, no photometric\" "
+                      "--pretrained-teacher --sopi-steps 2400 --eval-every 600 --out docs/course_study")
+
+
+def matching_sopi_record(records: Sequence[Mapping[str, Any]], settings: Any) -> Mapping[str, Any] | None:
+    """The longest SOPI study record made from the shipped teacher with ``settings`` and the profile's learning rate.
+
+    Notebook 03 section 6 uses it to read the course's own SOPI recipe from the study.
+
+    Args:
+        records: SOPI study records (:func:`load_sopi_study`).
+        settings: resolved SOPI settings (``stages.SopiSettings``): its ``landmark_weight``, ``mix``,
+            ``freeze_bn`` and ``frozen_stages`` must equal the record's.
+
+    Returns:
+        The matching record with the most steps, or None when none matches (the paper profile's settings,
+        say: :func:`occluded_goal_markdown` then says so).
+    """
+    def same(r: Mapping[str, Any]) -> bool:
+        return (bool(r.get("teacher", {}).get("pretrained")) and not r.get("lr_set")
+                and float(r.get("landmark_weight") or 0.0) == float(settings.landmark_weight or 0.0)
+                and dict(r.get("mix_weights") or {}) == dict(settings.mix)
+                and bool(r.get("freeze_bn")) == bool(settings.freeze_bn)
+                and int(r.get("frozen_stages") or 0) == int(settings.frozen_stages or 0))
+
+    found = [r for r in records if same(r)]
+    return max(found, key=lambda r: r["points"][-1]["step"]) if found else None
+
+
+def occluded_goal_markdown(record: Mapping[str, Any] | None, kinds: Sequence[str] = ("dsofi", "dhofi", "shofi"),
+                           goal: float = COURSE_GOAL_OCCLUDED) -> str:
+    """How far a SOPI study run is from the course goal "occluded ME <= ``goal`` x clean ME", step by step.
+
+    For each recorded SOPI step (step 0, the teacher, is left out) and each kind: the ME, its ratio to the
+    clean ME and the gap ``ME - goal x clean`` in pixels (<= 0: goal met). A closing paragraph reads the last
+    interval: per kind, whether the gap closed or widened, and by how much per 100 steps. Notebook 03 section 6.
+
+    Args:
+        record: one SOPI study record (e.g. :func:`matching_sopi_record`), with at least one step > 0; None
+            gives a sentence saying that no record was made with these settings and the command that makes one.
+        kinds: the occluded kinds to read (each must be in the record's points).
+        goal: the ratio to reach (default :data:`occ3d_lib.core.thresholds.COURSE_GOAL_OCCLUDED`).
+
+    Returns:
+        A markdown table and a paragraph, as a str.
+    """
+    if record is None:
+        return (f"No study record was made with this profile's SOPI settings, so there is no curve to read; "
+                f"`{SOPI_STUDY_COMMAND}`, with the options of these settings, makes one.")
+    pts = [p for p in record["points"] if p["step"] > 0]
+    if not pts or any(k not in p for p in pts for k in kinds):
+        raise ValueError(f"the record has no SOPI points with {list(kinds)}; rerun the study")
+    head = "| SOPI step | CPU min | clean | " + " | ".join(f"{k.upper()} (ratio; gap px)" for k in kinds) + " |"
+    lines = [head, "|" + "---|" * (len(kinds) + 3)]
+    for p in pts:
+        cells = [f"{p[k]:.2f} ({p[k] / p['clean']:.2f}; {p[k] - goal * p['clean']:+.2f})" for k in kinds]
+        lines.append(f"| {p['step']} | {p['cpu_s'] / 60:.1f} | {p['clean']:.2f} | " + " | ".join(cells) + " |")
+    text = [f"The gap is the occluded error minus {goal:g} x the clean error: the goal is met where it is at most 0."]
+    if len(pts) >= 2:
+        a, b = pts[-2], pts[-1]
+        per = 100 / (b["step"] - a["step"])
+        reading = []
+        for k in kinds:
+            ga, gb = a[k] - goal * a["clean"], b[k] - goal * b["clean"]
+            if gb <= 0:
+                reading.append(f"{k.upper()} meets it")
+            elif gb < ga:
+                reading.append(f"{k.upper()} closes it by {(ga - gb) * per:.3f} px per 100 steps "
+                               f"(about {gb / ((ga - gb) * per) * 100:.0f} more steps on a straight line)")
+            else:
+                reading.append(f"{k.upper()} widens it by {(gb - ga) * per:.3f} px per 100 steps")
+        text.append(f"Between steps {a['step']} and {b['step']} the clean error fell from {a['clean']:.2f} to "
+                    f"{b['clean']:.2f} px; " + "; ".join(reading) + ". Where a gap widens, more steps of this recipe "
+                    "lower the clean error as fast as the occluded one and do not bring the ratio down.")
+    return "\n".join(lines) + "\n\n" + " ".join(text)
 
 
 def _loop_seconds(records: Sequence[Mapping[str, Any]]) -> float:
