@@ -70,7 +70,8 @@ LABEL_MODES = ("auto", "pool", "online")
 SELECTIONS = ("facenet", "oracle", "random")
 #: The precision of Eq. 7's frozen FaceNet in a training step: "auto" is bfloat16 on a CPU with native bf16
 #: arithmetic (:func:`occ3d_lib.core.envinfo.cpu_has_bf16`), float32 elsewhere (on CUDA the Trainer's amp decides).
-EMBED_PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS = ("float32", "bfloat16")  # what "auto" resolves to (resolve_embed_precision)
+EMBED_PRECISIONS = ("auto", *PRECISIONS)
 #: A label pool larger than this (bytes of its 8-bit occluded images) is not built; "auto" goes online.
 POOL_MAX_BYTES = 1 << 30
 
@@ -150,8 +151,8 @@ def render_embed(renderer: Any, embedder: nn.Module, coeffs: Tensor, precision: 
     Returns:
         ``(N, D)`` float32 embeddings of the renders.
     """
-    if precision not in ("float32", "bfloat16"):
-        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     with full_precision():  # the rasteriser stays float32 under the Trainer's bf16 autocast
         out = renderer(coeffs.float().to(renderer.model.dtype))
     images = out.image.float().clamp(0, 1)
@@ -338,8 +339,8 @@ def mopi_step_fn(renderer: Any, embedder: nn.Module, x1: float = 0.2, x2: float 
     Notebook 04, section 5."""
     if x1 < 0 or x2 < 0:
         raise ValueError(f"Eq. 9 weights must be non-negative, got x1={x1}, x2={x2}")
-    if embed_precision not in ("float32", "bfloat16"):
-        raise ValueError(f"embed_precision must be 'float32' or 'bfloat16' (resolve 'auto' with "
+    if embed_precision not in PRECISIONS:
+        raise ValueError(f"embed_precision must be one of {PRECISIONS} (resolve 'auto' with "
                          f"resolve_embed_precision), got {embed_precision!r}")
 
     def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -473,8 +474,9 @@ def train_mopi(ctx: Context, variant: str = "both", sopi: nn.Module | None = Non
                                  p.n_occlusion_variants, settings.kinds, settings.fill, ctx.device,
                                  settings.selection)
     # Eq. 7's FaceNet with its BatchNorm folded into its convolutions: the same function, a cheaper pass
+    # in the precision the run's key was made with (resolved once, in mopi_config)
     step_fn = mopi_step_fn(renderer, fold_batchnorm(embedder), x1, x2, settings.freeze_bn,
-                           resolve_embed_precision(settings.embed_precision, ctx.device))
+                           cfg.key.get("embed_precision", "float32"))
     return fit_stage(ctx, f"mopi-{settings.variant}", model, step_fn,
                      batch_fn, cfg, desc=f"MOPI ({settings.variant})", progress=progress, callback=callback)
 
